@@ -1,0 +1,2 @@
+cdef extern from "redpak.h":
+    const char *rp_version()

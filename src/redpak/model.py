@@ -1,0 +1,243 @@
+"""The data model of one node's configuration: what config.py produces from a YAML file.
+
+Plain frozen dataclasses, no behaviour, no I/O: merge (family.py) and compile (plan.py)
+are pure functions over these. Every value remembers the line it came from.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class ExportMode(enum.Enum):
+    """SPEC §4. Values are the canonical spelling; YAML matches case-insensitively."""
+
+    PUBLIC = "Public"
+    RESTRICTED = "Restricted"
+    PRIVATE = "Private"
+    PRIVATE_RESTRICTED = "PrivateRestricted"
+    PUBLIC_FILE = "PublicFile"
+    RESTRICTED_FILE = "RestrictedFile"
+    PRIVATE_FILE = "PrivateFile"
+    ANONYMOUS = "Anonymous"
+    SYMLINK = "Symlink"
+    EXECFD = "Execfd"
+    INTERNAL = "Internal"
+    TMPFS = "Tmpfs"
+    PROCFS = "Procfs"
+    DEVFS = "Devfs"
+    MQUEUE = "Mqueue"
+    LOCK = "Lock"
+    USERDB = "UserDb"   # redpak extension: /etc/passwd or /etc/group (path: passwd|group)
+                        # generated natively for the running user, no shell at launch
+
+    @property
+    def private(self) -> bool:
+        """Private* exports apply to their own node only, never to descendants."""
+        return self in (ExportMode.PRIVATE, ExportMode.PRIVATE_RESTRICTED, ExportMode.PRIVATE_FILE)
+
+    @property
+    def readonly(self) -> bool:
+        return self in (ExportMode.RESTRICTED, ExportMode.PRIVATE_RESTRICTED,
+                        ExportMode.RESTRICTED_FILE, ExportMode.EXECFD)
+
+    @property
+    def is_bind(self) -> bool:
+        return self in (ExportMode.PUBLIC, ExportMode.RESTRICTED, ExportMode.PRIVATE,
+                        ExportMode.PRIVATE_RESTRICTED, ExportMode.PUBLIC_FILE,
+                        ExportMode.RESTRICTED_FILE, ExportMode.PRIVATE_FILE)
+
+    @property
+    def is_file(self) -> bool:
+        return self in (ExportMode.PUBLIC_FILE, ExportMode.RESTRICTED_FILE,
+                        ExportMode.PRIVATE_FILE)
+
+
+class EnvMode(enum.Enum):
+    """SPEC §5 environ modes."""
+
+    DEFAULT = "Default"
+    STATIC = "Static"
+    EXECFD = "Execfd"
+    REMOVE = "Remove"
+    INHERIT = "Inherit"
+
+
+class Share(enum.Enum):
+    """State of one namespace key: share the caller's, unshare, inherit, or join a path."""
+
+    ENABLED = "enabled"    # share the caller's namespace
+    DISABLED = "disabled"  # a new namespace
+    UNSET = "unset"        # say nothing: an ancestor's value, else the default
+    JOIN = "join"          # setns() into ShareValue.path
+
+
+class Tristate(enum.Enum):
+    """die-with-parent, new-session: enabled / disabled / unset."""
+
+    ENABLED = "enabled"
+    DISABLED = "disabled"
+    UNSET = "unset"
+
+
+NAMESPACES = ("user", "cgroup", "net", "pid", "ipc", "time", "uts")
+"""Namespaces a config can share (share_<ns>); the mount namespace is always new."""
+
+
+@dataclass(frozen=True)
+class ShareValue:
+    state: Share
+    path: str = ""  # only for Share.JOIN: e.g. /proc/1234/ns/net (may hold variables)
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Export:
+    mode: ExportMode
+    mount: str                  # unexpanded, as written
+    path: str | None = None     # unexpanded source; None means "same as mount"
+    info: str | None = None
+    warn: str | None = None
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class EnvEntry:
+    key: str
+    value: str | None = None    # None: no value given (treated as empty, never a crash)
+    mode: EnvMode = EnvMode.DEFAULT
+    info: str | None = None
+    warn: str | None = None
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Capability:
+    cap: str          # canonical lower case with prefix: "cap_net_admin", or "all"
+    add: bool
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class CgroupSettings:
+    """cgroup v2 semantics, values as written after validation (strings such as '64M',
+    'max', '50000 100000'); None = not set. Unit conversion happens in plan compilation."""
+
+    cpuset_cpus: str | None = None
+    cpuset_mems: str | None = None
+    cpuset_cpus_partition: str | None = None
+    mem_min: str | None = None
+    mem_low: str | None = None
+    mem_high: str | None = None
+    mem_max: str | None = None
+    mem_oom_group: bool | None = None
+    mem_swap_high: str | None = None
+    mem_swap_max: str | None = None
+    cpu_weight: int | None = None
+    cpu_weight_nice: int | None = None
+    cpu_max: str | None = None
+    io_weight: str | None = None
+    io_max: str | None = None
+    pids_max: str | None = None
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class SeccompSettings:
+    profile: str | None = None          # "default" | "none" | None (not said)
+    deny: tuple[str, ...] = ()
+    allow: tuple[str, ...] = ()
+    errno: str | None = None            # e.g. "EPERM"
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class LandlockSettings:
+    enabled: bool | None = None
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The `config` section. Field names are the YAML keys in snake_case
+    (`die-with-parent` -> die_with_parent). None (or empty) means "not set in this file"."""
+
+    path: tuple[str, ...] | None = None
+    ldpath: tuple[str, ...] | None = None
+    rpmdir: str | None = None
+    persistdir: str | None = None
+    cachedir: str | None = None
+    gpgcheck: bool | None = None
+    verbose: int | None = None
+    umask: int | None = None            # parsed from an octal string: "027" -> 0o027
+    hostname: str | None = None
+    chdir: str | None = None
+    set_user: str | None = None         # name or number, as written
+    set_group: str | None = None
+    smack: str | None = None
+    capabilities: tuple[Capability, ...] = ()
+    share_all: ShareValue | None = None
+    share_user: ShareValue | None = None
+    share_cgroup: ShareValue | None = None
+    share_net: ShareValue | None = None
+    share_pid: ShareValue | None = None
+    share_ipc: ShareValue | None = None
+    share_time: ShareValue | None = None
+    share_uts: ShareValue | None = None
+    die_with_parent: Tristate | None = None
+    new_session: Tristate | None = None
+    map_root_user: bool | None = None
+    inherit_env: bool | None = None
+    cgrouproot: str | None = None
+    cgroups: CgroupSettings | None = None
+    seccomp: SeccompSettings | None = None
+    landlock: LandlockSettings | None = None
+    unsafe: bool | None = None
+    lines: dict[str, int] = field(default_factory=dict, compare=False, hash=False)
+    """Line of each key present in the file, by field name (e.g. 'share_net': 12)."""
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """One parsed and validated YAML file (normal or admin config of one node)."""
+
+    file: str                   # path of the YAML file it came from
+    alias: str
+    name: str | None = None
+    info: str | None = None
+    settings: Settings = field(default_factory=Settings)
+    exports: tuple[Export, ...] = ()
+    environ: tuple[EnvEntry, ...] = ()
+    warnings: tuple[str, ...] = ()   # non-fatal: obsolete keys ('maxage', 'inherit')
+
+
+class NodeState(enum.Enum):
+    ENABLE = "Enable"
+    DISABLE = "Disable"
+    UNKNOWN = "Unknown"
+    ERROR = "Error"
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """The node's `.rednode.yaml`."""
+
+    realpath: str
+    state: NodeState
+    info: str = ""
+    timestamp: int = 0          # ms since the epoch
+
+
+@dataclass(frozen=True)
+class Node:
+    """One node on disk: its directory, status and configs (admin config optional)."""
+
+    path: str                   # absolute, normalised
+    status: NodeStatus
+    config: NodeConfig
+    admin: NodeConfig | None = None
+
+    @property
+    def alias(self) -> str:
+        return self.config.alias

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what redpak needs on a Debian 12 machine (idempotent, non-interactive) and
+# creates .venv (Debian's python3, so librpm/libsolv bindings and other users can use it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEBS=(
+    python3 python3-venv python3-dev python3-yaml python3-rpm python3-solv
+    gcc make rpm librpm-dev createrepo-c libsolv-dev libsolvext-dev
+    libseccomp-dev libcap-dev busybox-static bubblewrap crun hyperfine strace
+    util-linux procps
+)
+
+missing=()
+for p in "${DEBS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "setup: missing Debian packages: ${missing[*]} (run this script as root)" >&2
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    /usr/bin/python3 -m venv --system-site-packages .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip setuptools wheel "Cython>=0.29"
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-build-isolation -e ".[test]"
+echo "setup: ready (.venv)"
