@@ -1,0 +1,452 @@
+# Variable expansion in config values (SPEC §5): $NAME, ${NAME}, \$ and $(command), the
+# built-in variables, and expand_family() which expands a merged FamilyConfig in place of
+# each entry's own node. Records what an expansion depended on, for plan caching.
+"""Expand variables in config strings.
+
+Syntax: `$NAME` and `${NAME}` (NAME is `[A-Za-z_][A-Za-z0-9_]*`, case-sensitive); `\\$` is a
+literal `$` (no other backslash is special); `$(command)` is the stdout of
+`/bin/sh -c command` with its final newlines removed, run with stdin from /dev/null, in a
+new session, with a timeout (5 s by default); a failure, a signal or a timeout is an
+ExpandError naming the key, the command and the first line of its stderr. A `$` not
+followed by a name, `{` or `(` stays as it is.
+
+Lookup of NAME, first match wins:
+1. the fixed built-ins: NODE_* (the node whose entry is expanded), LEAF_*, REDNODE_*,
+   UID, GID, PID, TODAY, UUID — a config cannot shadow these;
+2. the family's environ definitions: every standing environ entry of mode Default
+   (its value expanded in its own node's context, once, then reused) or Static (verbatim).
+   Definitions are order-independent: any entry may refer to any other. An entry that
+   refers to itself, directly or through a cycle, is an ExpandError
+   ("variable FOO refers to itself (FOO -> BAR -> FOO)"). Execfd, Inherit and Remove
+   entries are resolved at launch and are not definitions;
+3. the caller's environment (values are used verbatim, never expanded again);
+4. defaults: USER/LOGNAME 'Unknown', HOSTNAME 'localhost', NODE_PREFIX '/var/redpak',
+   redpak_MAIN 'main', redpak_TMPL the installed templates, REDPESK_VERSION '3',
+   CGROUPS_MOUNT_POINT '/sys/fs/cgroup'; anything else is empty.
+
+A $(command) sees the caller's environment plus the built-ins and defaults above.
+Dependencies are tracked for launch-plan caching: `used_env` maps every caller-environment
+name looked up to its value (None when it was absent) and `volatile` is true once PID,
+UUID, TODAY or a command was used (the result cannot be cached).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ExpandError
+from .family import FamilyConfig, MergeWarning, Origin, Sourced, yaml_key
+from .model import EnvMode, Node, Share
+
+DEFAULT_TIMEOUT = 5.0
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_FIXED = ("NODE_ALIAS", "NODE_NAME", "NODE_PATH", "NODE_INFO", "LEAF_ALIAS", "LEAF_NAME",
+          "LEAF_PATH", "LEAF_INFO", "REDNODE_CONF", "REDNODE_ADMIN", "REDNODE_STATUS",
+          "REDNODE_VARDIR", "REDNODE_REPODIR", "REDNODE_LOCK", "UID", "GID", "PID", "TODAY",
+          "UUID")
+_VOLATILE = frozenset({"PID", "TODAY", "UUID"})
+
+
+def default_templates_dir() -> str:
+    """The templates directory installed with redpak."""
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
+
+
+def _defaults(templates_dir: str) -> dict[str, str]:
+    return {"USER": "Unknown", "LOGNAME": "Unknown", "HOSTNAME": "localhost",
+            "NODE_PREFIX": "/var/redpak", "redpak_MAIN": "main", "redpak_TMPL": templates_dir,
+            "REDPESK_VERSION": "3", "CGROUPS_MOUNT_POINT": "/sys/fs/cgroup"}
+
+
+@dataclass(frozen=True)
+class Definition:
+    """A family environ entry usable as a variable: Static values are taken verbatim,
+    Default values are expanded in `node`'s context."""
+
+    key: str
+    value: str
+    static: bool
+    node: Node
+    file: str = ""
+    line: int = 0
+
+
+@dataclass
+class _Session:
+    """State shared by all contexts of one expansion (one launch / one mergeconfig)."""
+
+    leaf: Node
+    environ: Mapping[str, str]
+    uid: int
+    gid: int
+    pid: int
+    timeout: float
+    templates_dir: str
+    definitions: dict[str, Definition]
+    used_env: dict[str, str | None] = field(default_factory=dict)
+    volatile: bool = False
+    memo: dict[str, str] = field(default_factory=dict)
+    resolving: list[str] = field(default_factory=list)
+    uuid: str = ""
+    today: str = ""
+
+
+class ExpansionContext:
+    """Expands strings as seen from one node of a family; contexts made by with_node()
+    share the same UUID, definitions and dependency record."""
+
+    def __init__(self, node: Node, leaf: Node | None, environ: Mapping[str, str], uid: int,
+                 gid: int, pid: int, command_timeout: float = DEFAULT_TIMEOUT, *,
+                 templates_dir: str | None = None, definitions: Iterable[Definition] = ()):
+        self.node = node
+        self._s = _Session(leaf if leaf is not None else node, environ, uid, gid, pid,
+                           command_timeout, templates_dir or default_templates_dir(),
+                           {d.key: d for d in definitions})
+
+    def with_node(self, node: Node) -> ExpansionContext:
+        """A context for another node of the same family, sharing this one's session."""
+        other = object.__new__(ExpansionContext)
+        other.node, other._s = node, self._s
+        return other
+
+    @property
+    def used_env(self) -> dict[str, str | None]:
+        """Caller-environment names looked up, with their values (None: absent)."""
+        return dict(self._s.used_env)
+
+    @property
+    def volatile(self) -> bool:
+        """True once PID, UUID, TODAY or a $(command) was used."""
+        return self._s.volatile
+
+    def expand(self, text: str, key: str, file: str | None = None, line: int = 0) -> str:
+        """Expand `text`, the value of `key` in `file` (default: the node's config).
+        Raises ExpandError naming file, line and key."""
+        return self._expand(text, key, file if file is not None else self.node.config.file,
+                            line)
+
+    def resolve(self, name: str, key: str = "", file: str | None = None, line: int = 0) -> str:
+        """The value of variable `name` in this context. Raises ExpandError."""
+        return self._lookup(name, (key or name, file or self.node.config.file, line))
+
+    def definition_value(self, key: str) -> str:
+        """The value of the family environ definition `key` (expanded once, in its own
+        node's context). Raises KeyError if there is none, ExpandError if it cannot expand."""
+        d = self._s.definitions[key]
+        return self._definition(d, (f"environ {key}", d.file, d.line))
+
+    # -- internals -------------------------------------------------------------------
+
+    def _fixed(self, name: str) -> str | None:
+        s, node = self._s, self.node
+        if name in _VOLATILE:
+            s.volatile = True
+            if name == "PID":
+                return str(s.pid)
+            if name == "UUID":
+                if not s.uuid:
+                    import uuid  # rarely used
+
+                    s.uuid = str(uuid.uuid4())
+                return s.uuid
+            if not s.today:
+                import datetime
+
+                s.today = datetime.date.today().isoformat()
+            return s.today
+        if name == "UID":
+            return str(s.uid)
+        if name == "GID":
+            return str(s.gid)
+        who, _, what = name.partition("_")
+        if who in ("NODE", "LEAF") and what in ("ALIAS", "NAME", "PATH", "INFO"):
+            target = node if who == "NODE" else s.leaf
+            if what == "PATH":
+                return target.path
+            return {"ALIAS": target.config.alias, "NAME": target.config.name,
+                    "INFO": target.config.info}[what] or ""
+        base = node.path.rstrip("/")
+        return {"REDNODE_CONF": f"{base}/etc/redpak.yaml",
+                "REDNODE_ADMIN": f"{base}/etc/redpak-admin.yaml",
+                "REDNODE_STATUS": f"{base}/.rednode.yaml",
+                "REDNODE_VARDIR": f"{base}/var/lib/rpm",
+                "REDNODE_REPODIR": f"{base}/etc/yum.repos.d",
+                "REDNODE_LOCK": f"{base}/.rpm.lock"}.get(name)
+
+    def _lookup(self, name: str, where: tuple[str, str, int]) -> str:
+        value = self._fixed(name) if name in _FIXED else None
+        if value is not None:
+            return value
+        s = self._s
+        if name in s.definitions:
+            return self._definition(s.definitions[name], where)
+        if name in s.environ:
+            s.used_env[name] = s.environ[name]
+            return s.environ[name]
+        s.used_env.setdefault(name, None)
+        return _defaults(s.templates_dir).get(name, "")
+
+    def _definition(self, d: Definition, where: tuple[str, str, int]) -> str:
+        s = self._s
+        if d.static:
+            return d.value
+        if d.key in s.memo:
+            return s.memo[d.key]
+        if d.key in s.resolving:
+            chain = " -> ".join(s.resolving[s.resolving.index(d.key):] + [d.key])
+            raise ExpandError(f"{_where(d.file, d.line)}: environ {d.key}: variable {d.key} "
+                              f"refers to itself ({chain}) (give it a value that does not "
+                              f"use ${d.key}, or use mode Inherit for the caller's value)")
+        s.resolving.append(d.key)
+        try:
+            value = self.with_node(d.node)._expand(d.value, f"environ {d.key}", d.file, d.line)
+        finally:
+            s.resolving.pop()
+        s.memo[d.key] = value
+        return value
+
+    def _expand(self, text: str, key: str, file: str, line: int) -> str:
+        where = (key, file, line)
+        out: list[str] = []
+        i, n = 0, len(text)
+        while i < n:
+            j = _next_special(text, i)
+            out.append(text[i:j])
+            i = j
+            if i >= n:
+                break
+            if text[i] == "\\":  # only "\$" reaches here
+                out.append("$")
+                i += 2
+                continue
+            nxt = text[i + 1] if i + 1 < n else ""
+            if nxt == "{":
+                close = text.find("}", i + 2)
+                if close < 0:
+                    raise ExpandError(f"{_where(file, line)}: {key}: unterminated ${{ in "
+                                      f"{text!r} (close it with }}, or write \\$ for a $)")
+                name = text[i + 2:close]
+                if not _NAME.fullmatch(name):
+                    raise ExpandError(f"{_where(file, line)}: {key}: '${{{name}}}' is not a "
+                                      "variable name (letters, digits and _ only)")
+                out.append(self._lookup(name, where))
+                i = close + 1
+            elif nxt == "(":
+                close = _matching_paren(text, i + 1)
+                if close < 0:
+                    raise ExpandError(f"{_where(file, line)}: {key}: unterminated $( in "
+                                      f"{text!r} (close it with ), or write \\$ for a $)")
+                out.append(self._run(text[i + 2:close], where))
+                i = close + 1
+            else:
+                m = _NAME.match(text, i + 1)
+                if m:
+                    out.append(self._lookup(m.group(), where))
+                    i = m.end()
+                else:
+                    out.append("$")
+                    i += 1
+        return "".join(out)
+
+    def _command_env(self) -> dict[str, str]:
+        s = self._s
+        env = dict(_defaults(s.templates_dir))
+        env.update(s.environ)
+        for name in _FIXED:
+            if name not in _VOLATILE:
+                env[name] = self._fixed(name) or ""
+        env["PID"] = str(s.pid)
+        return env
+
+    def _run(self, command: str, where: tuple[str, str, int]) -> str:
+        import subprocess  # only configs with $(command) pay for it
+
+        key, file, line = where
+        s = self._s
+        s.volatile = True
+        prefix = f"{_where(file, line)}: {key}: command `{command}`"
+        try:
+            proc = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    env=self._command_env(), start_new_session=True,
+                                    close_fds=True)
+        except OSError as err:
+            raise ExpandError(f"{prefix} could not start: {err.strerror}") from err
+        try:
+            out, err = proc.communicate(timeout=s.timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            raise ExpandError(f"{prefix} timed out after {s.timeout:g} s (make it finish "
+                              "sooner, or compute the value another way)") from None
+        if proc.returncode != 0:
+            first = err.decode("utf-8", "replace").strip().splitlines()
+            how = (f"was killed by signal {-proc.returncode}" if proc.returncode < 0
+                   else f"failed with status {proc.returncode}")
+            raise ExpandError(f"{prefix} {how}" + (f": {first[0]}" if first else ""))
+        return out.decode("utf-8", "surrogateescape").rstrip("\n")
+
+
+def _kill_group(proc: Any) -> None:
+    """Kill the command (a subprocess.Popen) and everything it started in its session
+    (its process group), before reaping it so its pid cannot be reused meanwhile."""
+    import signal
+
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()
+    proc.wait()
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
+def _where(file: str, line: int) -> str:
+    return f"{file}:{line}" if line else file
+
+
+def _next_special(text: str, i: int) -> int:
+    """Index of the next '$' or '\\$' at or after i (len(text) if none)."""
+    j = text.find("$", i)
+    if j < 0:
+        return len(text)
+    return j - 1 if j > i and text[j - 1] == "\\" else j
+
+
+def _matching_paren(text: str, open_at: int) -> int:
+    """Index of the ')' closing the '(' at open_at, skipping quoted text; -1 if none."""
+    depth, i, quote = 0, open_at, ""
+    while i < len(text):
+        c = text[i]
+        if quote == "'":
+            if c == "'":
+                quote = ""
+        elif c == "\\":
+            i += 1
+        elif quote == '"':
+            if c == '"':
+                quote = ""
+        elif c in "'\"":
+            quote = c
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return -1
+
+
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExpandedFamily:
+    """A FamilyConfig with every expandable string expanded (family.expanded is True), and
+    what the expansion depended on."""
+
+    family: FamilyConfig
+    used_env: Mapping[str, str | None] = field(default_factory=dict, hash=False)
+    volatile: bool = False
+
+    def to_dict(self, origins: bool = True) -> dict[str, Any]:
+        """Plain dict for `redconf mergeconfig --expand`."""
+        return self.family.to_dict(origins)
+
+
+_STRING_SETTINGS = ("hostname", "chdir", "rpmdir", "persistdir", "cachedir", "cgrouproot",
+                    "smack", "set_user", "set_group")
+
+
+def expand_family(family: FamilyConfig, environ: Mapping[str, str], uid: int, gid: int,
+                  pid: int, *, templates_dir: str | None = None,
+                  command_timeout: float = DEFAULT_TIMEOUT) -> ExpandedFamily:
+    """Expand every expandable string of a merged family, each in the context of the node
+    that defined it. Raises ExpandError naming the file, line and key."""
+    by_path = {n.path: n for n in family.nodes}
+
+    def node_of(origin: Origin | None) -> Node:
+        return by_path.get(origin.path, family.leaf) if origin is not None else family.leaf
+
+    definitions = [Definition(s.value.key, s.value.value or "", s.value.mode is EnvMode.STATIC,
+                              node_of(s.origin), s.origin.file if s.origin else "",
+                              s.origin.line if s.origin else 0)
+                   for s in family.environ if s.value.mode in (EnvMode.DEFAULT, EnvMode.STATIC)]
+    root = ExpansionContext(family.leaf, family.leaf, environ, uid, gid, pid, command_timeout,
+                            templates_dir=templates_dir, definitions=definitions)
+
+    def expand(s: Sourced[str], key: str) -> str:
+        o = s.origin
+        ctx = root.with_node(node_of(o))
+        return ctx.expand(s.value, key, o.file if o else None, o.line if o else 0)
+
+    changes: dict[str, Any] = {}
+    for name in _STRING_SETTINGS:
+        s = getattr(family, name)
+        if s is not None:
+            changes[name] = dataclasses.replace(s, value=expand(s, yaml_key(name)))
+
+    for name in ("path", "ldpath"):
+        seen: set[str] = set()
+        entries: list[Sourced[str]] = []
+        for s in getattr(family, name):
+            for part in expand(s, f"{name} entry '{s.value}'").split(":"):
+                if part and part not in seen:
+                    seen.add(part)
+                    entries.append(dataclasses.replace(s, value=part))
+        changes[name] = tuple(entries)
+
+    namespaces = {}
+    for ns, s in family.namespaces.items():
+        if s.value.state is Share.JOIN:
+            key = s.origin.key if s.origin else f"share_{ns}"
+            s = dataclasses.replace(s, value=dataclasses.replace(
+                s.value, path=expand(Sourced(s.value.path, s.origins), key)))
+        namespaces[ns] = s
+    changes["namespaces"] = namespaces
+
+    warnings = list(family.warnings)
+    exports: list[Sourced[Any]] = []
+    mounts: dict[str, Origin | None] = {}
+    for s in family.exports:
+        key = s.origin.key if s.origin else "exports"
+        e = s.value
+        mount = expand(Sourced(e.mount, s.origins), f"{key}.mount")
+        path = expand(Sourced(e.path, s.origins), f"{key}.path") if e.path is not None else None
+        norm = re.sub(r"/{2,}", "/", mount).rstrip("/") or "/"
+        if norm in mounts:
+            prev, this = mounts[norm], s.origin
+            if prev is not None and this is not None:
+                warnings.append(MergeWarning(
+                    f"exports {mount}", f"exports {mount}: {this.describe()} mounts "
+                    f"{e.mount!r} on the same point as {prev.describe()} once expanded: "
+                    "ignored; the ancestor's entry stands", "warning", prev, this))
+            continue
+        mounts[norm] = s.origin
+        exports.append(dataclasses.replace(s, value=dataclasses.replace(e, mount=mount,
+                                                                         path=path)))
+    changes["exports"] = tuple(exports)
+
+    environ_out = []
+    for s in family.environ:
+        e = s.value
+        if e.mode is EnvMode.DEFAULT:
+            value = root.definition_value(e.key)
+            s = dataclasses.replace(s, value=dataclasses.replace(e, value=value))
+        elif e.mode is EnvMode.STATIC and e.value is None:
+            s = dataclasses.replace(s, value=dataclasses.replace(e, value=""))
+        environ_out.append(s)
+    changes["environ"] = tuple(environ_out)
+
+    expanded = dataclasses.replace(family, expanded=True, warnings=tuple(warnings), **changes)
+    return ExpandedFamily(expanded, root.used_env, root.volatile)
+
+
+__all__ = ["DEFAULT_TIMEOUT", "Definition", "ExpandedFamily", "ExpansionContext",
+           "default_templates_dir", "expand_family"]

@@ -1,0 +1,931 @@
+# Merging a node family into one FamilyConfig (SPEC §3, the "Russian doll"): pure functions
+# over already-loaded NodeConfig objects. Every winning entry keeps its origin; every
+# overridden or ignored entry becomes a MergeWarning.
+"""Merge a family of nodes (root-most first, the leaf last) into one FamilyConfig.
+
+Rules and the choices made where SPEC §3 is silent:
+
+- Admin mode layers each node's admin config over its normal config *inside that node*
+  (admin scalars win; admin exports replace normal ones with the same mount point; admin
+  environ entries replace normal ones with the same key; admin capabilities are applied
+  after the normal ones; admin path/ldpath entries come first; inside `cgroups`,
+  `seccomp` and `landlock` admin fields win one by one, a non-empty admin `deny`/`allow`
+  list replacing the normal one; for namespaces the admin config's effective value —
+  share_X, else its share_all — wins over the normal config's). Then the node rules apply.
+- Closest to the leaf wins (overrides are recorded at info level, in `overrides`):
+  hostname, chdir, rpmdir, persistdir, cachedir, verbose, cgrouproot, and also
+  map-root-user, inherit-env and unsafe (the spec does not classify those three; they
+  describe how this launch runs, like the node-local settings).
+- Namespaces: a node's value for X is share_X unless unset, else share_all unless unset.
+  Closest to the leaf wins, but after an ancestor's `disabled` a descendant may not say
+  `enabled` or join a path, after an ancestor's join a descendant may not say `enabled`
+  nor join a different path (raw text compared): MergeError naming both nodes.
+- Capabilities start empty; per node `cap: all` entries first, then the others in order.
+  A capability whose last word in some ancestor was a drop can never be added below it.
+- set-user, set-group, smack, seccomp.errno: root-most wins; a differing descendant value is
+  a warning. seccomp: `default` anywhere wins; denials are the union; an allow of a syscall
+  some node denies is dropped (a warning when the denying node is an ancestor).
+- cgroups: every node keeps its own settings (nested cgroups); `cgroups_effective` is the
+  tightest value along the chain (min of sizes, min cpu.max ratio, per-device min of io.max,
+  intersection of cpusets) and the leaf-most value for weights, oom_group and partition.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from .errors import ConfigError, MergeError, NodeError
+from .model import (
+    NAMESPACES,
+    Capability,
+    CgroupSettings,
+    EnvEntry,
+    Export,
+    Node,
+    NodeConfig,
+    NodeState,
+    SeccompSettings,
+    Share,
+    ShareValue,
+    Tristate,
+)
+
+T = TypeVar("T")
+
+CAP_NAMES: tuple[str, ...] = (
+    "cap_chown", "cap_dac_override", "cap_dac_read_search", "cap_fowner", "cap_fsetid",
+    "cap_kill", "cap_setgid", "cap_setuid", "cap_setpcap", "cap_linux_immutable",
+    "cap_net_bind_service", "cap_net_broadcast", "cap_net_admin", "cap_net_raw",
+    "cap_ipc_lock", "cap_ipc_owner", "cap_sys_module", "cap_sys_rawio", "cap_sys_chroot",
+    "cap_sys_ptrace", "cap_sys_pacct", "cap_sys_admin", "cap_sys_boot", "cap_sys_nice",
+    "cap_sys_resource", "cap_sys_time", "cap_sys_tty_config", "cap_mknod", "cap_lease",
+    "cap_audit_write", "cap_audit_control", "cap_setfcap", "cap_mac_override",
+    "cap_mac_admin", "cap_syslog", "cap_wake_alarm", "cap_block_suspend", "cap_audit_read",
+    "cap_perfmon", "cap_bpf", "cap_checkpoint_restore",
+)
+"""Linux capability names in kernel bit order: CAP_NAMES[n] is bit n (linux/capability.h)."""
+
+CAP_BITS: Mapping[str, int] = {name: bit for bit, name in enumerate(CAP_NAMES)}
+
+NODE_LOCAL = ("hostname", "chdir", "rpmdir", "persistdir", "cachedir", "verbose", "cgrouproot",
+              "map_root_user", "inherit_env", "unsafe")
+"""Settings where the value closest to the leaf wins."""
+
+ROOT_MOST = ("set_user", "set_group", "smack")
+"""Settings where the root-most definition wins."""
+
+_DEFAULT_SHARE = {ns: Share.DISABLED for ns in NAMESPACES} | {"time": Share.ENABLED}
+
+# YAML spelling of the keys whose field name differs (model uses snake_case everywhere).
+_YAML_KEY = {"set_user": "set-user", "set_group": "set-group", "die_with_parent": "die-with-parent",
+             "new_session": "new-session", "map_root_user": "map-root-user",
+             "inherit_env": "inherit-env"}
+
+
+def yaml_key(name: str) -> str:
+    """Return the YAML spelling of a Settings field name (set_user -> set-user)."""
+    return _YAML_KEY.get(name, name)
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a merged value came from: node alias and path, config file, line and key."""
+
+    alias: str
+    path: str
+    file: str
+    line: int = 0
+    key: str = ""
+
+    def describe(self) -> str:
+        """Human text naming the node (alias and path) and the file:line."""
+        file = self.file
+        if self.path and file.startswith(self.path.rstrip("/") + "/"):
+            file = file[len(self.path.rstrip("/")) + 1:]
+        where = f"{file}:{self.line}" if self.line else file
+        return f"node '{self.alias}' ({self.path}, {where})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for mergeconfig output."""
+        return {"node": self.alias, "path": self.path, "file": self.file, "line": self.line}
+
+
+@dataclass(frozen=True)
+class Sourced(Generic[T]):
+    """A merged value and the origins that made it: one for a winner, several for a union
+    (umask, booleans ORed across nodes), none for a built-in default."""
+
+    value: T
+    origins: tuple[Origin, ...] = ()
+
+    @property
+    def origin(self) -> Origin | None:
+        return self.origins[0] if self.origins else None
+
+
+@dataclass(frozen=True)
+class MergeWarning:
+    """An entry that lost: `ignored` was dropped or overridden, `standing` is what applies.
+    level is "warning" (a constraint kept a descendant from changing something) or "info"
+    (an expected override, e.g. a node-local setting redefined closer to the leaf)."""
+
+    key: str
+    text: str
+    level: str = "warning"
+    standing: Origin | None = None
+    ignored: Origin | None = None
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True)
+class FamilySeccomp:
+    """Merged seccomp section: profile, union of denials, allows not denied anywhere."""
+
+    profile: Sourced[str] | None = None
+    deny: tuple[Sourced[str], ...] = ()
+    allow: tuple[Sourced[str], ...] = ()
+    errno: Sourced[str] | None = None
+
+
+@dataclass(frozen=True)
+class FamilyConfig:
+    """The effective configuration of a leaf: every rule of SPEC §3 applied, origins kept.
+    Strings are as written until expand.expand_family() returns a copy with expanded=True."""
+
+    nodes: tuple[Node, ...]
+    admin: bool = False
+    hostname: Sourced[str] | None = None
+    chdir: Sourced[str] | None = None
+    rpmdir: Sourced[str] | None = None
+    persistdir: Sourced[str] | None = None
+    cachedir: Sourced[str] | None = None
+    verbose: Sourced[int] | None = None
+    cgrouproot: Sourced[str] | None = None
+    map_root_user: Sourced[bool] | None = None
+    inherit_env: Sourced[bool] | None = None
+    unsafe: Sourced[bool] | None = None
+    path: tuple[Sourced[str], ...] = ()
+    ldpath: tuple[Sourced[str], ...] = ()
+    namespaces: Mapping[str, Sourced[ShareValue]] = field(default_factory=dict, hash=False)
+    capabilities: tuple[Sourced[str], ...] = ()
+    exports: tuple[Sourced[Export], ...] = ()
+    environ: tuple[Sourced[EnvEntry], ...] = ()
+    umask: Sourced[int] | None = None
+    gpgcheck: Sourced[bool] | None = None
+    landlock: Sourced[bool] | None = None
+    die_with_parent: Sourced[Tristate] = Sourced(Tristate.UNSET)
+    new_session: Sourced[Tristate] = Sourced(Tristate.UNSET)
+    set_user: Sourced[str] | None = None
+    set_group: Sourced[str] | None = None
+    smack: Sourced[str] | None = None
+    seccomp: FamilySeccomp = FamilySeccomp()
+    cgroups: tuple[Sourced[CgroupSettings], ...] = ()
+    cgroups_effective: CgroupSettings = CgroupSettings()
+    cgroups_effective_origins: Mapping[str, Origin] = field(default_factory=dict, hash=False)
+    warnings: tuple[MergeWarning, ...] = ()
+    overrides: tuple[MergeWarning, ...] = ()
+    expanded: bool = False
+
+    @property
+    def leaf(self) -> Node:
+        return self.nodes[-1]
+
+    def share(self, ns: str) -> ShareValue:
+        """The effective value of namespace `ns` (never UNSET)."""
+        return self.namespaces[ns].value
+
+    @property
+    def cap_names(self) -> tuple[str, ...]:
+        """Names of the effective capabilities, in kernel bit order."""
+        return tuple(c.value for c in self.capabilities)
+
+    def to_dict(self, origins: bool = True) -> dict[str, Any]:
+        """Plain JSON/YAML-serialisable form for `redconf mergeconfig`."""
+        return _family_to_dict(self, origins)
+
+
+# ---------------------------------------------------------------------------------------
+# Size, cpu and cpuset helpers (also used by plan compilation)
+
+_SIZE_RE = re.compile(r"\s*(\d+)\s*([kmgtpe]?)(i?b)?\s*", re.IGNORECASE)
+_UNITS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5, "e": 6}
+
+
+def parse_size(text: str | int) -> int | None:
+    """Bytes in a cgroup size ('64M', '1G', '4096', 'max' -> None = unlimited); units are
+    binary (K = 1024). Raises ValueError on anything else."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text
+    if not isinstance(text, str):
+        raise ValueError(f"{text!r} is not a size")
+    if text.strip().lower() in ("max", "infinity"):
+        return None
+    m = _SIZE_RE.fullmatch(text)
+    if not m:
+        raise ValueError(f"'{text}' is not a size (write e.g. 64M, 1G or max)")
+    return int(m.group(1)) * 1024 ** _UNITS[m.group(2).lower()]
+
+
+def compare_sizes(a: str | int, b: str | int) -> int:
+    """-1, 0 or 1 as size a is smaller, equal or larger than b ('max' is the largest).
+    Raises ValueError on a bad size."""
+    x, y = parse_size(a), parse_size(b)
+    if x == y:
+        return 0
+    if x is None:
+        return 1
+    if y is None:
+        return -1
+    return -1 if x < y else 1
+
+
+def cpu_max_ratio(text: str) -> float:
+    """Fraction of a CPU allowed by a cpu.max value ('50000 100000' -> 0.5, 'max' -> inf).
+    Raises ValueError on a bad value."""
+    parts = str(text).split()
+    if not 1 <= len(parts) <= 2:
+        raise ValueError(f"'{text}' is not a cpu.max value (write QUOTA [PERIOD] or max)")
+    period = int(parts[1]) if len(parts) == 2 and parts[1].isdigit() else 100000
+    if len(parts) == 2 and not parts[1].isdigit():
+        raise ValueError(f"'{text}': period must be a number of microseconds")
+    if period <= 0:
+        raise ValueError(f"'{text}': period must be positive")
+    if parts[0].lower() == "max":
+        return float("inf")
+    if not parts[0].isdigit():
+        raise ValueError(f"'{text}' is not a cpu.max value (write QUOTA [PERIOD] or max)")
+    return int(parts[0]) / period
+
+
+def parse_cpulist(text: str) -> frozenset[int]:
+    """The set of numbers in a cpuset list ('0-3,6' -> {0,1,2,3,6}). Raises ValueError."""
+    out: set[int] = set()
+    for part in str(text).replace(" ", "").split(","):
+        if not part:
+            continue
+        lo, sep, hi = part.partition("-")
+        if not lo.isdigit() or (sep and not hi.isdigit()):
+            raise ValueError(f"'{text}' is not a cpu/memory-node list (write e.g. 0-3,6)")
+        first, last = int(lo), int(hi) if sep else int(lo)
+        if last < first:
+            raise ValueError(f"'{text}': range {part} is backwards")
+        out.update(range(first, last + 1))
+    return frozenset(out)
+
+
+def format_cpulist(numbers: frozenset[int] | set[int]) -> str:
+    """Canonical cpuset list text for a set of numbers ({0,1,2,6} -> '0-2,6')."""
+    runs: list[list[int]] = []
+    for n in sorted(numbers):
+        if runs and runs[-1][1] == n - 1:
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
+_IO_KEYS = ("rbps", "wbps", "riops", "wiops")
+
+
+def parse_io_max(text: str) -> dict[str, dict[str, str]]:
+    """Per-device limits of an io.max value ('8:0 rbps=1M wbps=max' ->
+    {'8:0': {'rbps': '1M', 'wbps': 'max'}}). Raises ValueError."""
+    devices: dict[str, dict[str, str]] = {}
+    current: dict[str, str] | None = None
+    for token in re.split(r"[\s,;]+", str(text).strip()):
+        if not token:
+            continue
+        if re.fullmatch(r"\d+:\d+", token):
+            current = devices.setdefault(token, {})
+            continue
+        key, eq, value = token.partition("=")
+        if current is None or not eq or key not in _IO_KEYS:
+            raise ValueError(f"'{text}' is not an io.max value "
+                             "(write MAJ:MIN rbps=N wbps=N riops=N wiops=N)")
+        parse_size(value)
+        current[key] = value
+    return devices
+
+
+def format_io_max(devices: Mapping[str, Mapping[str, str]]) -> str:
+    """io.max text, one device per line (the kernel takes one device per write)."""
+    return "\n".join(" ".join([dev] + [f"{k}={v[k]}" for k in _IO_KEYS if k in v])
+                     for dev, v in devices.items())
+
+
+# ---------------------------------------------------------------------------------------
+# Per-node view: a node's normal config, with its admin config layered on top in admin mode
+
+
+@dataclass
+class _View:
+    node: Node
+    scalars: dict[str, tuple[Any, Origin]]
+    path: list[tuple[str, Origin]]
+    ldpath: list[tuple[str, Origin]]
+    exports: list[tuple[Export, Origin]]
+    environ: list[tuple[EnvEntry, Origin]]
+    cap_groups: list[list[tuple[Capability, Origin]]]
+    shares: dict[str, tuple[ShareValue, Origin]]
+    cgroups: tuple[CgroupSettings, Origin] | None
+    seccomp: dict[str, Any]
+    landlock: tuple[bool, Origin] | None
+    warnings: list[MergeWarning]
+
+
+def _origin(node: Node, cfg: NodeConfig, line: int, key: str) -> Origin:
+    return Origin(node.alias, node.path, cfg.file, line, key)
+
+
+def _line(cfg: NodeConfig, name: str) -> int:
+    return cfg.settings.lines.get(name, 0)
+
+
+_SLASHES = re.compile(r"/{2,}")
+
+
+def _norm_mount(mount: str) -> str:
+    text = _SLASHES.sub("/", mount) if "//" in mount else mount
+    return text.rstrip("/") or ("/" if text.startswith("/") else text)
+
+
+def _share_of(node: Node, cfg: NodeConfig, ns: str) -> tuple[ShareValue, Origin] | None:
+    """A config's own value for namespace ns: share_ns unless unset, else share_all."""
+    for name in (f"share_{ns}", "share_all"):
+        value: ShareValue | None = getattr(cfg.settings, name)
+        if value is not None and value.state is not Share.UNSET:
+            return value, _origin(node, cfg, value.line or _line(cfg, name), name)
+    return None
+
+
+def _split_paths(entries: tuple[str, ...] | None, origin: Origin) -> list[tuple[str, Origin]]:
+    out = []
+    for entry in entries or ():
+        out.extend((part, origin) for part in str(entry).split(":"))
+    return out
+
+
+def _node_view(node: Node, admin: bool) -> _View:
+    layers = [node.config] + ([node.admin] if admin and node.admin is not None else [])
+    warnings = [MergeWarning("", f"{_origin(node, cfg, 0, '').describe()}: {text}")
+                for cfg in layers for text in cfg.warnings]
+    scalars: dict[str, tuple[Any, Origin]] = {}
+    names = NODE_LOCAL + ROOT_MOST + ("umask", "gpgcheck", "die_with_parent", "new_session")
+    for cfg in layers:  # later layers (admin) overwrite earlier ones
+        for name in names:
+            value = getattr(cfg.settings, name)
+            if value is None or value is Tristate.UNSET:
+                continue
+            scalars[name] = (value, _origin(node, cfg, _line(cfg, name), yaml_key(name)))
+
+    path: list[tuple[str, Origin]] = []
+    ldpath: list[tuple[str, Origin]] = []
+    for cfg in reversed(layers):  # admin entries first
+        path += _split_paths(cfg.settings.path, _origin(node, cfg, _line(cfg, "path"), "path"))
+        ldpath += _split_paths(cfg.settings.ldpath,
+                               _origin(node, cfg, _line(cfg, "ldpath"), "ldpath"))
+
+    exports: list[tuple[Export, Origin]] = []
+    environ: list[tuple[EnvEntry, Origin]] = []
+    first_export: dict[str, int] = {}  # normalised mount -> index of its first entry
+    first_env: dict[str, int] = {}
+    for cfg in layers:
+        for i, exp in enumerate(cfg.exports):
+            item = (exp, _origin(node, cfg, exp.line, f"exports[{i}]"))
+            mount = _norm_mount(exp.mount)
+            if mount in first_export and cfg is not layers[0]:
+                exports[first_export[mount]] = item  # admin replaces normal inside the node
+            else:
+                first_export.setdefault(mount, len(exports))
+                exports.append(item)
+        for i, env in enumerate(cfg.environ):
+            item = (env, _origin(node, cfg, env.line, f"environ[{i}]"))
+            if env.key in first_env and cfg is not layers[0]:
+                environ[first_env[env.key]] = item
+            else:
+                first_env.setdefault(env.key, len(environ))
+                environ.append(item)
+
+    cap_groups = [[(cap, _origin(node, cfg, cap.line or _line(cfg, "capabilities"),
+                                 f"capabilities[{i}]"))
+                   for i, cap in enumerate(cfg.settings.capabilities)] for cfg in layers]
+
+    shares: dict[str, tuple[ShareValue, Origin]] = {}
+    for cfg in layers:
+        for ns in NAMESPACES:
+            found = _share_of(node, cfg, ns)
+            if found is not None:
+                shares[ns] = found
+
+    cgroups: tuple[CgroupSettings, Origin] | None = None
+    for cfg in layers:
+        cg = cfg.settings.cgroups
+        if cg is None:
+            continue
+        origin = _origin(node, cfg, cg.line or _line(cfg, "cgroups"), "cgroups")
+        if cgroups is None:
+            cgroups = (cg, origin)
+        else:
+            over = {f.name: getattr(cg, f.name) for f in dataclasses.fields(cg)
+                    if f.name != "line" and getattr(cg, f.name) is not None}
+            cgroups = (dataclasses.replace(cgroups[0], **over), origin)
+
+    seccomp: dict[str, Any] = {"profile": None, "deny": [], "allow": [], "errno": None}
+    for cfg in layers:
+        sc: SeccompSettings | None = cfg.settings.seccomp
+        if sc is None:
+            continue
+        origin = _origin(node, cfg, sc.line or _line(cfg, "seccomp"), "seccomp")
+        for name in ("profile", "errno"):
+            if getattr(sc, name) is not None:
+                seccomp[name] = (getattr(sc, name), origin)
+        for name in ("deny", "allow"):
+            if getattr(sc, name):
+                seccomp[name] = [(s, origin) for s in getattr(sc, name)]
+
+    landlock: tuple[bool, Origin] | None = None
+    for cfg in layers:
+        ll = cfg.settings.landlock
+        if ll is not None and ll.enabled is not None:
+            landlock = (ll.enabled, _origin(node, cfg, ll.line or _line(cfg, "landlock"),
+                                            "landlock"))
+
+    return _View(node, scalars, path, ldpath, exports, environ, cap_groups, shares, cgroups,
+                 seccomp, landlock, warnings)
+
+
+# ---------------------------------------------------------------------------------------
+# The merge
+
+
+def _check_state(node: Node) -> None:
+    state = node.status.state
+    if state is not NodeState.ENABLE:
+        raise NodeError(
+            f"node '{node.alias}' ({node.path}) is in state {state.value}, not Enable: "
+            f"repair it (e.g. 'redconf create --update {node.path}'), then set "
+            f"'state: Enable' in {node.path.rstrip('/')}/.rednode.yaml")
+
+
+def _canon_cap(cap: Capability, origin: Origin) -> tuple[str, ...]:
+    name = cap.cap.strip().lower()
+    if name == "all":
+        return CAP_NAMES
+    if not name.startswith("cap_"):
+        name = "cap_" + name
+    if name not in CAP_BITS:
+        import difflib  # only on the error path
+
+        close = difflib.get_close_matches(name, CAP_NAMES, n=1)
+        raise ConfigError(origin.file, f"{origin.key}.cap", f"'{cap.cap}' is not a capability",
+                          f"did you mean {close[0]}?" if close else "see capabilities(7)",
+                          origin.line or None)
+    return (name,)
+
+
+def _merge_caps(views: list[_View]) -> tuple[Sourced[str], ...]:
+    granted: dict[str, Origin] = {}
+    dropped_by: dict[str, Origin] = {}  # an ancestor's final word on the cap was a drop
+    for view in views:
+        stance: dict[str, tuple[bool, Origin]] = {}
+        for group in view.cap_groups:
+            ordered = ([c for c in group if c[0].cap.strip().lower() == "all"]
+                       + [c for c in group if c[0].cap.strip().lower() != "all"])
+            for cap, origin in ordered:
+                for name in _canon_cap(cap, origin):
+                    if cap.add:
+                        if name in dropped_by:
+                            anc = dropped_by[name]
+                            raise MergeError(
+                                "capabilities",
+                                f"{origin.describe()} adds {name}"
+                                f"{' (through cap: all)' if cap.cap.lower() == 'all' else ''},"
+                                f" which its ancestor {anc.describe()} dropped",
+                                ancestor=f"{anc.alias} ({anc.path})",
+                                descendant=f"{origin.alias} ({origin.path})",
+                                hint=f"a node cannot add back a capability an ancestor dropped:"
+                                     f" remove the entry from {origin.alias} or stop dropping"
+                                     f" {name} in {anc.alias}")
+                        granted[name] = origin
+                    else:
+                        granted.pop(name, None)
+                    stance[name] = (cap.add, origin)
+        for name, (add, origin) in stance.items():
+            if not add:
+                dropped_by.setdefault(name, origin)
+    return tuple(Sourced(name, (granted[name],)) for name in CAP_NAMES if name in granted)
+
+
+def _merge_namespaces(views: list[_View]) -> dict[str, Sourced[ShareValue]]:
+    out: dict[str, Sourced[ShareValue]] = {}
+    for ns in NAMESPACES:
+        key = f"share_{ns}"
+        current: tuple[ShareValue, Origin] | None = None
+        disabled_by: Origin | None = None
+        for view in views:
+            mine = view.shares.get(ns)
+            if mine is None:
+                continue
+            value, origin = mine
+            problem = ""
+            anc = None
+            if value.state in (Share.ENABLED, Share.JOIN) and disabled_by is not None:
+                anc = disabled_by
+                via = " (through share_all)" if anc.key == "share_all" else ""
+                problem = f"its ancestor {anc.describe()} disabled it{via}"
+            elif current is not None and current[0].state is Share.JOIN:
+                if value.state is Share.ENABLED or (
+                        value.state is Share.JOIN and value.path != current[0].path):
+                    anc = current[1]
+                    problem = f"its ancestor {anc.describe()} joins {current[0].path}"
+            if anc is not None:
+                said = "enabled" if value.state is Share.ENABLED else f"join {value.path}"
+                raise MergeError(
+                    key, f"{origin.describe()} sets {origin.key}: {said}, but {problem}",
+                    ancestor=f"{anc.alias} ({anc.path})",
+                    descendant=f"{origin.alias} ({origin.path})",
+                    hint=f"a node may only tighten its ancestors' namespaces: remove "
+                         f"{origin.key} from {origin.alias}'s config, or relax {anc.key} in "
+                         f"{anc.alias}")
+            current = mine
+            if value.state is Share.DISABLED and disabled_by is None:
+                disabled_by = origin
+        out[ns] = (Sourced(current[0], (current[1],)) if current is not None
+                   else Sourced(ShareValue(_DEFAULT_SHARE[ns])))
+    return out
+
+
+def _lost(key: str, standing: Origin, ignored: Origin, what: str, level: str = "warning"
+          ) -> MergeWarning:
+    return MergeWarning(key, f"{key}: {ignored.describe()} {what}; {standing.describe()} "
+                             f"stands", level, standing, ignored)
+
+
+def _merge_exports(views: list[_View], warns: list[MergeWarning], notes: list[MergeWarning]
+                   ) -> tuple[Sourced[Export], ...]:
+    standing: dict[str, Sourced[Export]] = {}
+    out: list[Sourced[Export]] = []
+    last = len(views) - 1
+    for i, view in enumerate(views):
+        for exp, origin in view.exports:
+            if exp.mode.private and i != last:
+                notes.append(MergeWarning(
+                    f"exports {exp.mount}", f"exports {exp.mount}: {exp.mode.value} export of "
+                    f"{origin.describe()} applies to that node only, not to its descendants",
+                    "info", None, origin))
+                continue
+            mount = _norm_mount(exp.mount)
+            if mount in standing:
+                prev = standing[mount].origins[0]
+                why = ("defines it again in the same node" if prev.path == origin.path else
+                       "cannot redefine a mount point of its ancestor: ignored")
+                warns.append(_lost(f"exports {exp.mount}", prev, origin, why))
+                continue
+            standing[mount] = Sourced(exp, (origin,))
+            out.append(standing[mount])
+    return tuple(out)
+
+
+def _merge_environ(views: list[_View], warns: list[MergeWarning]
+                   ) -> tuple[Sourced[EnvEntry], ...]:
+    standing: dict[str, Sourced[EnvEntry]] = {}
+    out: list[Sourced[EnvEntry]] = []
+    for view in views:
+        for env, origin in view.environ:
+            if env.key in standing:
+                prev = standing[env.key].origins[0]
+                why = ("defines it again in the same node" if prev.path == origin.path else
+                       "cannot redefine a variable of its ancestor: ignored")
+                warns.append(_lost(f"environ {env.key}", prev, origin, why))
+                continue
+            standing[env.key] = Sourced(env, (origin,))
+            out.append(standing[env.key])
+    return tuple(out)
+
+
+def _cumulative(views: list[_View], attr: str) -> tuple[Sourced[str], ...]:
+    seen: set[tuple[str, str]] = set()
+    out: list[Sourced[str]] = []
+    for view in reversed(views):  # leaf's entries first
+        for entry, origin in getattr(view, attr):
+            # an entry with variables may expand differently in another node: expand_family
+            # removes the duplicates that remain once expanded
+            key = (entry, origin.path if "$" in entry else "")
+            if entry and key not in seen:
+                seen.add(key)
+                out.append(Sourced(entry, (origin,)))
+    return tuple(out)
+
+
+def _merge_scalars(views: list[_View], warns: list[MergeWarning], notes: list[MergeWarning]
+                   ) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in NODE_LOCAL:
+        found = [v.scalars[name] for v in views if name in v.scalars]
+        if not found:
+            continue
+        value, origin = found[-1]
+        out[name] = Sourced(value, (origin,))
+        for _, lost in found[:-1]:
+            notes.append(_lost(yaml_key(name), origin, lost,
+                               "is overridden closer to the leaf", "info"))
+    for name in ROOT_MOST:
+        found = [v.scalars[name] for v in views if name in v.scalars]
+        if not found:
+            continue
+        value, origin = found[0]
+        out[name] = Sourced(value, (origin,))
+        for other, lost in found[1:]:
+            if other != value:
+                warns.append(_lost(yaml_key(name), origin, lost,
+                                   f"sets {other}: ignored, the root-most definition wins"))
+    masks = [v.scalars["umask"] for v in views if "umask" in v.scalars]
+    if masks:
+        bits = 0
+        for mask, _ in masks:
+            bits |= int(mask)
+        out["umask"] = Sourced(bits, tuple(o for _, o in masks))
+    gpg = [v.scalars["gpgcheck"] for v in views if "gpgcheck" in v.scalars]
+    if gpg:
+        on = tuple(o for val, o in gpg if val)
+        out["gpgcheck"] = Sourced(True, on) if on else Sourced(False, tuple(o for _, o in gpg))
+    for name in ("die_with_parent", "new_session"):
+        said = [v.scalars[name] for v in views if name in v.scalars]
+        on = tuple(o for val, o in said if val is Tristate.ENABLED)
+        if on:
+            out[name] = Sourced(Tristate.ENABLED, on)
+        elif said:
+            out[name] = Sourced(Tristate.DISABLED, tuple(o for _, o in said))
+        else:
+            out[name] = Sourced(Tristate.UNSET)
+    lock = [v.landlock for v in views if v.landlock is not None]
+    if lock:
+        on = tuple(o for val, o in lock if val)
+        out["landlock"] = Sourced(True, on) if on else Sourced(False, tuple(o for _, o in lock))
+    return out
+
+
+def _merge_seccomp(views: list[_View], warns: list[MergeWarning], notes: list[MergeWarning]
+                   ) -> FamilySeccomp:
+    position = {v.node.path: i for i, v in enumerate(views)}
+    profiles = [v.seccomp["profile"] for v in views if v.seccomp["profile"] is not None]
+    profile = None
+    defaults = [(p, o) for p, o in profiles if str(p).lower() == "default"]
+    if defaults:
+        first = defaults[0][1]
+        profile = Sourced("default", (first,))
+        for p, o in profiles:
+            if str(p).lower() != "default" and position[o.path] > position[first.path]:
+                warns.append(_lost("seccomp.profile", first, o,
+                                   f"sets profile {p}: ignored, an ancestor's default profile "
+                                   "applies to its descendants"))
+    elif profiles:
+        profile = Sourced(str(profiles[0][0]).lower(), (profiles[0][1],))
+
+    deny: dict[str, Origin] = {}
+    for view in views:
+        for name, origin in view.seccomp["deny"]:
+            deny.setdefault(name, origin)
+    allow: dict[str, Origin] = {}
+    for view in views:
+        for name, origin in view.seccomp["allow"]:
+            if name in deny:
+                denier = deny[name]
+                if position[denier.path] < position[origin.path]:
+                    warns.append(_lost("seccomp.allow", denier, origin,
+                                       f"allows {name}, which its ancestor denies: ignored"))
+                else:
+                    notes.append(_lost("seccomp.allow", denier, origin,
+                                       f"allows {name}, which is denied: ignored", "info"))
+                continue
+            allow.setdefault(name, origin)
+
+    errnos = [v.seccomp["errno"] for v in views if v.seccomp["errno"] is not None]
+    errno = Sourced(errnos[0][0], (errnos[0][1],)) if errnos else None
+    for value, origin in errnos[1:]:
+        if str(value).upper() != str(errnos[0][0]).upper():
+            warns.append(_lost("seccomp.errno", errnos[0][1], origin,
+                               f"sets errno {value}: ignored, the root-most definition wins"))
+    return FamilySeccomp(profile, tuple(Sourced(n, (o,)) for n, o in deny.items()),
+                         tuple(Sourced(n, (o,)) for n, o in allow.items()), errno)
+
+
+_SIZE_FIELDS = ("mem_min", "mem_low", "mem_high", "mem_max", "mem_swap_high", "mem_swap_max",
+                "pids_max")
+_LEAF_MOST_FIELDS = ("cpuset_cpus_partition", "mem_oom_group", "cpu_weight", "cpu_weight_nice",
+                     "io_weight")
+_CG_KEY = {"cpuset_cpus": "cpuset.cpus", "cpuset_mems": "cpuset.mems",
+           "cpuset_cpus_partition": "cpuset.cpus_partition", "mem_min": "mem.min",
+           "mem_low": "mem.low", "mem_high": "mem.high", "mem_max": "mem.max",
+           "mem_oom_group": "mem.oom_group", "mem_swap_high": "mem.swap_high",
+           "mem_swap_max": "mem.swap_max", "cpu_weight": "cpu.weight",
+           "cpu_weight_nice": "cpu.weight_nice", "cpu_max": "cpu.max", "io_weight": "io.weight",
+           "io_max": "io.max", "pids_max": "pids.max"}
+
+
+def _tightest(name: str, found: list[tuple[Any, Origin]]) -> tuple[Any, Origin]:
+    """Tightest value of one cgroup key along the chain (found is root -> leaf)."""
+    key = f"cgroups.{_CG_KEY[name]}"
+
+    def parsed(parse: Callable[[Any], Any], value: Any, origin: Origin) -> Any:
+        try:
+            return parse(value)
+        except ValueError as err:
+            raise MergeError(key, f"{origin.describe()}: {err}",
+                             descendant=f"{origin.alias} ({origin.path})",
+                             hint="fix the value in that node's config") from err
+
+    if name in _LEAF_MOST_FIELDS:
+        return found[-1]
+    if name in _SIZE_FIELDS:
+        best = found[0]
+        for item in found[1:]:
+            a, b = parsed(parse_size, best[0], best[1]), parsed(parse_size, *item)
+            if b is not None and (a is None or b < a):
+                best = item
+        return best
+    if name == "cpu_max":
+        return min(found, key=lambda item: parsed(cpu_max_ratio, *item))
+    if name in ("cpuset_cpus", "cpuset_mems"):
+        cpus = parsed(parse_cpulist, *found[0])
+        for value, origin in found[1:]:
+            mine = parsed(parse_cpulist, value, origin)
+            if not cpus & mine:
+                raise MergeError(key, f"{origin.describe()} sets {value}, which does not "
+                                 f"overlap its ancestors' {format_cpulist(cpus)}",
+                                 descendant=f"{origin.alias} ({origin.path})",
+                                 hint="a node's cpuset must be a subset of its ancestors'")
+            cpus &= mine
+        return format_cpulist(cpus), found[-1][1]
+    if name == "io_max":
+        limits: dict[str, dict[str, str]] = {}
+        for value, origin in found:
+            for dev, keys in parsed(parse_io_max, value, origin).items():
+                mine = limits.setdefault(dev, {})
+                for k, v in keys.items():
+                    if k not in mine or compare_sizes(v, mine[k]) < 0:
+                        mine[k] = v
+        return format_io_max(limits), found[-1][1]
+    raise AssertionError(name)
+
+
+def _merge_cgroups(views: list[_View]
+                   ) -> tuple[tuple[Sourced[CgroupSettings], ...], CgroupSettings,
+                              dict[str, Origin]]:
+    per_node: list[Sourced[CgroupSettings]] = []
+    for view in views:
+        if view.cgroups is None:
+            origin = Origin(view.node.alias, view.node.path, view.node.config.file, 0, "cgroups")
+            per_node.append(Sourced(CgroupSettings(), (origin,)))
+        else:
+            per_node.append(Sourced(view.cgroups[0], (view.cgroups[1],)))
+    values: dict[str, Any] = {}
+    origins: dict[str, Origin] = {}
+    for f in dataclasses.fields(CgroupSettings):
+        if f.name == "line":
+            continue
+        found = [(getattr(s.value, f.name), s.origins[0]) for s in per_node
+                 if getattr(s.value, f.name) is not None
+                 and getattr(s.value, f.name) != ""]
+        if found:
+            values[f.name], origins[f.name] = _tightest(f.name, found)
+    return tuple(per_node), CgroupSettings(**values), origins
+
+
+def merge_family(nodes: Sequence[Node], admin: bool = False) -> FamilyConfig:
+    """Merge a family (root-most first, leaf last) into its effective config.
+    Raises NodeError (empty family, node not Enable), MergeError (a descendant loosens an
+    ancestor's constraint), ConfigError (a value merge cannot interpret)."""
+    nodes = tuple(nodes)
+    if not nodes:
+        raise NodeError("empty family: no node to merge (is --redpath a node directory?)")
+    for node in nodes:
+        _check_state(node)
+    views = [_node_view(node, admin) for node in nodes]
+    warns: list[MergeWarning] = [w for v in views for w in v.warnings]
+    notes: list[MergeWarning] = []
+    scalars = _merge_scalars(views, warns, notes)
+    namespaces = _merge_namespaces(views)
+    capabilities = _merge_caps(views)
+    exports = _merge_exports(views, warns, notes)
+    environ = _merge_environ(views, warns)
+    seccomp = _merge_seccomp(views, warns, notes)
+    cgroups, effective, effective_origins = _merge_cgroups(views)
+    return FamilyConfig(
+        nodes=nodes, admin=admin, path=_cumulative(views, "path"),
+        ldpath=_cumulative(views, "ldpath"), namespaces=namespaces, capabilities=capabilities,
+        exports=exports, environ=environ, seccomp=seccomp, cgroups=cgroups,
+        cgroups_effective=effective, cgroups_effective_origins=effective_origins,
+        warnings=tuple(warns), overrides=tuple(notes), **scalars)
+
+
+# ---------------------------------------------------------------------------------------
+# Plain-dict form (redconf mergeconfig)
+
+
+def _share_text(value: ShareValue) -> str:
+    return value.path if value.state is Share.JOIN else value.state.value
+
+
+def _cgroup_tree(cg: CgroupSettings, wrap: Callable[[str, Any], Any]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for f in dataclasses.fields(CgroupSettings):
+        value = getattr(cg, f.name)
+        if f.name == "line" or value is None:
+            continue
+        section, _, key = _CG_KEY[f.name].partition(".")
+        tree.setdefault(section, {})[key] = wrap(f.name, value)
+    return tree
+
+
+def _family_to_dict(fam: FamilyConfig, origins: bool) -> dict[str, Any]:
+    def where(s: Sourced[Any]) -> Any:
+        if not s.origins:
+            return "default"
+        if len(s.origins) == 1:
+            return s.origins[0].to_dict()
+        return [o.to_dict() for o in s.origins]
+
+    def val(s: Sourced[Any] | None, conv: Callable[[Any], Any] = lambda v: v) -> Any:
+        if s is None:
+            return None
+        return {"value": conv(s.value), "origin": where(s)} if origins else conv(s.value)
+
+    def entry(data: dict[str, Any], s: Sourced[Any]) -> dict[str, Any]:
+        return data | {"origin": where(s)} if origins else data
+
+    leaf = fam.leaf.config
+    config: dict[str, Any] = {}
+    for name in ("hostname", "chdir", "rpmdir", "persistdir", "cachedir", "verbose",
+                 "cgrouproot", "map_root_user", "inherit_env", "unsafe", "set_user",
+                 "set_group", "smack", "gpgcheck"):
+        if getattr(fam, name) is not None:
+            config[yaml_key(name)] = val(getattr(fam, name))
+    if fam.umask is not None:
+        config["umask"] = val(fam.umask, lambda m: f"{m:04o}")
+    for name in ("die_with_parent", "new_session"):
+        config[yaml_key(name)] = val(getattr(fam, name), lambda t: t.value)
+    config["path"] = [val(s) for s in fam.path]
+    config["ldpath"] = [val(s) for s in fam.ldpath]
+    for ns in NAMESPACES:
+        config[f"share_{ns}"] = val(fam.namespaces[ns], _share_text)
+    config["capabilities"] = [entry({"cap": s.value, "add": 1}, s) for s in fam.capabilities]
+    if fam.landlock is not None:
+        config["landlock"] = {"enabled": val(fam.landlock)}
+    sc = fam.seccomp
+    seccomp: dict[str, Any] = {}
+    if sc.profile is not None:
+        seccomp["profile"] = val(sc.profile)
+    if sc.deny:
+        seccomp["deny"] = [val(s) for s in sc.deny]
+    if sc.allow:
+        seccomp["allow"] = [val(s) for s in sc.allow]
+    if sc.errno is not None:
+        seccomp["errno"] = val(sc.errno)
+    if seccomp:
+        config["seccomp"] = seccomp
+    eff = fam.cgroups_effective_origins
+    config["cgroups"] = _cgroup_tree(
+        fam.cgroups_effective,
+        lambda name, v: {"value": v, "origin": eff[name].to_dict()} if origins else v)
+    config["cgroups-per-node"] = [
+        entry({"node": s.origins[0].alias, "cgroups": _cgroup_tree(s.value, lambda n, v: v)}, s)
+        for s in fam.cgroups]
+
+    exports = []
+    for s in fam.exports:
+        e = s.value
+        data: dict[str, Any] = {"mode": e.mode.value, "mount": e.mount}
+        for name in ("path", "info", "warn"):
+            if getattr(e, name) is not None:
+                data[name] = getattr(e, name)
+        exports.append(entry(data, s))
+    environ = []
+    for s in fam.environ:
+        v = s.value
+        data = {"key": v.key, "value": v.value, "mode": v.mode.value}
+        for name in ("info", "warn"):
+            if getattr(v, name) is not None:
+                data[name] = getattr(v, name)
+        environ.append(entry(data, s))
+    return {
+        "headers": {"alias": leaf.alias, "name": leaf.name, "info": leaf.info,
+                    "mode": "admin" if fam.admin else "normal", "expanded": fam.expanded,
+                    "family": [{"alias": n.alias, "path": n.path} for n in fam.nodes]},
+        "config": config,
+        "exports": exports,
+        "environ": environ,
+        "warnings": [str(w) for w in fam.warnings],
+        "overrides": [str(w) for w in fam.overrides],
+    }
+
+
+__all__ = ["CAP_NAMES", "CAP_BITS", "FamilyConfig", "FamilySeccomp", "MergeWarning", "Origin",
+           "Sourced", "compare_sizes", "cpu_max_ratio", "format_cpulist", "merge_family",
+           "parse_cpulist", "parse_io_max", "parse_size", "yaml_key"]
