@@ -1,0 +1,255 @@
+"""Helpers shared by redpak's command lines: error and warning printing, the top-level
+guard that turns every failure into one message and an exit status, and output formats
+(YAML, JSON, and human YAML annotated with comments). yaml/json load only when printing."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from redpak.errors import RedpakError
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2          # argparse's own status for usage errors
+EXIT_INTERRUPTED = 130
+
+
+def print_error(prog: str, message: str) -> None:
+    """Print `prog: message` on stderr."""
+    print(f"{prog}: {message}", file=sys.stderr, flush=True)
+
+
+def print_warning(message: str) -> None:
+    """Print `warning: message` on stderr."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def run_guarded(prog: str, func: Callable[[], int], verbose: bool = False) -> int:
+    """Run a command body and return its exit status; never lets a traceback out.
+
+    RedpakError and OSError print their message and give 1; any other exception is an
+    internal error (1, traceback only when `verbose`); Ctrl-C gives 130.
+    """
+    try:
+        status = func()
+        sys.stdout.flush()
+        return EXIT_OK if status is None else int(status)
+    except SystemExit:
+        raise
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): nothing to report, and stdout must not be
+        # flushed again at exit or Python prints its own complaint.
+        _silence_stdout()
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print_error(prog, "interrupted")
+        return EXIT_INTERRUPTED
+    except RedpakError as err:
+        print_error(prog, str(err))
+        _print_cause(err, verbose)
+        return EXIT_ERROR
+    except OSError as err:
+        where = f"{err.filename}: " if err.filename else ""
+        print_error(prog, f"{where}{err.strerror or err}")
+        _print_cause(err, verbose)
+        return EXIT_ERROR
+    except Exception as err:  # the CLI entry point is the one place allowed to catch all
+        print_error(prog, f"internal error: {type(err).__name__}: {err}"
+                    + ("" if verbose else " (run with -v for details)"))
+        if verbose:
+            import traceback
+            traceback.print_exc(file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _print_cause(err: BaseException, verbose: bool) -> None:
+    if verbose:
+        import traceback
+        traceback.print_exception(err, file=sys.stderr)
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+# --------------------------------------------------------------------------- formats
+
+def to_json(data: Any) -> str:
+    """Serialise plain data as indented JSON (with a final newline)."""
+    import json
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def to_yaml(data: Any) -> str:
+    """Serialise plain data as block-style YAML, keys in insertion order."""
+    import yaml
+
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return yaml.dump(data, Dumper=dumper, default_flow_style=False, sort_keys=False,
+                     allow_unicode=True, width=1 << 30)
+
+
+def emit(data: Any, fmt: str, human: Callable[[Any], str] | None = None) -> None:
+    """Print `data` as 'json', 'yaml', or 'human' (`human(data)`, else annotated YAML)."""
+    if fmt == "json":
+        text = to_json(strip_annotations(data))
+    elif fmt == "yaml":
+        text = to_yaml(strip_annotations(data))
+    elif human is not None:
+        text = human(data)
+    else:
+        text = annotated_yaml(data)
+    sys.stdout.write(text)
+
+
+@dataclass(frozen=True)
+class Annotated:
+    """A value printed with a trailing `# comment` in human YAML output."""
+
+    value: Any
+    comment: str
+
+
+def strip_annotations(data: Any) -> Any:
+    """Return `data` with every Annotated replaced by its value."""
+    if isinstance(data, Annotated):
+        return strip_annotations(data.value)
+    if isinstance(data, dict):
+        return {k: strip_annotations(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [strip_annotations(v) for v in data]
+    return data
+
+
+def annotated_yaml(data: Any) -> str:
+    """Render plain data holding Annotated values as block YAML with trailing comments.
+
+    The result parses back (comments aside) to strip_annotations(data).
+    """
+    lines: list[str] = []
+    comment, data = _unwrap(data)
+    if comment:
+        lines.append(f"#{comment[3:]}")
+    if isinstance(data, dict) and data:
+        _emit_mapping(data, 0, lines, None)
+    elif isinstance(data, (list, tuple)) and data:
+        _emit_sequence(data, 0, lines)
+    else:
+        lines.append(_inline(data))
+    return "\n".join(lines) + "\n"
+
+
+def _unwrap(value: Any) -> tuple[str, Any]:
+    comments = []
+    while isinstance(value, Annotated):
+        if value.comment:
+            comments.append(value.comment.replace("\n", " "))
+        value = value.value
+    return ("  # " + "; ".join(comments) if comments else ""), value
+
+
+def _is_leaf(value: Any) -> bool:
+    return not isinstance(value, (dict, list, tuple)) or not value
+
+
+def _emit_mapping(data: dict, indent: int, lines: list[str], first: str | None) -> None:
+    pad = " " * indent
+    for i, (key, raw) in enumerate(data.items()):
+        lead = first if (i == 0 and first is not None) else pad
+        comment, value = _unwrap(raw)
+        head = f"{lead}{_scalar(key)}:"
+        if _is_leaf(value):
+            lines.append(f"{head} {_inline(value)}{comment}")
+        elif isinstance(value, dict):
+            lines.append(head + comment)
+            _emit_mapping(value, indent + 2, lines, None)
+        else:
+            lines.append(head + comment)
+            _emit_sequence(value, indent + 2, lines)
+
+
+def _emit_sequence(data: list | tuple, indent: int, lines: list[str]) -> None:
+    pad = " " * indent
+    for raw in data:
+        comment, value = _unwrap(raw)
+        if _is_leaf(value):
+            lines.append(f"{pad}- {_inline(value)}{comment}")
+        elif isinstance(value, dict):
+            start = len(lines)
+            _emit_mapping(value, indent + 2, lines, pad + "- ")
+            lines[start] += comment
+        else:
+            lines.append(f"{pad}-{comment}")
+            _emit_sequence(value, indent + 2, lines)
+
+
+def _inline(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{}"
+    if isinstance(value, (list, tuple)):
+        return "[]"
+    return _scalar(value)
+
+
+def _scalar(value: Any) -> str:
+    """One YAML scalar on one line: plain when YAML reads it back unchanged, else quoted."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    text = str(value)
+    if "\n" in text or "\r" in text:
+        import json
+        return json.dumps(text, ensure_ascii=False)
+    import yaml
+
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    out = yaml.dump(text, Dumper=dumper, allow_unicode=True, width=1 << 30)
+    if out.endswith("\n...\n"):
+        out = out[:-5]
+    return out.rstrip("\n")
+
+
+def describe_origin(origin: Any) -> str:
+    """Human text for an origin as found in FamilyConfig.to_dict(): 'from ALIAS (FILE:LINE)'."""
+    if origin is None or origin == "default":
+        return "default"
+    items = origin if isinstance(origin, list) else [origin]
+    parts = []
+    for o in items:
+        if not isinstance(o, dict):
+            parts.append(str(o))
+            continue
+        file, path = str(o.get("file", "")), str(o.get("path", ""))
+        if path and file.startswith(path.rstrip("/") + "/"):
+            file = file[len(path.rstrip("/")) + 1:]
+        line = o.get("line")
+        parts.append(f"{o.get('node', '?')} ({file}:{line})" if line else
+                     f"{o.get('node', '?')} ({file})")
+    return "from " + ", ".join(parts)
+
+
+def annotate_origins(data: Any) -> Any:
+    """Turn FamilyConfig.to_dict(origins=True) data into Annotated values: each
+    {'value', 'origin'} pair and each entry's 'origin' key become a trailing comment."""
+    if isinstance(data, dict):
+        if set(data) == {"value", "origin"}:
+            return Annotated(annotate_origins(data["value"]), describe_origin(data["origin"]))
+        if "origin" in data:
+            rest = {k: annotate_origins(v) for k, v in data.items() if k != "origin"}
+            return Annotated(rest, describe_origin(data["origin"]))
+        return {k: annotate_origins(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [annotate_origins(v) for v in data]
+    return data
