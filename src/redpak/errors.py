@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 
 class RedpakError(Exception):
     """Base class: the CLI prints str(err) and exits non-zero, never a traceback."""
@@ -12,7 +10,7 @@ class RedpakError(Exception):
 class ConfigError(RedpakError):
     """A node's YAML file is unreadable or invalid; names the file, line and key."""
 
-    def __init__(self, path: Path | str, key: str, problem: str, hint: str = "",
+    def __init__(self, path: str, key: str, problem: str, hint: str = "",
                  line: int | None = None):
         self.path, self.key, self.problem, self.hint, self.line = path, key, problem, hint, line
         where = f"{path}:{line}" if line else f"{path}"

@@ -94,6 +94,7 @@ class _Session:
     resolving: list[str] = field(default_factory=list)
     uuid: str = ""
     today: str = ""
+    run_commands: bool = True   # False for dry runs (--dump-only): $(cmd) stays as written
 
 
 class ExpansionContext:
@@ -102,11 +103,12 @@ class ExpansionContext:
 
     def __init__(self, node: Node, leaf: Node | None, environ: Mapping[str, str], uid: int,
                  gid: int, pid: int, command_timeout: float = DEFAULT_TIMEOUT, *,
-                 templates_dir: str | None = None, definitions: Iterable[Definition] = ()):
+                 templates_dir: str | None = None, definitions: Iterable[Definition] = (),
+                 run_commands: bool = True):
         self.node = node
         self._s = _Session(leaf if leaf is not None else node, environ, uid, gid, pid,
                            command_timeout, templates_dir or default_templates_dir(),
-                           {d.key: d for d in definitions})
+                           {d.key: d for d in definitions}, run_commands=run_commands)
 
     def with_node(self, node: Node) -> ExpansionContext:
         """A context for another node of the same family, sharing this one's session."""
@@ -269,6 +271,8 @@ class ExpansionContext:
         key, file, line = where
         s = self._s
         s.volatile = True
+        if not s.run_commands:
+            return f"$({command})"
         prefix = f"{_where(file, line)}: {key}: command `{command}`"
         try:
             proc = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL,
@@ -366,9 +370,11 @@ _STRING_SETTINGS = ("hostname", "chdir", "rpmdir", "persistdir", "cachedir", "cg
 
 def expand_family(family: FamilyConfig, environ: Mapping[str, str], uid: int, gid: int,
                   pid: int, *, templates_dir: str | None = None,
-                  command_timeout: float = DEFAULT_TIMEOUT) -> ExpandedFamily:
+                  command_timeout: float = DEFAULT_TIMEOUT,
+                  run_commands: bool = True) -> ExpandedFamily:
     """Expand every expandable string of a merged family, each in the context of the node
-    that defined it. Raises ExpandError naming the file, line and key."""
+    that defined it. With run_commands=False (dry runs) no $(command) is executed: it is
+    left as written. Raises ExpandError naming the file, line and key."""
     by_path = {n.path: n for n in family.nodes}
 
     def node_of(origin: Origin | None) -> Node:
@@ -379,7 +385,8 @@ def expand_family(family: FamilyConfig, environ: Mapping[str, str], uid: int, gi
                               s.origin.line if s.origin else 0)
                    for s in family.environ if s.value.mode in (EnvMode.DEFAULT, EnvMode.STATIC)]
     root = ExpansionContext(family.leaf, family.leaf, environ, uid, gid, pid, command_timeout,
-                            templates_dir=templates_dir, definitions=definitions)
+                            templates_dir=templates_dir, definitions=definitions,
+                            run_commands=run_commands)
 
     def expand(s: Sourced[str], key: str) -> str:
         o = s.origin

@@ -1,0 +1,190 @@
+# redwrap / redpak-run, Python side: the cold path. The native `redwrap` executable runs a
+# cached plan without Python; when the plan is missing or stale (or an option needs
+# policy), it executes this module with the same arguments, which compiles, caches, runs.
+"""redwrap --redpath NODE [options] [--] PROGRAM [ARGS...]: run a program in a node."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from ..errors import RedpakError
+
+PROG = "redwrap"
+EXIT_REDPAK = 125
+EXIT_NOEXEC = 126
+EXIT_NOTFOUND = 127
+
+USAGE = """\
+usage: redwrap --redpath NODE [options] [--] PROGRAM [ARGS...]
+
+Run PROGRAM inside the node NODE, with the merged configuration of its family.
+
+options:
+  -r, --redpath NODE    the node to run in (required)
+  -a, --admin           admin mode: layer each node's admin config (package management)
+  -s, --strict          a missing export source is an error instead of a warning
+  -f, --force           rebuild the launch plan even if the cached one is valid
+  -U, --user USER       run as USER (name or number, resolved on the host)
+  -G, --group GROUP     run as GROUP (name or number, resolved on the host)
+  -S, --smack LABEL     SMACK label of the program (overrides the config)
+  -v, --verbose[=N]     say more on stderr (N: level, default 1)
+  -d, --dump            print the launch plan, then run
+  -D, --dump-only       print the launch plan; run nothing, change nothing
+  -h, --help            show this help and exit
+
+The first argument that is not an option, or everything after '--', is the program and
+its arguments, passed verbatim. Exit status: the program's; 128+N if it died of signal N;
+125 if redpak failed before the program started; 126 if the program is not executable;
+127 if it is not found in the node.
+"""
+
+
+class UsageError(Exception):
+    pass
+
+
+class Args:
+    """Parsed command line (see USAGE); parsing stops at the program."""
+
+    def __init__(self) -> None:
+        self.redpath: str | None = None
+        self.admin = self.strict = self.force = self.dump = self.dump_only = False
+        self.user: str | None = None
+        self.group: str | None = None
+        self.smack: str | None = None
+        self.verbose = 0
+        self.program: list[str] = []
+
+
+_FLAGS = {"-a": "admin", "--admin": "admin", "-s": "strict", "--strict": "strict",
+          "-f": "force", "--force": "force", "-d": "dump", "--dump": "dump",
+          "-D": "dump_only", "--dump-only": "dump_only"}
+_VALUES = {"-r": "redpath", "--redpath": "redpath", "-U": "user", "--user": "user",
+           "-G": "group", "--group": "group", "-S": "smack", "--smack": "smack"}
+
+
+def parse_args(argv: list[str]) -> Args:
+    """Parse redwrap's options; raises UsageError. Never looks past the program name."""
+    args = Args()
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            args.program = argv[i + 1:]
+            break
+        if not arg.startswith("-") or arg == "-":
+            args.program = argv[i:]
+            break
+        if arg in ("-h", "--help"):
+            raise SystemExit(_help())
+        name, eq, inline = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+        if name in ("-v", "--verbose"):
+            args.verbose = int(inline) if eq and inline.isdigit() else args.verbose + 1
+            if eq and not inline.isdigit():
+                raise UsageError(f"--verbose: '{inline}' is not a number")
+        elif name in _FLAGS and not eq:
+            setattr(args, _FLAGS[name], True)
+        elif name in _VALUES:
+            if eq:
+                value = inline
+            elif len(arg) > 2 and not arg.startswith("--"):
+                value = arg[2:]
+            else:
+                i += 1
+                if i >= len(argv):
+                    raise UsageError(f"{arg} needs a value")
+                value = argv[i]
+            setattr(args, _VALUES[name], value)
+        elif len(arg) > 2 and arg[1] != "-" and arg[:2] in _VALUES:
+            setattr(args, _VALUES[arg[:2]], arg[2:])
+        else:
+            raise UsageError(f"unknown option '{arg}' (redwrap --help lists them; put the "
+                             "program after '--' if it starts with '-')")
+        i += 1
+    if not args.redpath:
+        raise UsageError("--redpath NODE is required")
+    if not args.program and not args.dump_only:
+        raise UsageError("no program given (redwrap --redpath NODE -- PROGRAM [ARGS])")
+    return args
+
+
+def _help() -> int:
+    sys.stdout.write(USAGE)
+    return 0
+
+
+def cache_path(node_path: str, admin: bool, uid: int) -> str:
+    """Where the plan of NODE for this caller is cached (the native launcher agrees)."""
+    return os.path.join(node_path, ".redpak-cache",
+                        f"plan-{'admin' if admin else 'normal'}-{uid}.bin")
+
+
+def write_cache(path: str, data: bytes) -> None:
+    """Atomically store a plan; a node we cannot write to simply has no cache."""
+    directory = os.path.dirname(path)
+    try:
+        os.makedirs(directory, mode=0o755, exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW,
+                     0o644)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except OSError:
+        pass
+
+
+def run(argv: list[str]) -> int:
+    """The whole command: returns redwrap's exit status."""
+    try:
+        args = parse_args(argv)
+    except UsageError as err:
+        sys.stderr.write(f"{PROG}: {err}\n")
+        return EXIT_REDPAK
+    try:
+        return _launch(args)
+    except RedpakError as err:
+        sys.stderr.write(f"{PROG}: {err}\n")
+        return EXIT_REDPAK
+    except KeyboardInterrupt:
+        return 130
+    except Exception as err:  # the CLI boundary: never a traceback for the user
+        sys.stderr.write(f"{PROG}: internal error: {err.__class__.__name__}: {err}\n")
+        if args.verbose:
+            import traceback
+            traceback.print_exc()
+        return EXIT_REDPAK
+
+
+def _launch(args: Args) -> int:
+    from ..node import normalize_path
+    from ..plan import LaunchOptions, build_plan
+
+    options = LaunchOptions(admin=args.admin, strict=args.strict, user=args.user,
+                            group=args.group, smack=args.smack)
+    compiled = build_plan(args.redpath, options, dry_run=args.dump_only)
+    for warning in compiled.warnings:
+        sys.stderr.write(f"{PROG}: warning: {warning}\n")
+    plan = compiled.plan
+    if args.dump or args.dump_only:
+        sys.stdout.write(plan.dump())
+        sys.stdout.flush()
+        if args.dump_only:
+            return 0
+    data = plan.encode()
+    overrides = args.user or args.group or args.smack or args.strict
+    if plan.cacheable and not overrides:
+        write_cache(cache_path(normalize_path(args.redpath), args.admin, os.getuid()), data)
+    from ..launch import run_plan
+    return run_plan(data, args.program, verbose=args.verbose)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(sys.argv[1:] if argv is None else argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

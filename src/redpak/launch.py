@@ -1,0 +1,82 @@
+# Launching a compiled plan through the C core, in this process: the Python API and the
+# cold path of redwrap. Maps C-core failures to redwrap's exit statuses.
+"""Run or spawn a program from a binary launch plan (see planfile.py), in-process."""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+import signal
+import threading
+
+from .errors import LaunchError
+
+EXIT_REDPAK = 125
+EXIT_NOEXEC = 126
+EXIT_NOTFOUND = 127
+
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+             signal.SIGUSR2)
+
+
+def exit_status(status: int) -> int:
+    """A waitpid() status in redwrap's convention: the exit code, or 128+N for signal N."""
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
+
+
+def exec_failure_status(err: LaunchError) -> int:
+    """126 when the program exists but cannot be executed, 127 when it is not found."""
+    if err.step != "exec":
+        return EXIT_REDPAK
+    if err.errnum in (_errno.ENOENT, _errno.ENOTDIR):
+        return EXIT_NOTFOUND
+    if err.errnum in (_errno.EACCES, _errno.ENOEXEC, _errno.EISDIR, _errno.EPERM,
+                      _errno.ELIBBAD, _errno.ETXTBSY):
+        return EXIT_NOEXEC
+    return EXIT_REDPAK
+
+
+def spawn_plan(plan: bytes, argv: list[str], pass_fds: tuple[int, ...] = ()) -> int:
+    """Start ARGV in the node described by PLAN; returns the pid to wait for.
+    Raises LaunchError (nothing ran) naming the failed step and path."""
+    from . import _core
+    return _core.spawn(plan, [os.fsencode(a) for a in argv], tuple(pass_fds))
+
+
+def wait_pid(pid: int) -> int:
+    """Wait for a launched node; returns its status in redwrap's convention."""
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            return exit_status(status)
+        except InterruptedError:  # pragma: no cover - PEP 475 retries already
+            continue
+
+
+def run_plan(plan: bytes, argv: list[str], verbose: int = 0) -> int:
+    """Run ARGV in the node and wait, forwarding TERM/INT/HUP/QUIT/USR1/USR2 to it.
+    Returns the program's status (128+N for signal N; 125/126/127 for launch failures,
+    with the message on stderr)."""
+    import sys
+    try:
+        pid = spawn_plan(plan, argv)
+    except LaunchError as err:
+        status = exec_failure_status(err)
+        sys.stderr.write(f"redwrap: {err}\n")
+        return status
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        def forward(signum, _frame):
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+        for sig in FORWARDED:
+            previous[sig] = signal.signal(sig, forward)
+    try:
+        return wait_pid(pid)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,496 @@
+# Compiling a merged, expanded family into a LaunchPlan (the C core's only input): every
+# policy decision of a launch is taken here — identity, namespaces, capabilities, mount
+# order, environment, cache dependencies. The C core applies the result and decides nothing.
+"""Compile a node family into a launch plan.
+
+`build_plan(redpath, options)` loads, merges and expands the family (the only part that
+touches the file system besides source checks), then `compile_plan()` turns the expanded
+FamilyConfig into a `planfile.LaunchPlan`. Policy choices, where the spec is silent, are
+listed in docs/launch.md.
+"""
+
+from __future__ import annotations
+
+import os
+import stat as _stat
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from .errors import PlanError
+from .family import CAP_BITS, FamilyConfig
+from .model import EnvMode, Export, ExportMode, Share
+from .planfile import (
+    Caps,
+    EnvAction,
+    EnvDep,
+    EnvOp,
+    FileDep,
+    Join,
+    LaunchPlan,
+    Mount,
+    MountFlag,
+    MountKind,
+    Ns,
+)
+
+_NS_FLAG = {"user": Ns.USER, "pid": Ns.PID, "net": Ns.NET, "ipc": Ns.IPC, "uts": Ns.UTS,
+            "cgroup": Ns.CGROUP, "time": Ns.TIME}
+
+ABSENT_MTIME = -1
+"""A FileDep with this mtime (and dev = ino = size = 0) means: the path must not exist."""
+
+
+@dataclass(frozen=True)
+class LaunchOptions:
+    """What the caller of redwrap (or the Python API) asks for, besides the program."""
+
+    admin: bool = False
+    strict: bool = False
+    user: str | None = None       # -U: overrides set-user
+    group: str | None = None      # -G: overrides set-group
+    smack: str | None = None      # -S: overrides smack
+    keep_fds: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who runs the program: the caller, the host identity it runs as, and inside the node."""
+
+    caller_uid: int
+    caller_gid: int
+    host_uid: int          # the user/group the program runs as, seen from the host ($UID)
+    host_gid: int
+    privileged: bool       # the caller is root (euid 0)
+
+
+@dataclass(frozen=True)
+class CompiledPlan:
+    plan: LaunchPlan
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass
+class _Out:
+    warnings: list[str] = field(default_factory=list)
+
+
+def caller_identity() -> tuple[int, int, bool]:
+    """The caller's real uid and gid, and whether it has root privileges."""
+    return os.getuid(), os.getgid(), os.geteuid() == 0
+
+
+def resolve_user(text: str, what: str = "set-user") -> int:
+    """A user name or number (resolved on the host) -> uid; raises PlanError."""
+    if text.isdigit():
+        return int(text)
+    import pwd
+    try:
+        return pwd.getpwnam(text).pw_uid
+    except KeyError:
+        raise PlanError(f"{what}: no user '{text}' on this host "
+                        "(give a user name from /etc/passwd or a number)") from None
+
+
+def resolve_group(text: str, what: str = "set-group") -> int:
+    """A group name or number (resolved on the host) -> gid; raises PlanError."""
+    if text.isdigit():
+        return int(text)
+    import grp
+    try:
+        return grp.getgrnam(text).gr_gid
+    except KeyError:
+        raise PlanError(f"{what}: no group '{text}' on this host "
+                        "(give a group name from /etc/group or a number)") from None
+
+
+def build_plan(redpath: str, options: LaunchOptions = LaunchOptions(),
+               environ: Mapping[str, str] | None = None, dry_run: bool = False
+               ) -> CompiledPlan:
+    """Load, merge, expand and compile the family of REDPATH; raises RedpakError.
+
+    dry_run (--dump-only): change nothing and run nothing — no $(command) is executed and
+    no missing export source is created (the plan is then not cacheable)."""
+    from .expand import expand_family
+    from .family import merge_family
+    from .node import load_family
+
+    env = os.environ if environ is None else environ
+    nodes = load_family(redpath)
+    fam = merge_family(nodes, admin=options.admin)
+    caller_uid, caller_gid, privileged = caller_identity()
+    user = options.user or (fam.set_user.value if fam.set_user else None)
+    group = options.group or (fam.set_group.value if fam.set_group else None)
+    host_uid, host_gid = caller_uid, caller_gid
+    if user is not None or group is not None:
+        # set-user may hold variables: expand it first with the caller's identity.
+        pre = expand_family(fam, env, caller_uid, caller_gid, os.getpid(),
+                            run_commands=not dry_run).family
+        if user is not None:
+            text = options.user or (pre.set_user.value if pre.set_user else "")
+            host_uid = resolve_user(text, "-U/--user" if options.user else "set-user")
+            if group is None:
+                import pwd
+                try:
+                    host_gid = pwd.getpwuid(host_uid).pw_gid
+                except KeyError:
+                    pass
+        if group is not None:
+            text = options.group or (pre.set_group.value if pre.set_group else "")
+            host_gid = resolve_group(text, "-G/--group" if options.group else "set-group")
+    expanded = expand_family(fam, env, host_uid, host_gid, os.getpid(),
+                             run_commands=not dry_run)
+    ident = Identity(caller_uid, caller_gid, host_uid, host_gid, privileged)
+    compiled = compile_plan(expanded.family, ident, options,
+                            source_kind=_source_kind,
+                            create_source=None if dry_run else _create_source)
+    plan = compiled.plan
+    deps = _file_deps(nodes, redpath, options.admin,
+                      uses_userdb=any(m.kind is MountKind.DATA for m in plan.mounts),
+                      uses_names=user is not None or group is not None)
+    env_deps = tuple(EnvDep(k, v) for k, v in sorted(expanded.used_env.items()))
+    from dataclasses import replace
+    plan = replace(plan, file_deps=deps, env_deps=env_deps,
+                   cacheable=not (expanded.volatile or options.keep_fds or dry_run))
+    return CompiledPlan(plan, compiled.warnings)
+
+
+# ---- the pure part ----------------------------------------------------------------------
+
+def compile_plan(fam: FamilyConfig, ident: Identity, options: LaunchOptions = LaunchOptions(),
+                 source_kind: Callable[[str], str] | None = None,
+                 create_source: Callable[[str, str, str], None] | None = None
+                 ) -> CompiledPlan:
+    """Turn an expanded FamilyConfig into a LaunchPlan; raises PlanError.
+
+    `source_kind(path)` says what a bind source is on the host: 'dir', 'file', 'other' or
+    'missing' (default: everything is 'dir'); `create_source(path, 'dir'|'file', where)`
+    creates a missing source inside a node (default: nothing is created, as in a dry run).
+    This function does no I/O itself.
+    """
+    if not fam.expanded:
+        raise PlanError("internal: compile_plan needs an expanded family (expand_family)")
+    out = _Out()
+    kind_of = source_kind or (lambda _p: "dir")
+    _refuse_unsupported(fam, options)
+
+    namespaces, joins = _namespaces(fam, ident)
+    uid_map, gid_map, deny, uid, gid, drop = _identity(fam, ident, namespaces)
+    caps = _caps(fam, uid)
+    node_dirs = tuple(n.path for n in fam.nodes)
+    create = create_source or (lambda _p, _k, _w: None)
+    mounts = _mounts(fam, ident, uid, gid, options, kind_of, create, node_dirs, out)
+    env = _environ(fam)
+    chdir = fam.chdir.value if fam.chdir and fam.chdir.value else "/"
+    if not chdir.startswith("/"):
+        raise PlanError(f"chdir: '{chdir}' must be an absolute path inside the node "
+                        f"({fam.chdir.origin.describe() if fam.chdir else ''})")
+    plan = LaunchPlan(
+        namespaces=namespaces, joins=joins, uid_map=uid_map, gid_map=gid_map,
+        setgroups_deny=deny, uid=uid, gid=gid, drop_groups=drop,
+        hostname=fam.hostname.value if fam.hostname else "",
+        chdir=chdir,
+        umask=fam.umask.value if fam.umask else None,
+        die_with_parent=fam.die_with_parent.value.value == "enabled",
+        new_session=fam.new_session.value.value == "enabled",
+        caps=caps, mounts=mounts,
+        inherit_env=bool(fam.inherit_env and fam.inherit_env.value),
+        env=env, keep_fds=tuple(options.keep_fds),
+        caller_uid=ident.caller_uid, caller_gid=ident.caller_gid,
+    )
+    return CompiledPlan(plan, tuple(out.warnings))
+
+
+def _refuse_unsupported(fam: FamilyConfig, options: LaunchOptions) -> None:
+    """Controls this version cannot enforce yet fail closed instead of being ignored."""
+    def refuse(key: str, origin: str) -> None:
+        raise PlanError(f"{key}: set by {origin}, but this redpak cannot enforce it yet; "
+                        "remove the key to launch (a control is never silently skipped)")
+    for per_node in fam.cgroups:
+        if any(v is not None for k, v in vars(per_node.value).items() if k != "line"):
+            refuse("cgroups", per_node.origin.describe())
+    sec = fam.seccomp
+    if (sec.profile and sec.profile.value != "none") or sec.deny:
+        where = sec.profile.origin if sec.profile else sec.deny[0].origin
+        refuse("seccomp", where.describe())
+    if fam.landlock and fam.landlock.value:
+        refuse("landlock", fam.landlock.origin.describe())
+    if options.smack or fam.smack:
+        refuse("smack", "--smack" if options.smack else fam.smack.origin.describe())
+
+
+def _namespaces(fam: FamilyConfig, ident: Identity) -> tuple[Ns, tuple[Join, ...]]:
+    flags = Ns.MNT
+    joins: list[Join] = []
+    for ns, flag in _NS_FLAG.items():
+        value = fam.share(ns)
+        if value.state is Share.DISABLED:
+            flags |= flag
+        elif value.state is Share.JOIN:
+            joins.append(Join(flag, value.path))
+    if fam.hostname and fam.hostname.value:
+        uts = fam.share("uts")
+        if uts.state is Share.JOIN:
+            raise PlanError(f"hostname: set by {fam.hostname.origin.describe()}, but the UTS "
+                            f"namespace is joined ({uts.path}): drop one of the two")
+        flags |= Ns.UTS  # a hostname implies a private UTS namespace (SPEC §2)
+    if not ident.privileged and not flags & Ns.USER:
+        if any(j.ns is Ns.USER for j in joins):
+            return flags, tuple(joins)
+        user = fam.namespaces.get("user")
+        where = user.origin.describe() if user is not None and user.origins else "a node"
+        raise PlanError("share_user: an unprivileged launch needs a new user namespace, but "
+                        f"{where} shares the caller's (run as root, or set share_user: "
+                        "disabled)")
+    return flags, tuple(joins)
+
+
+def _identity(fam: FamilyConfig, ident: Identity, namespaces: Ns
+              ) -> tuple[str, str, bool, int, int, bool]:
+    """uid_map, gid_map, setgroups deny, uid and gid inside, drop supplementary groups."""
+    map_root = bool(fam.map_root_user and fam.map_root_user.value)
+    if namespaces & Ns.USER:
+        if ident.privileged:
+            # Root keeps the host's ids (files keep their owners); the program switches.
+            inner_uid = 0 if map_root else ident.host_uid
+            inner_gid = 0 if map_root else ident.host_gid
+            return ("0 0 4294967295\n", "0 0 4294967295\n", False, inner_uid, inner_gid, True)
+        if (ident.host_uid, ident.host_gid) != (ident.caller_uid, ident.caller_gid) \
+                and not map_root:
+            pass  # an unprivileged caller shows set-user inside, mapped onto itself
+        inner_uid = 0 if map_root else ident.host_uid
+        inner_gid = 0 if map_root else ident.host_gid
+        return (f"{inner_uid} {ident.caller_uid} 1\n", f"{inner_gid} {ident.caller_gid} 1\n",
+                True, inner_uid, inner_gid, False)
+    if map_root:
+        raise PlanError("map-root-user: needs a new user namespace, but share_user is "
+                        "enabled in this family")
+    if not ident.privileged and (ident.host_uid, ident.host_gid) != (ident.caller_uid,
+                                                                    ident.caller_gid):
+        raise PlanError("set-user/set-group: switching user needs root or a new user "
+                        "namespace (share_user: disabled)")
+    return ("", "", False, ident.host_uid, ident.host_gid, ident.privileged)
+
+
+def _caps(fam: FamilyConfig, uid: int) -> Caps:
+    mask = 0
+    for cap in fam.capabilities:
+        mask |= 1 << CAP_BITS[cap.value]
+    if uid == 0:
+        return Caps(bounding=mask, permitted=mask, effective=mask)
+    # A non-root program keeps an added capability across exec only through ambient.
+    return Caps(bounding=mask, permitted=mask, effective=mask, inheritable=mask, ambient=mask)
+
+
+def _components(path: str) -> tuple[str, ...]:
+    return tuple(p for p in path.split("/") if p)
+
+
+def _normalise_mount(text: str, where: str) -> str:
+    if not text.startswith("/"):
+        raise PlanError(f"{where}: mount '{text}' must be an absolute path inside the node")
+    parts = _components(text)
+    if any(p in (".", "..") for p in parts):
+        raise PlanError(f"{where}: mount '{text}' must not contain '.' or '..'")
+    return "/" + "/".join(parts)
+
+
+def _under(path: str, dirs: tuple[str, ...]) -> bool:
+    return any(path == d or path.startswith(d.rstrip("/") + "/") for d in dirs)
+
+
+def _mounts(fam: FamilyConfig, ident: Identity, uid: int, gid: int, options: LaunchOptions,
+            kind_of: Callable[[str], str], create: Callable[[str, str, str], None],
+            node_dirs: tuple[str, ...], out: _Out) -> tuple[Mount, ...]:
+    entries: list[tuple[tuple[str, ...], Mount]] = []
+    for sourced in fam.exports:
+        exp: Export = sourced.value
+        where = sourced.origin.describe()
+        target = _normalise_mount(exp.mount, where)
+        if target == "/":
+            raise PlanError(f"{where}: mount '/' is the node's root; export below it")
+        mount = _mount_of(exp, target, where, ident, uid, gid, options, kind_of, create,
+                          node_dirs, out)
+        if mount is not None:
+            entries.append((_components(target), mount))
+    # Parents before children: sort by path components, stable for equal keys.
+    entries.sort(key=lambda e: e[0])
+    return tuple(m for _, m in entries)
+
+
+def _mount_of(exp: Export, target: str, where: str, ident: Identity, uid: int, gid: int,
+              options: LaunchOptions, kind_of: Callable[[str], str],
+              create: Callable[[str, str, str], None], node_dirs: tuple[str, ...], out: _Out
+              ) -> Mount | None:
+    mode = exp.mode
+    if mode.is_bind:
+        source = exp.path or exp.mount
+        if not source.startswith("/"):
+            raise PlanError(f"{where}: path '{source}' must be an absolute host path")
+        want = "file" if mode.is_file else "dir"
+        found = kind_of(source)
+        flags = MountFlag.RDONLY if mode.readonly else MountFlag(0)
+        if found == "missing":
+            if _under(source, node_dirs):
+                # redpak creates missing sources inside node directories only (SPEC §4).
+                create(source, want, where)
+            elif options.strict:
+                raise PlanError(f"{where}: source '{source}' does not exist (--strict)")
+            else:
+                out.warnings.append(f"{where}: source '{source}' does not exist; "
+                                    f"'{target}' is skipped")
+                return None
+        elif found != want and not (want == "file" and found == "other"):
+            raise PlanError(f"{where}: {mode.value} needs a {'file' if want == 'file' else 'directory'}"
+                            f", but '{source}' is a {found}")
+        if not _under(source, node_dirs) and not options.strict:
+            flags |= MountFlag.OPTIONAL  # a host path that vanishes later is skipped
+        kind = MountKind.BIND_FILE if mode.is_file else MountKind.BIND
+        return Mount(kind, target, source, flags)
+    if mode is ExportMode.ANONYMOUS:
+        return Mount(MountKind.DIR, target, mode=0o755)
+    if mode is ExportMode.SYMLINK:
+        if not exp.path:
+            raise PlanError(f"{where}: Symlink needs a path (the link's target)")
+        return Mount(MountKind.SYMLINK, target, exp.path)
+    if mode is ExportMode.TMPFS:
+        return Mount(MountKind.TMPFS, target, mode=0o1777 if target == "/tmp" else 0o755)
+    if mode is ExportMode.PROCFS:
+        return Mount(MountKind.PROC, target)
+    if mode is ExportMode.DEVFS:
+        return Mount(MountKind.DEV, target)
+    if mode is ExportMode.MQUEUE:
+        return Mount(MountKind.MQUEUE, target)
+    if mode is ExportMode.EXECFD:
+        if not exp.path:
+            raise PlanError(f"{where}: Execfd needs a path (the shell command to run)")
+        return Mount(MountKind.EXECFD, target, exp.path, MountFlag.RDONLY, mode=0o444)
+    if mode is ExportMode.INTERNAL:
+        text = (exp.path or "").strip()
+        if not text.isdigit():
+            raise PlanError(f"{where}: Internal needs a descriptor number as path, "
+                            f"not '{text}'")
+        return Mount(MountKind.FD, target, flags=MountFlag.RDONLY, fd=int(text), mode=0o444)
+    if mode is ExportMode.LOCK:
+        source = exp.path or exp.mount
+        return Mount(MountKind.LOCK, target, source, MountFlag.LOCK_EXCL | MountFlag.LOCK_WAIT)
+    if mode is ExportMode.USERDB:
+        which = (exp.path or target.rsplit("/", 1)[-1]).strip().lower()
+        if which not in ("passwd", "group"):
+            raise PlanError(f"{where}: UserDb path must be 'passwd' or 'group', not '{which}'")
+        data = _userdb(which, ident, uid, gid)
+        return Mount(MountKind.DATA, target, flags=MountFlag.RDONLY, mode=0o444, data=data)
+    raise PlanError(f"{where}: export mode {mode.value} is not supported")  # pragma: no cover
+
+
+def _userdb(which: str, ident: Identity, uid: int, gid: int) -> bytes:
+    """/etc/passwd or /etc/group for the running user, made here instead of by getent."""
+    import grp
+    import pwd
+    try:
+        pw = pwd.getpwuid(ident.host_uid)
+        name, gecos = pw.pw_name, pw.pw_gecos.split(",")[0]
+    except KeyError:
+        name, gecos = f"user{ident.host_uid}", ""
+    try:
+        group = grp.getgrgid(ident.host_gid).gr_name
+    except KeyError:
+        group = f"group{ident.host_gid}"
+    if which == "passwd":
+        lines = ["root:x:0:0:root:/root:/bin/sh"]
+        if uid != 0:
+            lines.append(f"{name}:x:{uid}:{gid}:{gecos}:/home/{name}:/bin/sh")
+        if uid != 65534:
+            lines.append("nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin")
+    else:
+        lines = ["root:x:0:"]
+        if gid != 0:
+            lines.append(f"{group}:x:{gid}:")
+        if gid != 65534:
+            lines.append("nogroup:x:65534:")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _environ(fam: FamilyConfig) -> tuple[EnvOp, ...]:
+    ops: list[EnvOp] = []
+    for sourced in fam.environ:
+        entry = sourced.value
+        value = entry.value or ""
+        if entry.mode in (EnvMode.DEFAULT, EnvMode.STATIC):
+            ops.append(EnvOp(EnvAction.SET, entry.key, value))
+        elif entry.mode is EnvMode.REMOVE:
+            ops.append(EnvOp(EnvAction.UNSET, entry.key))
+        elif entry.mode is EnvMode.INHERIT:
+            ops.append(EnvOp(EnvAction.INHERIT, entry.key))
+        elif entry.mode is EnvMode.EXECFD:
+            ops.append(EnvOp(EnvAction.EXECFD, entry.key, value))
+    for key, entries in (("PATH", fam.path), ("LD_LIBRARY_PATH", fam.ldpath)):
+        parts = [e.value for e in entries if e.value]
+        if parts:
+            ops.append(EnvOp(EnvAction.SET, key, ":".join(parts)))
+    return tuple(ops)
+
+
+# ---- the I/O around it ------------------------------------------------------------------
+
+def _source_kind(path: str) -> str:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return "missing"
+    except NotADirectoryError:
+        return "missing"
+    except OSError as err:
+        raise PlanError(f"source '{path}': {err.strerror}") from err
+    if _stat.S_ISDIR(st.st_mode):
+        return "dir"
+    if _stat.S_ISREG(st.st_mode):
+        return "file"
+    return "other"
+
+
+def _create_source(path: str, want: str, where: str) -> None:
+    try:
+        if want == "dir":
+            os.makedirs(path, mode=0o755, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            os.close(fd)
+    except FileExistsError:
+        pass
+    except OSError as err:
+        raise PlanError(f"{where}: cannot create missing source '{path}': "
+                        f"{err.strerror}") from err
+
+
+def _stat_dep(path: str) -> FileDep:
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return FileDep(path, 0, 0, 0, ABSENT_MTIME)
+    return FileDep(path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _file_deps(nodes, redpath: str, admin: bool, uses_userdb: bool, uses_names: bool
+               ) -> tuple[FileDep, ...]:
+    """Everything whose change must invalidate a cached plan: the family's status and
+    config files, and every directory on the walk up that is not (yet) a node."""
+    from .node import normalize_path
+    deps: list[FileDep] = []
+    node_paths = {n.path for n in nodes}
+    leaf = normalize_path(redpath)
+    d = leaf
+    while d != "/":
+        if d not in node_paths:
+            deps.append(_stat_dep(os.path.join(d, ".rednode.yaml")))
+        d = os.path.dirname(d)
+    for n in nodes:
+        deps.append(_stat_dep(os.path.join(n.path, ".rednode.yaml")))
+        for name in ("etc/redpak.yaml", "etc/redpack.yaml"):
+            deps.append(_stat_dep(os.path.join(n.path, name)))
+        if admin:
+            for name in ("etc/redpak-admin.yaml", "etc/redpack-admin.yaml"):
+                deps.append(_stat_dep(os.path.join(n.path, name)))
+    if uses_userdb or uses_names:
+        deps += [_stat_dep("/etc/passwd"), _stat_dep("/etc/group")]
+    return tuple(deps)
