@@ -692,6 +692,11 @@ def _p_bool(v: _Validator, node: _Node, path: str, line: int) -> bool | None:
     return found
 
 
+def _digits(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts '²', which int() refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def _p_int(v: _Validator, node: _Node, path: str, line: int) -> int | None:
     value = v.text(node, path, "int")
     if value is None:
@@ -884,8 +889,8 @@ def _p_cpu_max(v: _Validator, node: _Node, path: str, line: int) -> str | None:
     if value is None:
         return None
     parts = value.lower().split()
-    ok = 1 <= len(parts) <= 2 and (parts[0] == "max" or parts[0].isdigit()) \
-        and all(p.isdigit() for p in parts[1:])
+    ok = 1 <= len(parts) <= 2 and (parts[0] == "max" or _digits(parts[0])) \
+        and all(_digits(p) for p in parts[1:])
     if not ok:
         raise v.bad(node, path, "cpu_max", value, "for example '50000 100000' or max")
     # Kernel bounds (sched/core.c): quota >= 1 ms, 1 ms <= period <= 1 s.
@@ -903,7 +908,7 @@ def _p_pids_max(v: _Validator, node: _Node, path: str, line: int) -> str | None:
         return None
     if value.lower() == "max":
         return "max"
-    if not value.isdigit():
+    if not _digits(value):
         raise v.bad(node, path, "pids_max", value)
     return str(int(value))
 
@@ -922,7 +927,7 @@ def _p_io_weight(v: _Validator, node: _Node, path: str, line: int) -> str | None
         return None
     out = []
     for entry in entries:
-        if entry.isdigit() and len(entries) == 1:
+        if _digits(entry) and len(entries) == 1:
             weight, entry = entry, f"default {entry}"
         else:
             m = _IO_WEIGHT_RE.fullmatch(entry)
@@ -976,7 +981,7 @@ def _p_errno(v: _Validator, node: _Node, path: str, line: int) -> str | None:
     value = v.text(node, path, "errno")
     if value is None:
         return None
-    if value.isdigit() and 0 < int(value) < 4096:
+    if _digits(value) and 0 < int(value) < 4096:
         return str(int(value))
     if _ERRNO_RE.fullmatch(value.upper()):
         return value.upper()

@@ -36,6 +36,9 @@ from .planfile import (
 _NS_FLAG = {"user": Ns.USER, "pid": Ns.PID, "net": Ns.NET, "ipc": Ns.IPC, "uts": Ns.UTS,
             "cgroup": Ns.CGROUP, "time": Ns.TIME}
 
+EXECFD_TIMEOUT_MS = 5000
+"""Execfd commands run at launch get the same 5 s bound as $(command) (SPEC §5)."""
+
 ABSENT_MTIME = -1
 """A FileDep with this mtime (and dev = ino = size = 0) means: the path must not exist."""
 
@@ -61,17 +64,21 @@ class Identity:
     host_uid: int          # the user/group the program runs as, seen from the host ($UID)
     host_gid: int
     privileged: bool       # the caller is root (euid 0)
+    inner_uid: int | None = None   # set-user for an unprivileged caller: shown inside only,
+    inner_gid: int | None = None   # mapped onto the caller (who cannot switch on the host)
 
 
 @dataclass(frozen=True)
 class CompiledPlan:
     plan: LaunchPlan
     warnings: tuple[str, ...] = ()
+    absent_sources: tuple[str, ...] = ()   # skipped because missing: cache dependencies
 
 
 @dataclass
 class _Out:
     warnings: list[str] = field(default_factory=list)
+    absent: list[str] = field(default_factory=list)
 
 
 def caller_identity() -> tuple[int, int, bool]:
@@ -79,9 +86,13 @@ def caller_identity() -> tuple[int, int, bool]:
     return os.getuid(), os.getgid(), os.geteuid() == 0
 
 
+def _number(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
 def resolve_user(text: str, what: str = "set-user") -> int:
     """A user name or number (resolved on the host) -> uid; raises PlanError."""
-    if text.isdigit():
+    if _number(text):
         return int(text)
     import pwd
     try:
@@ -93,7 +104,7 @@ def resolve_user(text: str, what: str = "set-user") -> int:
 
 def resolve_group(text: str, what: str = "set-group") -> int:
     """A group name or number (resolved on the host) -> gid; raises PlanError."""
-    if text.isdigit():
+    if _number(text):
         return int(text)
     import grp
     try:
@@ -120,26 +131,42 @@ def build_plan(redpath: str, options: LaunchOptions = LaunchOptions(),
     caller_uid, caller_gid, privileged = caller_identity()
     user = options.user or (fam.set_user.value if fam.set_user else None)
     group = options.group or (fam.set_group.value if fam.set_group else None)
-    host_uid, host_gid = caller_uid, caller_gid
+    target_uid, target_gid = caller_uid, caller_gid
+    warnings: list[str] = []
     if user is not None or group is not None:
         # set-user may hold variables: expand it first with the caller's identity.
         pre = expand_family(fam, env, caller_uid, caller_gid, os.getpid(),
                             run_commands=not dry_run).family
         if user is not None:
             text = options.user or (pre.set_user.value if pre.set_user else "")
-            host_uid = resolve_user(text, "-U/--user" if options.user else "set-user")
-            if group is None:
-                import pwd
-                try:
-                    host_gid = pwd.getpwuid(host_uid).pw_gid
-                except KeyError:
-                    pass
+            if dry_run and "$(" in text:
+                warnings.append(f"set-user: '{text}' is computed by a command, not run in a "
+                                "dry run: the plan shows the caller's identity")
+            else:
+                target_uid = resolve_user(text, "-U/--user" if options.user else "set-user")
+                if group is None:
+                    import pwd
+                    try:
+                        target_gid = pwd.getpwuid(target_uid).pw_gid
+                    except KeyError:
+                        pass
         if group is not None:
             text = options.group or (pre.set_group.value if pre.set_group else "")
-            host_gid = resolve_group(text, "-G/--group" if options.group else "set-group")
-    expanded = expand_family(fam, env, host_uid, host_gid, os.getpid(),
+            if dry_run and "$(" in text:
+                warnings.append(f"set-group: '{text}' is computed by a command, not run in a "
+                                "dry run: the plan shows the caller's identity")
+            else:
+                target_gid = resolve_group(text, "-G/--group" if options.group
+                                           else "set-group")
+    if privileged:
+        ident = Identity(caller_uid, caller_gid, target_uid, target_gid, True)
+    else:
+        # An unprivileged caller cannot switch on the host: the program runs as the caller
+        # ($UID), and set-user is only the identity shown inside its user namespace.
+        ident = Identity(caller_uid, caller_gid, caller_uid, caller_gid, False,
+                         inner_uid=target_uid, inner_gid=target_gid)
+    expanded = expand_family(fam, env, ident.host_uid, ident.host_gid, os.getpid(),
                              run_commands=not dry_run)
-    ident = Identity(caller_uid, caller_gid, host_uid, host_gid, privileged)
     compiled = compile_plan(expanded.family, ident, options,
                             source_kind=_source_kind,
                             create_source=None if dry_run else _create_source)
@@ -147,11 +174,12 @@ def build_plan(redpath: str, options: LaunchOptions = LaunchOptions(),
     deps = _file_deps(nodes, redpath, options.admin,
                       uses_userdb=any(m.kind is MountKind.DATA for m in plan.mounts),
                       uses_names=user is not None or group is not None)
+    deps += tuple(FileDep(p, 0, 0, 0, ABSENT_MTIME) for p in compiled.absent_sources)
     env_deps = tuple(EnvDep(k, v) for k, v in sorted(expanded.used_env.items()))
     from dataclasses import replace
     plan = replace(plan, file_deps=deps, env_deps=env_deps,
                    cacheable=not (expanded.volatile or options.keep_fds or dry_run))
-    return CompiledPlan(plan, compiled.warnings)
+    return CompiledPlan(plan, tuple(warnings) + compiled.warnings, compiled.absent_sources)
 
 
 # ---- the pure part ----------------------------------------------------------------------
@@ -195,9 +223,10 @@ def compile_plan(fam: FamilyConfig, ident: Identity, options: LaunchOptions = La
         caps=caps, mounts=mounts,
         inherit_env=bool(fam.inherit_env and fam.inherit_env.value),
         env=env, keep_fds=tuple(options.keep_fds),
+        execfd_timeout_ms=EXECFD_TIMEOUT_MS,
         caller_uid=ident.caller_uid, caller_gid=ident.caller_gid,
     )
-    return CompiledPlan(plan, tuple(out.warnings))
+    return CompiledPlan(plan, tuple(out.warnings), tuple(out.absent))
 
 
 def _refuse_unsupported(fam: FamilyConfig, options: LaunchOptions) -> None:
@@ -250,22 +279,27 @@ def _identity(fam: FamilyConfig, ident: Identity, namespaces: Ns
     map_root = bool(fam.map_root_user and fam.map_root_user.value)
     if namespaces & Ns.USER:
         if ident.privileged:
+            if map_root and (ident.host_uid, ident.host_gid) != (0, 0):
+                # Root inside, but only as the set-user identity on the host: a leaf's
+                # map-root-user never turns an ancestor's set-user into host root.
+                return (f"0 {ident.host_uid} 1\n", f"0 {ident.host_gid} 1\n", False, 0, 0,
+                        True)
             # Root keeps the host's ids (files keep their owners); the program switches.
             inner_uid = 0 if map_root else ident.host_uid
             inner_gid = 0 if map_root else ident.host_gid
             return ("0 0 4294967295\n", "0 0 4294967295\n", False, inner_uid, inner_gid, True)
-        if (ident.host_uid, ident.host_gid) != (ident.caller_uid, ident.caller_gid) \
-                and not map_root:
-            pass  # an unprivileged caller shows set-user inside, mapped onto itself
-        inner_uid = 0 if map_root else ident.host_uid
-        inner_gid = 0 if map_root else ident.host_gid
+        shown_uid = ident.inner_uid if ident.inner_uid is not None else ident.caller_uid
+        shown_gid = ident.inner_gid if ident.inner_gid is not None else ident.caller_gid
+        inner_uid = 0 if map_root else shown_uid
+        inner_gid = 0 if map_root else shown_gid
         return (f"{inner_uid} {ident.caller_uid} 1\n", f"{inner_gid} {ident.caller_gid} 1\n",
                 True, inner_uid, inner_gid, False)
     if map_root:
         raise PlanError("map-root-user: needs a new user namespace, but share_user is "
                         "enabled in this family")
-    if not ident.privileged and (ident.host_uid, ident.host_gid) != (ident.caller_uid,
-                                                                    ident.caller_gid):
+    wanted = (ident.inner_uid if ident.inner_uid is not None else ident.host_uid,
+              ident.inner_gid if ident.inner_gid is not None else ident.host_gid)
+    if not ident.privileged and wanted != (ident.caller_uid, ident.caller_gid):
         raise PlanError("set-user/set-group: switching user needs root or a new user "
                         "namespace (share_user: disabled)")
     return ("", "", False, ident.host_uid, ident.host_gid, ident.privileged)
@@ -326,6 +360,10 @@ def _mount_of(exp: Export, target: str, where: str, ident: Identity, uid: int, g
         source = exp.path or exp.mount
         if not source.startswith("/"):
             raise PlanError(f"{where}: path '{source}' must be an absolute host path")
+        if any(p in (".", "..") for p in _components(source)):
+            raise PlanError(f"{where}: path '{source}' must not contain '.' or '..' "
+                            "(write the path it leads to)")
+        source = "/" + "/".join(_components(source))
         want = "file" if mode.is_file else "dir"
         found = kind_of(source)
         flags = MountFlag.RDONLY if mode.readonly else MountFlag(0)
@@ -338,6 +376,7 @@ def _mount_of(exp: Export, target: str, where: str, ident: Identity, uid: int, g
             else:
                 out.warnings.append(f"{where}: source '{source}' does not exist; "
                                     f"'{target}' is skipped")
+                out.absent.append(source)
                 return None
         elif found != want and not (want == "file" and found == "other"):
             raise PlanError(f"{where}: {mode.value} needs a {'file' if want == 'file' else 'directory'}"
@@ -366,7 +405,7 @@ def _mount_of(exp: Export, target: str, where: str, ident: Identity, uid: int, g
         return Mount(MountKind.EXECFD, target, exp.path, MountFlag.RDONLY, mode=0o444)
     if mode is ExportMode.INTERNAL:
         text = (exp.path or "").strip()
-        if not text.isdigit():
+        if not _number(text):
             raise PlanError(f"{where}: Internal needs a descriptor number as path, "
                             f"not '{text}'")
         return Mount(MountKind.FD, target, flags=MountFlag.RDONLY, fd=int(text), mode=0o444)
@@ -448,7 +487,25 @@ def _source_kind(path: str) -> str:
     return "other"
 
 
+def _inside_node(path: str) -> bool:
+    """The nearest existing ancestor of PATH, resolved, is inside a node directory: a
+    symlink in a node's tree never makes redpak create directories on the host."""
+    probe = path
+    while not os.path.lexists(probe):
+        probe = os.path.dirname(probe)
+    real = os.path.realpath(probe)
+    while True:
+        if os.path.exists(os.path.join(real, ".rednode.yaml")):
+            return True
+        if real == "/":
+            return False
+        real = os.path.dirname(real)
+
+
 def _create_source(path: str, want: str, where: str) -> None:
+    if not _inside_node(path):
+        raise PlanError(f"{where}: missing source '{path}' leads outside the node through "
+                        "a symbolic link; redpak creates sources inside nodes only")
     try:
         if want == "dir":
             os.makedirs(path, mode=0o755, exist_ok=True)

@@ -80,8 +80,9 @@ def parse_args(argv: list[str]) -> Args:
             raise SystemExit(_help())
         name, eq, inline = arg.partition("=") if arg.startswith("--") else (arg, "", "")
         if name in ("-v", "--verbose"):
-            args.verbose = int(inline) if eq and inline.isdigit() else args.verbose + 1
-            if eq and not inline.isdigit():
+            number = inline.isascii() and inline.isdigit()
+            args.verbose = int(inline) if eq and number else args.verbose + 1
+            if eq and not number:
                 raise UsageError(f"--verbose: '{inline}' is not a number")
         elif name in _FLAGS and not eq:
             setattr(args, _FLAGS[name], True)

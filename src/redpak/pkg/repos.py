@@ -1,0 +1,465 @@
+# Repositories of a node family: .repo files (INI) read from every node, metadata fetched
+# (file:// or http(s)://), verified against repomd checksums, cached, loaded into libsolv.
+"""Repositories.
+
+A node sees the repositories defined in NODE/etc/yum.repos.d/*.repo of every node of its
+family: an ancestor's repositories serve its descendants (a system node can name the
+distribution once). On the same repository id the definition closest to the leaf wins.
+
+Metadata (repomd.xml, primary, filelists) is cached under the merged `cachedir`, in one
+directory per repository and base URL, together with libsolv's own .solv file; while the
+repository's repomd.xml is byte-for-byte unchanged, the cached .solv file is loaded and
+nothing else is fetched. Every metadata file and every package is checked against the
+checksum its index gives before it is used: a repository with a bad checksum is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from redpak.errors import PackageError
+from redpak.pkg.session import NodeRef, Session, make_dirs, owning_node
+
+REPO_DIR = "etc/yum.repos.d"
+_ID_RE = re.compile(r"[A-Za-z0-9_.:+-]+")
+_REPOMD_MAX = 4 << 20
+_METADATA_MAX = 1 << 30
+_KEY_MAX = 1 << 20
+_HTTP_TIMEOUT = 30.0
+_TRUE = {"1", "yes", "true", "on", "enabled"}
+_FALSE = {"0", "no", "false", "off", "disabled"}
+_HASHES = {"sha": "sha1", "sha1": "sha1", "sha224": "sha224", "sha256": "sha256",
+           "sha384": "sha384", "sha512": "sha512"}
+
+
+@dataclass(frozen=True)
+class RepoConfig:
+    """One repository definition ([id] section of a .repo file)."""
+
+    id: str
+    name: str
+    baseurls: tuple[str, ...]
+    enabled: bool
+    gpgcheck: bool                 # as the .repo says; the family's gpgcheck can only add
+    gpgkeys: tuple[str, ...]
+    file: str
+    line: int
+    node: NodeRef
+    priority: int = 99
+
+    def where(self) -> str:
+        return f"{self.file}:{self.line}" if self.line else self.file
+
+
+# --------------------------------------------------------------------------- .repo files
+
+def read_repos(session: Session) -> list[RepoConfig]:
+    """Every repository defined in the family (enabled or not), the leaf's definition
+    winning on the same id, sorted by id. Raises PackageError naming file and line."""
+    by_id: dict[str, RepoConfig] = {}
+    for node in session.family:
+        directory = os.path.join(node.path, REPO_DIR)
+        try:
+            names = sorted(n for n in os.listdir(directory) if n.endswith(".repo"))
+        except FileNotFoundError:
+            continue
+        except OSError as err:
+            raise PackageError(f"{directory}: cannot list repositories: "
+                               f"{err.strerror}") from err
+        for name in names:
+            for repo in parse_repo_file(os.path.join(directory, name), node):
+                by_id[repo.id] = repo
+    return [by_id[k] for k in sorted(by_id)]
+
+
+def parse_repo_file(path: str, node: NodeRef) -> list[RepoConfig]:
+    """Parse one .repo file; raises PackageError naming the file, line and key."""
+    import configparser
+
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(_KEY_MAX + 1)
+    except OSError as err:
+        raise PackageError(f"{path}: cannot read: {err.strerror}") from err
+    if len(raw) > _KEY_MAX:
+        raise PackageError(f"{path}: larger than 1 MiB: not a repository file")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise PackageError(f"{path}: not valid UTF-8 (byte {err.start})") from err
+    parser = configparser.RawConfigParser(strict=True, interpolation=None,
+                                          default_section="\0none")
+    parser.optionxform = str.lower       # type: ignore[assignment,method-assign]
+    try:
+        parser.read_string(text, source=path)
+    except configparser.Error as err:
+        msg = str(err).replace("\n", " ")
+        raise PackageError(f"{path}: not a valid repository file: {msg}") from err
+    lines = _section_lines(text)
+    out = []
+    for section in parser.sections():
+        line = lines.get(section, 0)
+        where = f"{path}:{line}" if line else path
+        if not _ID_RE.fullmatch(section):
+            raise PackageError(f"{where}: [{section}]: not a valid repository id "
+                               "(letters, digits and _ . : + - only)")
+        opts = parser[section]
+
+        def flag(key: str, default: bool) -> bool:
+            value = opts.get(key)
+            if value is None or not value.strip():
+                return default
+            word = value.strip().lower()
+            if word in _TRUE:
+                return True
+            if word in _FALSE:
+                return False
+            raise PackageError(f"{where}: [{section}] {key}: {value!r} is not a boolean "
+                               "(use 1 or 0)")
+
+        urls = tuple(_expand(u, where, section, "baseurl")
+                     for u in _split_list(opts.get("baseurl", "")))
+        if not urls:
+            other = [k for k in ("mirrorlist", "metalink") if k in opts]
+            hint = (f" ({' and '.join(other)} not supported: give a baseurl)" if other
+                    else " (add baseurl=file:///path/to/repo or an http(s) URL)")
+            raise PackageError(f"{where}: [{section}]: no baseurl{hint}")
+        for url in urls:
+            _check_url(url, f"{where}: [{section}] baseurl")
+        keys = tuple(_expand(k, where, section, "gpgkey")
+                     for k in _split_list(opts.get("gpgkey", "")))
+        for key in keys:
+            _check_url(key, f"{where}: [{section}] gpgkey")
+        try:
+            priority = int(opts.get("priority", "99").strip() or "99")
+        except ValueError:
+            raise PackageError(f"{where}: [{section}] priority: "
+                               f"{opts.get('priority')!r} is not a number") from None
+        out.append(RepoConfig(
+            id=section, name=(opts.get("name") or section).strip(), baseurls=urls,
+            enabled=flag("enabled", True), gpgcheck=flag("gpgcheck", False), gpgkeys=keys,
+            file=path, line=line, node=node, priority=priority))
+    return out
+
+
+def _section_lines(text: str) -> dict[str, int]:
+    lines = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        m = re.match(r"\s*\[([^\]]*)\]", line)
+        if m and m.group(1).strip() not in lines:
+            lines[m.group(1).strip()] = number
+    return lines
+
+
+def _split_list(value: str) -> list[str]:
+    return [part for part in re.split(r"[\s,]+", value) if part]
+
+
+def _expand(value: str, where: str, section: str, key: str) -> str:
+    arch = os.uname().machine
+    for name in ("basearch", "arch"):
+        value = value.replace(f"${{{name}}}", arch).replace(f"${name}", arch)
+    m = re.search(r"\$\{?[A-Za-z_]+", value)
+    if m:
+        raise PackageError(f"{where}: [{section}] {key}: unknown variable {m.group()} in "
+                           f"{value!r} (only $basearch and $arch are known)")
+    return value
+
+
+def _check_url(url: str, what: str) -> None:
+    if not url.startswith(("file:///", "http://", "https://", "/")):
+        raise PackageError(f"{what}: {url!r}: use file:///absolute/path, http:// or "
+                           "https://")
+
+
+# --------------------------------------------------------------------------- fetching
+
+def _file_path(url: str) -> str | None:
+    from urllib.parse import unquote
+
+    if url.startswith("file://"):
+        return unquote(url[len("file://"):])
+    if url.startswith("/"):
+        return url
+    return None
+
+
+def fetch(url: str, limit: int, what: str) -> bytes:
+    """Return the content of a file:// or http(s):// URL (at most `limit` bytes).
+    Raises PackageError saying what could not be fetched and why."""
+    path = _file_path(url)
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                data = f.read(limit + 1)
+        except OSError as err:
+            raise PackageError(f"{what}: cannot read {path}: {err.strerror}") from err
+    else:
+        data = _http_get(url, limit, what)
+    if len(data) > limit:
+        raise PackageError(f"{what}: {url} is larger than {limit} bytes")
+    return data
+
+
+def _http_get(url: str, limit: int, what: str) -> bytes:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, headers={"User-Agent": "redwrap-dnf"})
+    try:
+        with urllib.request.urlopen(request, timeout=_HTTP_TIMEOUT) as response:
+            return response.read(limit + 1)
+    except urllib.error.HTTPError as err:
+        raise PackageError(f"{what}: cannot fetch {url}: HTTP {err.code} {err.reason}") from err
+    except urllib.error.URLError as err:
+        raise PackageError(f"{what}: cannot fetch {url}: {err.reason}") from err
+    except (OSError, ValueError) as err:
+        raise PackageError(f"{what}: cannot fetch {url}: {err}") from err
+
+
+def check_digest(data: bytes, kind: str, expected: str, what: str) -> None:
+    """Raise PackageError unless `data` has checksum `expected` of type `kind`."""
+    algo = _HASHES.get(kind.lower())
+    if algo is None:
+        raise PackageError(f"{what}: checksum type {kind!r} is not supported "
+                           "(the repository must use sha1 or sha2 checksums)")
+    got = hashlib.new(algo, data).hexdigest()
+    if got != expected.lower():
+        raise PackageError(f"{what}: checksum mismatch ({kind} {got}, expected {expected}): "
+                           "the repository is corrupt or was tampered with; refused")
+
+
+def _write_file(path: str, data: bytes) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW,
+                 0o644)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _read_file(path: str, limit: int) -> bytes | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        return f.read(limit + 1)
+
+
+def _safe_href(href: str, what: str) -> str:
+    parts = href.split("/")
+    if (not href or href.startswith("/") or "://" in href or ".." in parts
+            or any(p in ("", ".") for p in parts)):
+        raise PackageError(f"{what}: location {href!r} is not a plain relative path: "
+                           "refused")
+    return href
+
+
+# --------------------------------------------------------------------------- metadata
+
+@dataclass(frozen=True)
+class _MdFile:
+    kind: str
+    href: str
+    checksum_type: str
+    checksum: str
+
+
+def _parse_repomd(data: bytes, what: str) -> dict[str, _MdFile]:
+    import xml.etree.ElementTree as ET
+
+    ns = "{http://linux.duke.edu/metadata/repo}"
+    try:
+        root = ET.fromstring(data)
+    except ET.ParseError as err:
+        raise PackageError(f"{what}: repomd.xml is not valid XML ({err})") from err
+    out = {}
+    for item in root.findall(f"{ns}data"):
+        kind = item.get("type", "")
+        loc = item.find(f"{ns}location")
+        chk = item.find(f"{ns}checksum")
+        if loc is None or chk is None or not loc.get("href") or not (chk.text or "").strip():
+            continue
+        out[kind] = _MdFile(kind, _safe_href(loc.get("href", ""), what),
+                            chk.get("type", "sha256"), (chk.text or "").strip())
+    if "primary" not in out:
+        raise PackageError(f"{what}: repomd.xml lists no primary metadata (run "
+                           "createrepo_c on the repository)")
+    return out
+
+
+class LoadedRepo:
+    """A repository loaded into a libsolv pool: its config, base URL and cache directory."""
+
+    def __init__(self, config: RepoConfig, base: str, cache: str, solv_repo: Any):
+        self.config, self.base, self.cache, self.solv_repo = config, base, cache, solv_repo
+
+    def url(self, href: str) -> str:
+        return self.base.rstrip("/") + "/" + href
+
+
+def cache_dir(session: Session, repo: RepoConfig, base: str) -> str:
+    """The cache directory of one repository (id and base URL), created inside a node."""
+    digest = hashlib.sha256(base.encode()).hexdigest()[:16]
+    path = os.path.join(session.cachedir, f"{repo.id}-{digest}")
+    return make_dirs(path, owning_node(path, session.family).path)
+
+
+def load_repo(pool: Any, session: Session, repo: RepoConfig) -> LoadedRepo:
+    """Load a repository's metadata into `pool` (from the cache while repomd.xml is
+    unchanged). Raises PackageError for an unreachable or corrupt repository."""
+    import solv
+
+    what = f"repository '{repo.id}' ({repo.where()})"
+    errors = []
+    for base in repo.baseurls:
+        try:
+            repomd = fetch(base.rstrip("/") + "/repodata/repomd.xml", _REPOMD_MAX, what)
+        except PackageError as err:
+            errors.append(str(err))
+            continue
+        cache = cache_dir(session, repo, base)
+        solv_repo = pool.add_repo(repo.id)
+        solv_repo.priority = -repo.priority        # libsolv: higher wins; dnf: lower wins
+        loaded = LoadedRepo(repo, base, cache, solv_repo)
+        solv_repo.appdata = loaded
+        if _read_file(os.path.join(cache, "repomd.xml"), _REPOMD_MAX) == repomd:
+            if _add_solv(solv, solv_repo, os.path.join(cache, "repo.solv")):
+                return loaded
+            solv_repo.empty()
+        _load_metadata(solv, solv_repo, loaded, repomd, what)
+        return loaded
+    raise PackageError("; ".join(errors) if errors else f"{what}: no base URL")
+
+
+def _add_solv(solv: Any, solv_repo: Any, path: str) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        f = solv.xfopen_fd("", fd)      # the binding duplicates fd
+    finally:
+        os.close(fd)
+    if f is None:                       # libsolv crashes on None: never pass it on
+        return False
+    try:
+        return bool(solv_repo.add_solv(f))
+    finally:
+        f.close()
+
+
+def _load_metadata(solv: Any, solv_repo: Any, loaded: LoadedRepo, repomd: bytes,
+                   what: str) -> None:
+    files = _parse_repomd(repomd, what)
+    cache = loaded.cache
+    for old in os.listdir(cache):       # a changed repository: start the cache afresh
+        if old != "packages":
+            try:
+                os.unlink(os.path.join(cache, old))
+            except OSError:
+                pass
+    for kind in ("primary", "filelists"):
+        md = files.get(kind)
+        if md is None:
+            continue                    # no filelists: file requirements match less
+        data = fetch(loaded.url(md.href), _METADATA_MAX, what)
+        check_digest(data, md.checksum_type, md.checksum, f"{what}: {md.href}")
+        local = os.path.join(cache, os.path.basename(md.href))
+        _write_file(local, data)
+        fd = os.open(local, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        try:
+            # libsolv picks the decompressor from the name given here; it dups fd.
+            f = solv.xfopen_fd(os.path.basename(md.href), fd)
+        finally:
+            os.close(fd)
+        if f is None:
+            raise PackageError(f"{what}: {md.href}: compression not supported by libsolv")
+        try:
+            flags = 0 if kind == "primary" else solv.Repo.REPO_EXTEND_SOLVABLES
+            if not solv_repo.add_rpmmd(f, None, flags):
+                raise PackageError(f"{what}: {md.href}: unreadable metadata "
+                                   f"({solv_repo.pool.errstr})")
+        finally:
+            f.close()
+    solv_repo.internalize()
+    tmp = os.path.join(cache, f"repo.solv.{os.getpid()}.tmp")
+    f = solv.xfopen(tmp, "w")
+    if f is not None:
+        ok = solv_repo.write(f)
+        f.close()
+        if ok:
+            os.replace(tmp, os.path.join(cache, "repo.solv"))
+        else:
+            os.unlink(tmp)
+    # Written last: it marks the cache valid for this exact repomd.xml.
+    _write_file(os.path.join(cache, "repomd.xml"), repomd)
+
+
+# --------------------------------------------------------------------------- packages
+
+def fetch_package(loaded: LoadedRepo, solvable: Any) -> str:
+    """Download (or copy) a package of a loaded repository into its cache directory,
+    check it against the repository's checksum, and return its path. Raises
+    PackageError for a missing or corrupt package."""
+    import solv
+
+    what = f"repository '{loaded.config.id}'"
+    href = _safe_href(solvable.lookup_location()[0] or "", f"{what}: {solvable.str()}")
+    chk = solvable.lookup_checksum(solv.SOLVABLE_CHECKSUM)
+    if chk is None:
+        raise PackageError(f"{what}: {solvable.str()} has no checksum in the repository "
+                           "metadata: refused")
+    pkgdir = make_dirs(os.path.join(loaded.cache, "packages"), loaded.cache)
+    dest = os.path.join(pkgdir, os.path.basename(href))
+    cached = _read_file(dest, _METADATA_MAX)
+    if cached is not None:
+        try:
+            check_digest(cached, chk.typestr(), chk.hex(), "")
+            return dest
+        except PackageError:
+            pass
+    data = fetch(loaded.url(href), _METADATA_MAX, f"{what}: {solvable.str()}")
+    check_digest(data, chk.typestr(), chk.hex(), f"{what}: package {os.path.basename(href)}")
+    _write_file(dest, data)
+    return dest
+
+
+def repo_keys(repo: RepoConfig) -> list[str]:
+    """The public keys (ASCII armour blocks) the repository's gpgkey= URLs name.
+    Raises PackageError when a key cannot be fetched or holds no key."""
+    out = []
+    for url in repo.gpgkeys:
+        what = f"repository '{repo.id}' ({repo.where()}) gpgkey"
+        text = fetch(url, _KEY_MAX, what).decode("ascii", "replace")
+        blocks = armored_blocks(text)
+        if not blocks:
+            raise PackageError(f"{what}: {url} holds no ASCII-armoured public key")
+        out.extend(blocks)
+    return out
+
+
+def armored_blocks(text: str) -> list[str]:
+    """Split text into its ASCII-armoured public key blocks."""
+    begin, end = "-----BEGIN PGP PUBLIC KEY BLOCK-----", "-----END PGP PUBLIC KEY BLOCK-----"
+    out = []
+    start = text.find(begin)
+    while start >= 0:
+        stop = text.find(end, start)
+        if stop < 0:
+            break
+        out.append(text[start:stop + len(end)] + "\n")
+        start = text.find(begin, stop)
+    return out

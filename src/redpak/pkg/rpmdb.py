@@ -1,0 +1,241 @@
+# librpm access for nodes: the rpm module loaded once and configured for node databases,
+# librpm's messages captured, and a node's installed packages and keys read safely.
+"""librpm (Debian's python3-rpm) as redpak uses it.
+
+Every node keeps its own rpm database in NODE/var/lib/rpm. librpm is driven through
+transaction sets rooted at the node directory: librpm then prefixes the node to its
+database path and chroots into the node while it writes files, so package files land at
+their usual paths inside the node and symlinks a package ships resolve inside the node.
+
+librpm is process-global state (macros, log, keyring cache) and not thread-safe: callers
+hold RPM_LOCK around anything that drives it (ops.py does, for a whole command).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from typing import Any
+
+from redpak.errors import PackageError
+
+DB_DIR = "var/lib/rpm"
+DB_FILE = "rpmdb.sqlite"
+
+RPM_LOCK = threading.RLock()
+"""Serialises librpm use inside one process (librpm is not thread-safe)."""
+
+RPMSENSE_LESS = 1 << 1
+RPMSENSE_GREATER = 1 << 2
+RPMSENSE_EQUAL = 1 << 3
+RPMSENSE_RPMLIB = 1 << 24
+
+_rpm: Any = None
+_log: Any = None
+_log_pos = 0
+
+
+def rpm_module() -> Any:
+    """Return the rpm module configured for node databases; raises PackageError if absent."""
+    global _rpm
+    if _rpm is None:
+        try:
+            import rpm
+        except ImportError as err:
+            raise PackageError("librpm's Python bindings are missing (install Debian's "
+                               "python3-rpm, e.g. with tools/setup.sh)") from err
+        # Debian's %_dbpath is ~/.rpmdb; a node's database is NODE/var/lib/rpm and librpm
+        # puts the transaction set's root directory in front of this.
+        rpm.addMacro("_dbpath", "/" + DB_DIR)
+        _start_log_capture(rpm)
+        _rpm = rpm
+    return _rpm
+
+
+def _start_log_capture(rpm: Any) -> None:
+    """Send librpm's messages to a private file: they become part of redpak's messages
+    (take_log) instead of stray lines on stderr."""
+    global _log
+    import tempfile
+
+    _log = tempfile.TemporaryFile()
+    rpm.setLogFile(_log)
+
+
+def take_log() -> list[str]:
+    """Return librpm's messages logged since the last call (one string per line)."""
+    global _log_pos
+    if _log is None:
+        return []
+    _log.flush()
+    end = os.fstat(_log.fileno()).st_size
+    if end <= _log_pos:
+        return []
+    data = os.pread(_log.fileno(), end - _log_pos, _log_pos)
+    _log_pos = end
+    return [line for line in data.decode("utf-8", "replace").splitlines() if line.strip()]
+
+
+def log_to_stderr() -> None:
+    """Show librpm's messages directly on stderr (rpm's own format)."""
+    if _rpm is not None:
+        _rpm.setLogFile(sys.stderr)
+
+
+# --------------------------------------------------------------------------- locations
+
+def db_path(node_path: str) -> str:
+    """The rpm database directory of a node."""
+    return os.path.join(node_path, DB_DIR)
+
+
+def real_root(node_path: str) -> str:
+    """Return the node's real directory, the root librpm chroots into; raises
+    PackageError when the node path resolves to / or to something that is not a node."""
+    real = os.path.realpath(node_path)
+    if real == "/" or not os.path.isfile(os.path.join(real, ".rednode.yaml")):
+        raise PackageError(f"{node_path}: resolves to {real}, which is not a node directory "
+                           "(a symlink replaced the node?): refusing to install there")
+    return real
+
+
+def checked_db_path(node_path: str) -> str:
+    """Return the node's database directory, refusing one that leaves the node through a
+    symlink (a package could ship var -> /var and aim librpm at the host's database)."""
+    root = real_root(node_path)
+    db = db_path(node_path)
+    real_db = os.path.realpath(db)
+    if real_db != os.path.join(root, DB_DIR):
+        raise PackageError(f"{db}: resolves to {real_db}, not to {root}/{DB_DIR}: a symlink "
+                           "in the node redirects its rpm database; refusing to use it "
+                           "(replace the symlink with the directory)")
+    return db
+
+
+def has_db(node_path: str) -> bool:
+    """Tell whether the node has an rpm database file."""
+    return os.path.exists(os.path.join(db_path(node_path), DB_FILE))
+
+
+def corrupt_db(node_path: str, detail: str) -> PackageError:
+    """The error reported for an unreadable database: never repaired or replaced silently."""
+    db = db_path(node_path)
+    return PackageError(
+        f"rpm database {db} cannot be read: {detail}. It may be corrupt; nothing was "
+        f"changed. Check it with `rpm --dbpath {db} --verifydb`, then restore it from a "
+        f"backup or try `rpm --dbpath {db} --rebuilddb`")
+
+
+def _detail(messages: list[str], default: str) -> str:
+    errors = [m.removeprefix("error: ") for m in messages if m.startswith("error:")]
+    return errors[0] if errors else default
+
+
+def transaction_set(node_path: str) -> Any:
+    """Return a librpm transaction set rooted at the node (its database: NODE/var/lib/rpm).
+    Raises PackageError when the node or its database path leaves the node."""
+    rpm = rpm_module()
+    checked_db_path(node_path)
+    ts = rpm.TransactionSet(real_root(node_path))
+    # Headers come from the node's own database, verified when they were installed.
+    ts.setVSFlags(rpm.RPMVSF_MASK_NOSIGNATURES | rpm.RPMVSF_MASK_NODIGESTS)
+    return ts
+
+
+def open_for_write(node_path: str) -> Any:
+    """Open (creating if missing) the node's database read-write and return its
+    transaction set; a read-write open also completes sqlite's recovery after a crash.
+    Raises PackageError if the database is corrupt."""
+    os.makedirs(checked_db_path(node_path), exist_ok=True)
+    ts = transaction_set(node_path)
+    take_log()
+    rc = ts.initDB()
+    messages = take_log()
+    if rc != 0 or any(m.startswith("error:") for m in messages):
+        raise corrupt_db(node_path, _detail(messages, f"librpm error {rc}"))
+    return ts
+
+
+# --------------------------------------------------------------------------- reading
+
+class Installed:
+    """One package installed in a node's database: the node index (in the caller's list of
+    nodes), the database instance number and the header."""
+
+    __slots__ = ("node", "instance", "hdr", "name", "evr", "arch")
+
+    def __init__(self, node: int, instance: int, hdr: Any):
+        self.node, self.instance, self.hdr = node, instance, hdr
+        self.name: str = hdr[1000]              # RPMTAG_NAME
+        self.evr: str = evr_of(hdr)
+        self.arch: str = hdr[1022] or "noarch"  # RPMTAG_ARCH (None for gpg-pubkey)
+
+    @property
+    def nevra(self) -> str:
+        return f"{self.name}-{self.evr}.{self.arch}"
+
+
+def evr_of(hdr: Any) -> str:
+    """EVR of a header in rpm's text form ('1:2.0-3', epoch only when set)."""
+    epoch = hdr[1003]                   # RPMTAG_EPOCH
+    ver_rel = f"{hdr[1001]}-{hdr[1002]}"
+    return f"{epoch}:{ver_rel}" if epoch is not None else ver_rel
+
+
+def nevra_of(hdr: Any) -> str:
+    """name-[epoch:]version-release.arch of a header."""
+    return f"{hdr[1000]}-{evr_of(hdr)}.{hdr[1022] or 'noarch'}"
+
+
+def read_installed(node_path: str, node_index: int = 0) -> list[Installed]:
+    """Return every package of the node's database (none if it has no database).
+    Raises PackageError when the database cannot be read (never replaces it)."""
+    if not has_db(node_path):
+        return []
+    rpm = rpm_module()
+    ts = transaction_set(node_path)
+    take_log()
+    out: list[Installed] = []
+    try:
+        if ts.openDB() != 0:
+            raise corrupt_db(node_path, _detail(take_log(), "librpm cannot open it"))
+        mi = ts.dbMatch()
+        for hdr in mi:
+            out.append(Installed(node_index, mi.instance(), hdr))
+    except rpm.error as err:
+        raise corrupt_db(node_path, _detail(take_log(), str(err))) from err
+    finally:
+        ts.closeDB()
+    messages = take_log()
+    if any(m.startswith("error:") for m in messages):
+        raise corrupt_db(node_path, _detail(messages, "read errors"))
+    return out
+
+
+def owners(ts: Any, path: str) -> list[str]:
+    """NEVRAs of the packages of `ts`'s database that own `path` (a path inside the node)."""
+    return [nevra_of(h) for h in ts.dbMatch("basenames", path)]
+
+
+def header_files(hdr: Any) -> list[str]:
+    """The paths (inside the node) of every file and directory a header lists."""
+    dirs = hdr[1118] or []       # RPMTAG_DIRNAMES
+    bases = hdr[1117] or []      # RPMTAG_BASENAMES
+    index = hdr[1116] or []      # RPMTAG_DIRINDEXES
+    return [dirs[i] + b for i, b in zip(index, bases)]
+
+
+def armored_keys(installed: list[Installed]) -> list[str]:
+    """The public keys (ASCII armour) imported into a database: its gpg-pubkey headers."""
+    return [p.hdr[1005] for p in installed                     # RPMTAG_DESCRIPTION
+            if p.name == "gpg-pubkey" and p.hdr[1005]]
+
+
+def header_from_file(path: str, ts: Any) -> Any:
+    """Read an rpm file's header with `ts`'s verification settings; raises rpm.error."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return ts.hdrFromFdno(fd)
+    finally:
+        os.close(fd)
