@@ -11,6 +11,7 @@ cdef extern from "redpak.h":
         RP_FEAT_MOUNT_SETATTR
         RP_FEAT_CLOSE_RANGE
         RP_FEAT_PIDFD
+        RP_FEAT_MOUNT_API
 
     struct rp_error:
         int errnum

@@ -114,6 +114,9 @@ _NAMES = ("strings", "blobs", "process", "joins", "mounts", "env", "keep_fds", "
           "env_deps", "seccomp", "landlock", "cgroup", "smack")
 
 
+NO_FLAGS = MountFlag(0)
+
+
 @dataclass(frozen=True)
 class Join:
     """setns() into the namespace file `path` (e.g. /proc/1234/ns/net)."""
@@ -130,7 +133,7 @@ class Mount:
     kind: MountKind
     target: str
     source: str = ""
-    flags: MountFlag = MountFlag(0)
+    flags: MountFlag = NO_FLAGS
     mode: int = 0
     fd: int = -1
     data: bytes = b""
@@ -413,12 +416,25 @@ class _Encoder:
         return _SECCOMP.pack(off, length, 0, 0)
 
 
-def fnv1a64(data: bytes) -> int:
-    """FNV-1a 64-bit hash: the plan checksum."""
+def _fnv1a64_py(data: bytes) -> int:
     h = 0xCBF29CE484222325
     for b in data:
         h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
     return h
+
+
+def fnv1a64(data: bytes) -> int:
+    """FNV-1a 64-bit hash: the plan checksum (the C core's when built, ~60x faster)."""
+    global _fnv
+    if _fnv is None:
+        try:
+            from redpak._core import checksum as _fnv
+        except ImportError:
+            _fnv = _fnv1a64_py
+    return _fnv(data)
+
+
+_fnv = None
 
 
 def _ns_bit(ns: Ns) -> int:

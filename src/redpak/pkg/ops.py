@@ -79,7 +79,7 @@ def _change(redpath: str, verb: str, specs: list[str], opts: Options) -> int:
     session = open_session(redpath)
     with RPM_LOCK, FamilyLock(session.root.path, opts.lock_timeout, on_wait=opts.warn):
         recover(session, opts)
-        universe = _universe(session, repos=True, local=specs)
+        universe = _universe(session, repos=True, local=specs if verb == "install" else [])
         plan = getattr(universe, f"plan_{verb}")(specs)
         if not plan.empty:
             below = descendants(session)
@@ -457,10 +457,15 @@ def manager(redpath: str, alias: str | None, no_system_node: bool, template: str
             template_admin: str | None, update: bool, opts: Options) -> int:
     """Create a node (and a system node in its parent directory unless told not to, or
     unless the family already has a root), or rewrite its configs with `update`."""
-    from redpak.node import ALIAS_RE, create_node, normalize_path
+    from redpak.errors import NodeError
+    from redpak.node import ALIAS_RE, config_file, create_node, normalize_path
     from redpak.pkg.session import make_dirs
 
     path = normalize_path(redpath)
+    existing = config_file(path)
+    if existing is not None and not update:     # checked before any node is created
+        raise NodeError(f"{existing}: a config already exists (use --update to rewrite it "
+                        "from the templates)")
     has_ancestor = _has_ancestor(path)
     if not update and not no_system_node and not has_ancestor:
         parent = os.path.dirname(path)

@@ -108,19 +108,6 @@ def parse_repo_file(path: str, node: NodeRef) -> list[RepoConfig]:
             raise PackageError(f"{where}: [{section}]: not a valid repository id "
                                "(letters, digits and _ . : + - only)")
         opts = parser[section]
-
-        def flag(key: str, default: bool) -> bool:
-            value = opts.get(key)
-            if value is None or not value.strip():
-                return default
-            word = value.strip().lower()
-            if word in _TRUE:
-                return True
-            if word in _FALSE:
-                return False
-            raise PackageError(f"{where}: [{section}] {key}: {value!r} is not a boolean "
-                               "(use 1 or 0)")
-
         urls = tuple(_expand(u, where, section, "baseurl")
                      for u in _split_list(opts.get("baseurl", "")))
         if not urls:
@@ -141,9 +128,22 @@ def parse_repo_file(path: str, node: NodeRef) -> list[RepoConfig]:
                                f"{opts.get('priority')!r} is not a number") from None
         out.append(RepoConfig(
             id=section, name=(opts.get("name") or section).strip(), baseurls=urls,
-            enabled=flag("enabled", True), gpgcheck=flag("gpgcheck", False), gpgkeys=keys,
+            enabled=_flag(opts, "enabled", True, where, section),
+            gpgcheck=_flag(opts, "gpgcheck", False, where, section), gpgkeys=keys,
             file=path, line=line, node=node, priority=priority))
     return out
+
+
+def _flag(opts: Any, key: str, default: bool, where: str, section: str) -> bool:
+    value = opts.get(key)
+    if value is None or not value.strip():
+        return default
+    word = value.strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise PackageError(f"{where}: [{section}] {key}: {value!r} is not a boolean (use 1 or 0)")
 
 
 def _section_lines(text: str) -> dict[str, int]:
@@ -247,6 +247,20 @@ def _write_file(path: str, data: bytes) -> None:
         except OSError:
             pass
         raise
+
+
+def _stale_tmp(name: str) -> bool:
+    """True for a NAME.PID.tmp file whose writer is gone (killed while writing)."""
+    pid = name[:-len(".tmp")].rpartition(".")[2]
+    if not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def _read_file(path: str, limit: int) -> bytes | None:
@@ -366,7 +380,7 @@ def _load_metadata(solv: Any, solv_repo: Any, loaded: LoadedRepo, repomd: bytes,
     files = _parse_repomd(repomd, what)
     cache = loaded.cache
     for old in os.listdir(cache):       # a changed repository: start the cache afresh
-        if old != "packages":
+        if old != "packages" and (not old.endswith(".tmp") or _stale_tmp(old)):
             try:
                 os.unlink(os.path.join(cache, old))
             except OSError:
@@ -423,6 +437,12 @@ def fetch_package(loaded: LoadedRepo, solvable: Any) -> str:
         raise PackageError(f"{what}: {solvable.str()} has no checksum in the repository "
                            "metadata: refused")
     pkgdir = make_dirs(os.path.join(loaded.cache, "packages"), loaded.cache)
+    for name in os.listdir(pkgdir):
+        if name.endswith(".tmp") and _stale_tmp(name):
+            try:
+                os.unlink(os.path.join(pkgdir, name))
+            except OSError:
+                pass
     dest = os.path.join(pkgdir, os.path.basename(href))
     cached = _read_file(dest, _METADATA_MAX)
     if cached is not None:

@@ -10,10 +10,16 @@ carry scriptlets are refused before anything is written, except scriptlets that 
 provably no-ops (an empty body, or only `:`, `true`, `exit 0` and comments). Lua
 scriptlets run inside librpm itself, on the host: always refused, as are triggers, which
 fire on other packages' changes and cannot be contained the same way.
+
+librpm calls back from inside its chroot into the node for some events (removals), where
+the host's launcher is out of reach and a file of the node with the same path must never
+run. So a transaction's scriptlets go through a Runner: a helper process started before
+librpm runs, which starts the launcher on request, always in the host's root.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -157,3 +163,62 @@ def run_in_node(node: str, prog: tuple[str, ...], script: str, args: list[str],
         raise PackageError(f"cannot start the launcher {launcher} for {name}: "
                            f"{err.strerror}") from err
     return proc.returncode
+
+
+class Runner:
+    """A helper process, started outside any chroot, that runs scriptlets through the
+    launcher on request (run() may be called while librpm is chrooted into the node)."""
+
+    def __init__(self, launcher: str):
+        req_r, req_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "redpak.pkg.scriptlets", str(req_r), str(rep_w),
+                 launcher], pass_fds=(req_r, rep_w), stdin=subprocess.DEVNULL)
+        except OSError as err:
+            for fd in (req_r, req_w, rep_r, rep_w):
+                os.close(fd)
+            raise PackageError(f"cannot start the scriptlet runner: {err.strerror}") from err
+        os.close(req_r)
+        os.close(rep_w)
+        self._req = os.fdopen(req_w, "w", encoding="utf-8", errors="surrogateescape")
+        self._rep = os.fdopen(rep_r, "r", encoding="utf-8")
+
+    def run(self, node: str, prog: tuple[str, ...], script: str, args: list[str],
+            name: str) -> int:
+        """run_in_node() in the helper; raises PackageError if it fails to run."""
+        self._req.write(json.dumps({"node": node, "prog": list(prog), "script": script,
+                                    "args": args, "name": name}) + "\n")
+        self._req.flush()
+        line = self._rep.readline()
+        if not line:
+            raise PackageError(f"{name}: the scriptlet runner stopped")
+        reply = json.loads(line)
+        if "error" in reply:
+            raise PackageError(reply["error"])
+        return int(reply["status"])
+
+    def close(self) -> None:
+        """Stop the helper."""
+        self._req.close()
+        self.proc.wait()
+        self._rep.close()
+
+
+def _serve(req_fd: int, rep_fd: int, launcher: str) -> None:
+    with os.fdopen(req_fd, "r", encoding="utf-8") as req, \
+            os.fdopen(rep_fd, "w", encoding="utf-8") as rep:
+        for line in req:
+            r = json.loads(line)
+            try:
+                reply: dict[str, Any] = {"status": run_in_node(
+                    r["node"], tuple(r["prog"]), r["script"], r["args"], launcher, r["name"])}
+            except PackageError as err:
+                reply = {"error": str(err)}
+            rep.write(json.dumps(reply) + "\n")
+            rep.flush()
+
+
+if __name__ == "__main__":
+    _serve(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3])

@@ -132,7 +132,7 @@ class Universe:
         self.owner[s.id] = HOST
 
     def _add_header(self, repo: Any, data: Any, hdr: Any) -> Any:
-        solv, pool = self.solv, self.pool
+        solv = self.solv
         s = repo.add_solvable()
         s.name = hdr[1000]
         s.evr = evr_of(hdr)
@@ -260,7 +260,12 @@ class Universe:
             if sel.isempty():
                 missing.append(spec)
                 continue
-            have = [s for s in sel.solvables() if s.repo == self.installed_repo]
+            found = sel.solvables()
+            # Installed packages satisfy the request when they carry the name of a package
+            # the spec selects (or when nothing available matches it at all).
+            names = {s.name for s in found if s.repo != self.installed_repo}
+            have = [s for s in found if s.repo == self.installed_repo
+                    and (not names or s.name in names)]
             if have:
                 for s in have:
                     notes.append(f"{s.str()} is already installed in {self.owner_text(s)}")

@@ -37,7 +37,7 @@ from redpak.pkg.rpmdb import (
     rpm_module,
     take_log,
 )
-from redpak.pkg.scriptlets import ERASE_KINDS, INSTALL_KINDS, refusal, run_in_node, scriptlets_of
+from redpak.pkg.scriptlets import ERASE_KINDS, INSTALL_KINDS, Runner, refusal, scriptlets_of
 from redpak.pkg.solver import Change, Plan, Universe
 
 # Files a package may never write: the node's own configs, status, lock and journal, and
@@ -279,9 +279,9 @@ class _Callback:
     scriptlets through the launcher where rpm would run them."""
 
     def __init__(self, rpm: Any, ts: Any, node: str, items: list[Item], progress: Progress,
-                 launcher: str | None, outcome: Outcome):
+                 runner: Runner | None, outcome: Outcome):
         self.rpm, self.node, self.items = rpm, node, items
-        self.progress, self.launcher, self.outcome = progress, launcher, outcome
+        self.progress, self.runner, self.outcome = progress, runner, outcome
         self.elements = list(ts)                 # in the order librpm runs them
         self.total = len(self.elements)
         self.index = 0
@@ -289,8 +289,27 @@ class _Callback:
         self.started: set[int] = set()
         self.upgraded = {old.name for it in items for old in it.change.old}
         self.old_headers: dict[int, Any] = {}   # database instance -> header
+        self.errors: list[Exception] = []
+        self.failed_pre: set[int] = set()
+        self.devnull = -1
 
     def __call__(self, what: int, amount: int, total: int, key: Any, data: Any) -> Any:
+        # An exception escaping a callback makes python-rpm abort() the process in the
+        # middle of the transaction: keep it, fail this element, report it afterwards.
+        try:
+            return self._event(what, amount, total, key)
+        except Exception as err:
+            self.errors.append(err)
+            if what == self.rpm.RPMCALLBACK_INST_OPEN_FILE:
+                return self._refuse(key)
+            return None
+
+    def _refuse(self, key: int) -> int:
+        """A descriptor that makes librpm fail this element: python-rpm aborts the process
+        when OPEN_FILE returns anything but a descriptor, so give it an empty file."""
+        return self.devnull
+
+    def _event(self, what: int, amount: int, total: int, key: Any) -> Any:
         rpm = self.rpm
         if what == rpm.RPMCALLBACK_TRANS_START:
             self.installing = True
@@ -317,21 +336,21 @@ class _Callback:
             self._erase_script(te, "postun")
         return None
 
-    def _open(self, key: int) -> int | None:
+    def _open(self, key: int) -> int:
+        # Descriptors are opened before librpm runs (no path is opened from a callback,
+        # librpm may be chrooted); librpm reads a duplicate, so rewind the shared offset.
         it = self.items[key]
         if self.installing and key not in self.started:
             self.started.add(key)
             if not self._script(it.hdr, "pre", [self._count(it)], it.change.new.str()):
-                return None             # librpm then fails this element: %pre failed
-        it.fd = os.open(it.path, os.O_RDONLY | os.O_CLOEXEC)
+                self.failed_pre.add(key)
+                return self._refuse(key)     # librpm then fails this element, as rpm does
+        os.lseek(it.fd, 0, os.SEEK_SET)
         return it.fd
 
     def _close(self, key: int) -> None:
         it = self.items[key]
-        if it.fd >= 0:
-            os.close(it.fd)
-            it.fd = -1
-        if self.installing and key in self.started:
+        if self.installing and key in self.started and key not in self.failed_pre:
             self._script(it.hdr, "post", [self._count(it)], it.change.new.str())
 
     def _count(self, it: Item) -> str:
@@ -339,7 +358,7 @@ class _Callback:
         return "2" if any(o.name == it.change.new.name for o in it.change.old) else "1"
 
     def _erase_script(self, te: Any, kind: str) -> None:
-        if te is None or self.launcher is None:
+        if te is None or self.runner is None:
             return
         hdr = self.old_headers.get(te.DBOffset())
         if hdr is None:
@@ -349,11 +368,12 @@ class _Callback:
 
     def _script(self, hdr: Any, kind: str, args: list[str], name: str) -> bool:
         scripts = [s for s in scriptlets_of(hdr, (kind,)) if not s.noop]
-        if not scripts or self.launcher is None:
+        if not scripts or self.runner is None:
             return True
         script = scripts[0]
-        status = run_in_node(self.node, script.prog, script.body, args, self.launcher,
-                             f"%{kind} of {name}")
+        # Never started from here: this may run while librpm is chrooted into the node.
+        status = self.runner.run(self.node, script.prog, script.body, args,
+                                 f"%{kind} of {name}")
         if status != 0:
             self.outcome.warnings.append(f"scriptlet %{kind} of {name} failed in the node "
                                          f"(exit status {status})")
@@ -395,42 +415,62 @@ def _run(universe: Universe, plan: Plan, items: list[Item], family_keys: list[st
     ts.setProbFilter(filters)
     ts.order()
     outcome = Outcome()
-    callback = _Callback(rpm, ts, leaf, items, progress, launcher, outcome)
-    callback.old_headers = {old.instance: old.hdr for c in plan.changes for old in c.old}
+    old_headers = {old.instance: old.hdr for c in plan.changes for old in c.old}
+    runner = Runner(launcher) if launcher is not None and _has_scripts(items, old_headers) \
+        else None
+    callback = _Callback(rpm, ts, leaf, items, progress, runner, outcome)
+    callback.old_headers = old_headers
     strict = any(gpgcheck_for(universe, it) for it in items)
-    rpm.addMacro("_pkgverify_level", "signature" if strict else "digest")
-    for it in items:
-        callback._script(it.hdr, "pretrans", [], it.change.new.str())
-    _preload_nss()
-    take_log()
     try:
-        result = ts.run(callback, None)
-    finally:
-        rpm.delMacro("_pkgverify_level")
-        progress.finish()
+        callback.devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         for it in items:
-            if it.fd >= 0:
-                os.close(it.fd)
-                it.fd = -1
-    messages = take_log()
+            it.fd = os.open(it.path, os.O_RDONLY | os.O_CLOEXEC)
+        for it in items:
+            callback._script(it.hdr, "pretrans", [], it.change.new.str())
+        _preload_nss()
+        take_log()
+        rpm.addMacro("_pkgverify_level", "signature" if strict else "digest")
+        try:
+            result = ts.run(callback, None)
+        finally:
+            rpm.delMacro("_pkgverify_level")
+            progress.finish()
+        messages = take_log()
+        if not result and not [te for te in ts if te.Failed()]:
+            for it in items:
+                callback._script(it.hdr, "posttrans", [], it.change.new.str())
+    finally:
+        ts.closeDB()
+        if runner is not None:
+            runner.close()
+        for fd in [it.fd for it in items] + [callback.devnull]:
+            if fd >= 0:
+                os.close(fd)
+        for it in items:
+            it.fd = -1
+    for err in callback.errors:
+        outcome.warnings.append(f"during the transaction: {err}")
     if result:                          # problems found: librpm did nothing
         raise PackageError("librpm refused the transaction, nothing was changed:\n  "
                            + "\n  ".join(text for text, _ in result))
     failed = [te.NEVRA() for te in ts if te.Failed()]
     if result is not None or failed:
         _recover_now(leaf)
-        errors = [m for m in messages if m.startswith("error:")]
+        errors = outcome.warnings + [m for m in messages if m.startswith("error:")]
         raise PackageError("the transaction failed for " + (", ".join(failed) or "some "
                            "packages") + (":\n  " + "\n  ".join(errors) if errors else "")
                            + "\n(the other packages were processed; run the command "
                            "again after fixing the cause)")
-    for it in items:
-        callback._script(it.hdr, "posttrans", [], it.change.new.str())
     outcome.warnings.extend(m.removeprefix("warning: ") for m in messages
                             if m.startswith("warning:"))
     for change in plan.changes:
         outcome.done.append(f"{_past[change.kind]} {change.nevra}")
     return outcome
+
+
+def _has_scripts(items: list[Item], old_headers: dict[int, Any]) -> bool:
+    return any(not s.noop for it in items for s in scriptlets_of(it.hdr, INSTALL_KINDS)) or \
+        any(not s.noop for h in old_headers.values() for s in scriptlets_of(h, ERASE_KINDS))
 
 
 _past = {"install": "Installed", "upgrade": "Upgraded", "downgrade": "Downgraded",

@@ -1,0 +1,96 @@
+/* Internal interface between the C core's files (not part of the public API).
+ * struct rp_ctx is built by the parent before clone; the child reads its copy. */
+#ifndef RP_INTERNAL_H
+#define RP_INTERNAL_H
+
+#include <sys/types.h>
+
+#include "redpak.h"
+
+#define RP_STACK_SIZE (256 << 10)
+
+/* Child exit code when setup failed (the real error goes over the socket). */
+#define RP_EXIT_SETUP 125
+
+enum rp_msg_type {
+    RP_MSG_READY = 1,   /* child -> parent: namespaces exist, write maps, then GO */
+    RP_MSG_GO,          /* parent -> child                                        */
+    RP_MSG_PID,         /* child -> parent: the node's first process (CLONE_PARENT) */
+    RP_MSG_FDS,         /* child -> parent: lock fds to hold (SCM_RIGHTS)          */
+    RP_MSG_EXEC,        /* child -> parent: about to exec the program              */
+    RP_MSG_ERROR,       /* child -> parent: setup failed                           */
+};
+
+struct rp_msg {
+    int type;
+    int pid;
+    struct rp_error err;
+};
+
+struct rp_ctx {
+    const struct rp_plan *plan;
+    char *const *argv;
+    char *const *caller_env;
+    char **envp;                 /* final environment of the program         */
+    char **env_owned;            /* strings of envp allocated by the parent  */
+    const char *path;            /* PATH used to look the program up         */
+    char **execfd_out;           /* per mount op index: output of EXECFD ops */
+    size_t *execfd_len;
+    const int *pass_fds;
+    int npass_fds;
+    unsigned features;           /* RP_FEAT_* usable for this launch         */
+    int cap_last;                /* highest capability number of the kernel  */
+    int sock_fd;                 /* child's end of the status socket         */
+    int parent_sock_fd;          /* parent's end (closed in the child)       */
+    int need_parent;             /* child waits for GO after READY           */
+    int slow_path;               /* joins or late namespaces: unshare + fork */
+    int nlocks;
+    int lock_fds[RP_MAX_LOCKS];
+    mode_t caller_umask;         /* restored when the plan sets none         */
+    int host_fd;                 /* O_PATH: host root while building (stage)  */
+    int root_fd;                 /* O_PATH: the node's new root               */
+    unsigned nfiles;             /* staging files created so far              */
+    const char *proc_fds;        /* "/proc/self/fd" as reachable while building */
+    int stage_fd;                /* where DATA/EXECFD/FD contents are written */
+    int parent_fd;               /* O_PATH: last resolved parent directory    */
+    char parent_path[4096];      /* its path in the new root; "" = none       */
+};
+
+/* ns.c */
+unsigned long rp_ns_clone_flags(uint32_t ns);
+int rp_ns_join(const struct rp_plan *plan, struct rp_error *err);
+int rp_ns_unshare(const struct rp_plan *plan, struct rp_error *err);
+int rp_ns_write_maps(const struct rp_plan *plan, pid_t pid, struct rp_error *err);
+int rp_ns_hostname(const struct rp_plan *plan, struct rp_error *err);
+
+/* mount.c: build the new root in the stage, then pivot into it */
+int rp_mount_apply(struct rp_ctx *ctx, struct rp_error *err);
+int rp_pivot(struct rp_ctx *ctx, struct rp_error *err);
+
+/* caps.c: identity switch, capability sets, no_new_privs */
+int rp_caps_drop(const struct rp_ctx *ctx, struct rp_error *err);
+int rp_caps_clear_all(struct rp_error *err);
+int rp_cap_last(void);
+
+/* env.c */
+int rp_env_build(struct rp_ctx *ctx, struct rp_error *err);
+void rp_env_free(struct rp_ctx *ctx);
+int rp_execfd_run(const char *cmd, char *const envp[], unsigned timeout_ms, char **out, size_t *len,
+                  struct rp_error *err);
+int rp_exec(const struct rp_ctx *ctx, struct rp_error *err);
+
+/* fds (launch.c) */
+int rp_fds_prepare(const struct rp_ctx *ctx, struct rp_error *err);
+
+/* init.c: pid 1 of a new pid namespace; never returns */
+#include <signal.h>
+void rp_init_forwarded(sigset_t *set);
+void rp_init_run(struct rp_ctx *ctx, pid_t program) __attribute__((noreturn));
+
+/* later tasks: apply nothing while their sections are empty, refuse otherwise */
+int rp_cgroup_apply(const struct rp_plan *plan, pid_t pid, struct rp_error *err);
+int rp_smack_apply(const struct rp_plan *plan, struct rp_error *err);
+int rp_landlock_apply(const struct rp_plan *plan, struct rp_error *err);
+int rp_seccomp_apply(const struct rp_plan *plan, struct rp_error *err);
+
+#endif

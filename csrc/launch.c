@@ -1,0 +1,657 @@
+/* The fast path, top to bottom: rp_launch() validates the plan, prepares the
+ * environment, clones the child and serves it (user namespace maps, cgroups)
+ * until the program is exec'd or a step fails; run_child() is the child's
+ * side, in the order that makes the security argument.
+ *
+ * Processes: the launcher clones C0 with the new namespaces (one clone, no
+ * unshare) on a small stack of its own. When namespaces must be joined first
+ * (or a time namespace is asked for, which the legacy clone cannot create),
+ * C0 joins, unshares, and forks C1 with CLONE_PARENT, so C1 is still the
+ * launcher's child. With a new pid namespace, C1 is pid 1: it forks the
+ * program with CLONE_VM|CLONE_VFORK and then stays as the node's init.
+ * Child and launcher talk over a SOCK_SEQPACKET pair (struct rp_msg); the
+ * child's end is close-on-exec, so EOF after RP_MSG_EXEC means exec'd. */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "arch.h"
+#include "internal.h"
+
+extern char **environ;
+
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x00001000
+#endif
+
+unsigned rp_features(void)
+{
+    static unsigned features;
+    static int probed;
+    unsigned f = 0;
+    struct rp_open_how how = {.flags = O_PATH | O_CLOEXEC};
+    long fd;
+
+    if (__atomic_load_n(&probed, __ATOMIC_ACQUIRE))
+        return features;
+    fd = syscall(RP_NR_openat2, AT_FDCWD, "/", &how, sizeof(how));
+    if (fd >= 0) {
+        f |= RP_FEAT_OPENAT2;
+        close((int)fd);
+    }
+    if (syscall(RP_NR_mount_setattr, -1, "", AT_EMPTY_PATH, NULL, 0) < 0 && errno != ENOSYS)
+        f |= RP_FEAT_MOUNT_SETATTR;
+    /* an empty range: 0 where CLOSE_RANGE_CLOEXEC is known (5.11) */
+    if (syscall(RP_NR_close_range, ~0U, ~0U, RP_CLOSE_RANGE_CLOEXEC) == 0)
+        f |= RP_FEAT_CLOSE_RANGE;
+    if (syscall(RP_NR_fsopen, NULL, 0) < 0 && errno != ENOSYS)
+        f |= RP_FEAT_MOUNT_API;
+    fd = syscall(RP_NR_pidfd_open, getpid(), 0);
+    if (fd >= 0) {
+        f |= RP_FEAT_PIDFD;
+        close((int)fd);
+    }
+    features = f;
+    __atomic_store_n(&probed, 1, __ATOMIC_RELEASE);
+    return f;
+}
+
+/* ---- child side ---------------------------------------------------------- */
+
+static void send_msg(int fd, int type, int pid, const struct rp_error *err)
+{
+    struct rp_msg msg = {.type = type, .pid = pid};
+
+    if (err)
+        msg.err = *err;
+    while (send(fd, &msg, sizeof(msg), MSG_NOSIGNAL) < 0 && errno == EINTR)
+        ;
+}
+
+static void __attribute__((noreturn)) child_fail(struct rp_ctx *ctx, struct rp_error *err)
+{
+    send_msg(ctx->sock_fd, RP_MSG_ERROR, 0, err);
+    _exit(RP_EXIT_SETUP);
+}
+
+/* PR_SET_PDEATHSIG fires only for deaths after it is set, so check that the
+ * launcher is still there afterwards: its end of the socket is open. Not
+ * getppid(): it reads 0 across a pid namespace. */
+static int guard_parent(struct rp_ctx *ctx, struct rp_error *err)
+{
+    struct pollfd p = {.fd = ctx->sock_fd, .events = POLLIN};
+
+    if (!(ctx->plan->proc->flags & RP_PROC_DIE_WITH_PARENT))
+        return 0;
+    err->step = RP_STEP_PARENT;
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+        return rp_fail(err, errno, "set the parent-death signal");
+    if (poll(&p, 1, 0) < 0)
+        return rp_fail(err, errno, "check the launcher");
+    if (p.revents & (POLLHUP | POLLERR))
+        return rp_fail(err, ESRCH, "the launcher exited during setup");
+    return 0;
+}
+
+static int wait_parent(struct rp_ctx *ctx, struct rp_error *err)
+{
+    struct rp_msg msg;
+    ssize_t n;
+
+    err->step = RP_STEP_SYNC;
+    send_msg(ctx->sock_fd, RP_MSG_READY, 0, NULL);
+    while ((n = recv(ctx->sock_fd, &msg, sizeof(msg), 0)) < 0 && errno == EINTR)
+        ;
+    if (n != sizeof(msg) || msg.type != RP_MSG_GO)
+        return rp_fail(err, n < 0 ? errno : EPIPE, "wait for the launcher");
+    return 0;
+}
+
+/* Right after the maps are written, our ids are the caller's, which the new
+ * user namespace may not map (root mapping "0 1000 1"): files we create would
+ * then fail with EOVERFLOW. The setup stages become the namespace's root when
+ * the map has one; otherwise (a map of the caller onto itself) they stay. */
+static int become_ns_root(struct rp_error *err)
+{
+    err->step = RP_STEP_USERNS;
+    if (syscall(SYS_setresgid, 0, 0, 0) < 0 && errno != EINVAL)
+        return rp_fail(err, errno, "become gid 0 of the new user namespace");
+    if (syscall(SYS_setresuid, 0, 0, 0) < 0 && errno != EINVAL)
+        return rp_fail(err, errno, "become uid 0 of the new user namespace");
+    return 0;
+}
+
+/* Slow path, in C0: setns first (needs our privileges in the joined
+ * namespaces' owners), then one unshare for the new ones. */
+static int enter_namespaces(struct rp_ctx *ctx, struct rp_error *err)
+{
+    if (rp_ns_join(ctx->plan, err) < 0)
+        return -1;
+    return rp_ns_unshare(ctx->plan, err);
+}
+
+static int joins_pid(const struct rp_plan *plan)
+{
+    for (uint32_t i = 0; i < plan->njoins; i++)
+        if (plan->joins[i].nstype == RP_NS_PID)
+            return 1;
+    return 0;
+}
+
+/* Slow path: pid and time namespaces apply to children only. C1 is created
+ * with CLONE_PARENT (the launcher's child, so it can be waited for); C0
+ * reports its pid and exits. Returns 0 in C1. */
+static int fork_node(struct rp_ctx *ctx, struct rp_error *err)
+{
+    pid_t pid;
+
+    if (!(ctx->plan->proc->new_ns & (RP_NS_PID | RP_NS_TIME)) && !joins_pid(ctx->plan))
+        return 0;
+    err->step = RP_STEP_NS_NEW;
+    pid = (pid_t)syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, NULL, NULL, 0);
+    if (pid < 0)
+        return rp_fail(err, errno, "fork into the new pid namespace");
+    if (pid == 0)
+        return guard_parent(ctx, err); /* not inherited across fork */
+    send_msg(ctx->sock_fd, RP_MSG_PID, pid, NULL);
+    _exit(0);
+}
+
+/* Everything but 0-2 becomes close-on-exec (so the status socket works until
+ * exec), then the listed descriptors are made inheritable. Runs before the
+ * pivot: the fallback lists the host's /proc/self/fd. */
+int rp_fds_prepare(const struct rp_ctx *ctx, struct rp_error *err)
+{
+    err->step = RP_STEP_FDS;
+    if (!(ctx->features & RP_FEAT_CLOSE_RANGE) ||
+        syscall(RP_NR_close_range, 3, ~0U, RP_CLOSE_RANGE_CLOEXEC) < 0) {
+        char buf[4096];
+        int dfd = open(ctx->proc_fds, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        long n;
+
+        if (dfd < 0)
+            return rp_fail(err, errno, "list open descriptors");
+        while ((n = syscall(SYS_getdents64, dfd, buf, sizeof(buf))) > 0)
+            for (long off = 0; off < n;) {
+                struct dirent64 *d = (struct dirent64 *)(buf + off);
+                int fd = atoi(d->d_name);
+                off += d->d_reclen;
+                if (fd > 2 && fd != dfd)
+                    fcntl(fd, F_SETFD, FD_CLOEXEC);
+            }
+        close(dfd);
+        if (n < 0)
+            return rp_fail(err, errno, "list open descriptors");
+    }
+    for (uint32_t i = 0; i < ctx->plan->nkeep_fds; i++)
+        if (fcntl(ctx->plan->keep_fds[i].fd, F_SETFD, 0) < 0)
+            return rp_fail(err, errno, "keep descriptor %d", ctx->plan->keep_fds[i].fd);
+    for (int i = 0; i < ctx->npass_fds; i++)
+        if (fcntl(ctx->pass_fds[i], F_SETFD, 0) < 0)
+            return rp_fail(err, errno, "pass descriptor %d", ctx->pass_fds[i]);
+    return 0;
+}
+
+/* No pid 1 to hold the locks: hand them to the launcher, which keeps them
+ * until the program ends (rp_wait). */
+static int hand_locks(struct rp_ctx *ctx, struct rp_error *err)
+{
+    struct rp_msg msg = {.type = RP_MSG_FDS};
+    union {
+        char buf[CMSG_SPACE(sizeof(int) * RP_MAX_LOCKS)];
+        struct cmsghdr align;
+    } u;
+    struct iovec iov = {.iov_base = &msg, .iov_len = sizeof(msg)};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+                        .msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)ctx->nlocks)};
+    struct cmsghdr *c;
+
+    if (!ctx->nlocks)
+        return 0;
+    memset(&u, 0, sizeof(u));
+    c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)ctx->nlocks);
+    memcpy(CMSG_DATA(c), ctx->lock_fds, sizeof(int) * (size_t)ctx->nlocks);
+    msg.pid = ctx->nlocks;
+    if (sendmsg(ctx->sock_fd, &mh, MSG_NOSIGNAL) < 0) {
+        err->step = RP_STEP_LOCK;
+        return rp_fail(err, errno, "hand the locks to the launcher");
+    }
+    for (int i = 0; i < ctx->nlocks; i++)
+        close(ctx->lock_fds[i]);
+    ctx->nlocks = 0;
+    return 0;
+}
+
+/* The program inherits no handler, ignored signal or blocked mask from the
+ * launcher (Python ignores SIGPIPE, for one). */
+static void reset_signals(void)
+{
+    struct sigaction sa = {.sa_handler = SIG_DFL};
+    sigset_t none;
+
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            sigaction(sig, &sa, NULL);
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+/* In the program's own process, after pivot. */
+static int run_program(struct rp_ctx *ctx, struct rp_error *err)
+{
+    const struct rp_process *pr = ctx->plan->proc;
+    const char *dir = rp_plan_str(ctx->plan, pr->chdir);
+
+    reset_signals();
+    err->step = RP_STEP_SESSION;
+    if ((pr->flags & RP_PROC_NEW_SESSION) && setsid() < 0)
+        return rp_fail(err, errno, "start a new session");
+    umask(pr->flags & RP_PROC_SET_UMASK ? pr->umask : ctx->caller_umask);
+    err->step = RP_STEP_CHDIR;
+    if (*dir && chdir(dir) < 0)
+        return rp_fail_path(err, errno, dir, "chdir %s", dir);
+    if (rp_smack_apply(ctx->plan, err) < 0)   /* needs CAP_MAC_ADMIN: before the drop */
+        return -1;
+    if (rp_caps_drop(ctx, err) < 0)           /* identity, exact sets, no_new_privs */
+        return -1;
+    if (!(pr->new_ns & RP_NS_PID) && guard_parent(ctx, err) < 0)
+        return -1;                            /* setresuid cleared the parent-death signal */
+    send_msg(ctx->sock_fd, RP_MSG_EXEC, 0, NULL);
+    if (rp_landlock_apply(ctx->plan, err) < 0)
+        return -1;
+    if (rp_seccomp_apply(ctx->plan, err) < 0) /* last: the filter need not allow setup */
+        return -1;
+    return rp_exec(ctx, err);                 /* returns only on failure */
+}
+
+struct program_arg {
+    struct rp_ctx *ctx;
+    volatile int failed;
+};
+
+static int program_entry(void *arg)
+{
+    struct program_arg *a = arg;
+    struct rp_error err = {0};
+
+    run_program(a->ctx, &err);
+    a->failed = 1; /* CLONE_VM: pid 1 reads it once we are gone */
+    child_fail(a->ctx, &err);
+}
+
+/* pid 1: fork the program (it shares our memory until it execs, so no
+ * copy, and runs on a stack carved from ours while we wait), then become
+ * its init. */
+static int run_init(struct rp_ctx *ctx, struct rp_error *err)
+{
+    struct program_arg a = {.ctx = ctx};
+    struct sigaction dfl = {.sa_handler = SIG_DFL};
+    char stack[64 << 10] __attribute__((aligned(16)));
+    sigset_t set;
+    pid_t pid;
+
+    err->step = RP_STEP_INIT;
+    rp_init_forwarded(&set);
+    sigprocmask(SIG_BLOCK, &set, NULL); /* queued for init's signalfd */
+    /* an ignored SIGCHLD (inherited from the caller) would be discarded and
+     * its children auto-reaped: init would never see the program exit */
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sigismember(&set, sig) == 1 && sigaction(sig, &dfl, NULL) < 0)
+            return rp_fail(err, errno, "reset signal %d in pid 1", sig);
+    pid = clone(program_entry, stack + sizeof(stack), CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
+    if (pid < 0)
+        return rp_fail(err, errno, "fork the program");
+    if (a.failed) {
+        waitpid(pid, NULL, 0);
+        _exit(RP_EXIT_SETUP); /* the program reported its error */
+    }
+    rp_init_run(ctx, pid);
+}
+
+static int run_child(struct rp_ctx *ctx, struct rp_error *err)
+{
+    const struct rp_process *pr = ctx->plan->proc;
+
+    if (guard_parent(ctx, err) < 0)          /* die-with-parent armed, launcher still there */
+        return -1;
+    if (ctx->slow_path && enter_namespaces(ctx, err) < 0)
+        return -1;
+    if (ctx->need_parent && wait_parent(ctx, err) < 0)
+        return -1;                           /* maps and cgroups are written */
+    if ((pr->new_ns & RP_NS_USER) && become_ns_root(err) < 0)
+        return -1;
+    err->step = RP_STEP_SPAWN;               /* after the maps: /proc/PID is the caller's until then */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+        return rp_fail(err, errno, "make the launcher stage not dumpable");
+    if (ctx->slow_path && fork_node(ctx, err) < 0)
+        return -1;
+    if (rp_mount_apply(ctx, err) < 0)        /* stage, binds, tmpfs, /proc, /dev, locks */
+        return -1;
+    if (rp_fds_prepare(ctx, err) < 0)        /* only 0-2 and kept fds survive exec */
+        return -1;
+    if (rp_ns_hostname(ctx->plan, err) < 0)
+        return -1;
+    if (rp_pivot(ctx, err) < 0)              /* old root detached */
+        return -1;
+    if (pr->new_ns & RP_NS_PID)
+        return run_init(ctx, err);           /* returns only on failure */
+    if (hand_locks(ctx, err) < 0)
+        return -1;
+    return run_program(ctx, err);            /* returns only on failure */
+}
+
+static int child_entry(void *arg)
+{
+    struct rp_ctx *ctx = arg;
+    struct rp_error err = {0};
+
+    close(ctx->parent_sock_fd);
+    run_child(ctx, &err);
+    child_fail(ctx, &err);
+}
+
+/* ---- parent side --------------------------------------------------------- */
+
+static int prepare_execfd(struct rp_ctx *ctx, struct rp_error *err)
+{
+    const struct rp_plan *plan = ctx->plan;
+
+    for (uint32_t i = 0; i < plan->nmounts; i++) {
+        const struct rp_mount *m = &plan->mounts[i];
+        if (m->kind != RP_MOUNT_EXECFD)
+            continue;
+        if (!ctx->execfd_out) {
+            ctx->execfd_out = calloc(plan->nmounts, sizeof(char *));
+            ctx->execfd_len = calloc(plan->nmounts, sizeof(size_t));
+            if (!ctx->execfd_out || !ctx->execfd_len)
+                return rp_fail(err, ENOMEM, "execfd outputs");
+        }
+        if (rp_execfd_run(rp_plan_str(plan, m->source), ctx->caller_env, plan->proc->execfd_timeout_ms,
+                          &ctx->execfd_out[i], &ctx->execfd_len[i], err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static void free_ctx(struct rp_ctx *ctx)
+{
+    if (ctx->execfd_out)
+        for (uint32_t i = 0; i < ctx->plan->nmounts; i++)
+            free(ctx->execfd_out[i]);
+    free(ctx->execfd_out);
+    free(ctx->execfd_len);
+    rp_env_free(ctx);
+}
+
+static void reap(pid_t pid)
+{
+    if (pid <= 0)
+        return;
+    kill(pid, SIGKILL);
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+}
+
+static int serve_ready(const struct rp_ctx *ctx, pid_t c0, int sock, struct rp_error *err)
+{
+    const struct rp_process *pr = ctx->plan->proc;
+
+    if (pr->new_ns & RP_NS_USER && rp_ns_write_maps(ctx->plan, c0, err) < 0)
+        return -1;
+    if (rp_cgroup_apply(ctx->plan, c0, err) < 0)
+        return -1;
+    send_msg(sock, RP_MSG_GO, 0, NULL);
+    return 0;
+}
+
+static void take_fds(struct msghdr *mh, struct rp_child *child)
+{
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+            continue;
+        int n = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        for (int i = 0; i < n; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+            if (child->nheld < RP_MAX_LOCKS)
+                child->held_fds[child->nheld++] = fd;
+            else
+                close(fd);
+        }
+    }
+}
+
+/* After a failure: a node forked by C0 may still report its pid (it raced
+ * C0's own report); read until EOF so it is killed and reaped too. */
+static void drain(int sock)
+{
+    for (;;) {
+        struct rp_msg msg;
+        union {
+            char buf[CMSG_SPACE(sizeof(int) * RP_MAX_LOCKS)];
+            struct cmsghdr align;
+        } u;
+        struct iovec iov = {.iov_base = &msg, .iov_len = sizeof(msg)};
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf)};
+        ssize_t n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+        struct rp_child spare = {.nheld = 0};
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return;
+        take_fds(&mh, &spare);
+        for (int i = 0; i < spare.nheld; i++)
+            close(spare.held_fds[i]);
+        if (n == sizeof(msg) && msg.type == RP_MSG_PID)
+            reap(msg.pid);
+    }
+}
+
+/* Serves the child until EOF (exec'd) or an error. On error nothing of the
+ * node is left: its processes are killed and reaped. */
+static int serve(const struct rp_ctx *ctx, pid_t c0, int sock, struct rp_child *child, struct rp_error *err)
+{
+    pid_t node = c0;
+    int exec_seen = 0, status;
+
+    for (;;) {
+        struct rp_msg msg;
+        union {
+            char buf[CMSG_SPACE(sizeof(int) * RP_MAX_LOCKS)];
+            struct cmsghdr align;
+        } u;
+        struct iovec iov = {.iov_base = &msg, .iov_len = sizeof(msg)};
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf)};
+        ssize_t n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n == 0)
+            break;
+        take_fds(&mh, child);
+        if (n != sizeof(msg)) {
+            err->step = RP_STEP_SYNC;
+            rp_fail(err, n < 0 ? errno : EPROTO, "read the node's status");
+            goto fail;
+        }
+        switch (msg.type) {
+        case RP_MSG_READY:
+            if (serve_ready(ctx, c0, sock, err) < 0)
+                goto fail;
+            break;
+        case RP_MSG_PID:
+            while (waitpid(c0, NULL, 0) < 0 && errno == EINTR)
+                ;
+            c0 = -1;
+            node = msg.pid;
+            break;
+        case RP_MSG_EXEC:
+            exec_seen = 1;
+            break;
+        case RP_MSG_ERROR:
+            *err = msg.err;
+            err->msg[sizeof(err->msg) - 1] = '\0';
+            goto fail;
+        default:
+            break;
+        }
+    }
+    if (!exec_seen) {
+        err->step = RP_STEP_SPAWN;
+        while (waitpid(node, &status, 0) < 0 && errno == EINTR)
+            ;
+        node = -1;
+        rp_fail(err, ECHILD, "the node died during setup (%s %d)", WIFSIGNALED(status) ? "signal" : "status",
+                WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+        goto fail;
+    }
+    child->pid = node;
+    return 0;
+fail:
+    reap(node);
+    if (c0 != node)
+        reap(c0);
+    drain(sock);
+    for (int i = 0; i < child->nheld; i++)
+        close(child->held_fds[i]);
+    child->nheld = 0;
+    return -1;
+}
+
+/* Before the launcher opens anything: a closed fd 0-2, or a kept descriptor
+ * that is not open, would otherwise be taken by our own status socket. */
+static int check_fds(const struct rp_plan *plan, const struct rp_launch_opts *opts, struct rp_error *err)
+{
+    for (int fd = 0; fd < 3; fd++)
+        if (fcntl(fd, F_GETFD) < 0)
+            return rp_fail(err, EBADF, "descriptor %d is closed (open /dev/null on it before launching)", fd);
+    for (uint32_t i = 0; i < plan->nkeep_fds; i++)
+        if (fcntl(plan->keep_fds[i].fd, F_GETFD) < 0)
+            return rp_fail(err, EBADF, "descriptor %d to keep is not open", plan->keep_fds[i].fd);
+    for (int i = 0; i < opts->npass_fds; i++)
+        if (opts->pass_fds[i] < 3 || fcntl(opts->pass_fds[i], F_GETFD) < 0)
+            return rp_fail(err, EBADF, "descriptor %d to pass is not open (or below 3)", opts->pass_fds[i]);
+    for (uint32_t i = 0; i < plan->nmounts; i++)
+        if (plan->mounts[i].kind == RP_MOUNT_FD && fcntl(plan->mounts[i].fd, F_GETFD) < 0)
+            return rp_fail(err, EBADF, "descriptor %d for %s is not open", plan->mounts[i].fd,
+                           rp_plan_str(plan, plan->mounts[i].target));
+    return 0;
+}
+
+int rp_launch(const void *buf, size_t len, char *const argv[], const struct rp_launch_opts *opts,
+              struct rp_child *child, struct rp_error *err)
+{
+    static const struct rp_launch_opts no_opts;
+    struct rp_plan plan;
+    struct rp_ctx ctx;
+    int sv[2] = {-1, -1}, pidfd = -1, r = -1;
+    unsigned long flags;
+    char *stack;
+    pid_t c0;
+
+    memset(err, 0, sizeof(*err));
+    memset(child, 0, sizeof(*child));
+    child->pid = -1;
+    child->pidfd = -1;
+    opts = opts ? opts : &no_opts;
+    if (rp_plan_open(&plan, buf, len, err) < 0)
+        return -1;
+    err->step = RP_STEP_SPAWN;
+    if (!argv || !argv[0] || !argv[0][0])
+        return rp_fail(err, EINVAL, "no program to run (empty argv)");
+    if (check_fds(&plan, opts, err) < 0)
+        return -1;
+
+    memset(&ctx, 0, sizeof(ctx));
+    ctx.plan = &plan;
+    ctx.argv = argv;
+    ctx.caller_env = opts->envp ? opts->envp : environ;
+    ctx.pass_fds = opts->pass_fds;
+    ctx.npass_fds = opts->npass_fds;
+    ctx.features = rp_features() & ~opts->disable;
+    ctx.cap_last = rp_cap_last();
+    ctx.host_fd = ctx.root_fd = ctx.parent_fd = ctx.stage_fd = -1;
+    ctx.slow_path = plan.njoins > 0 || (plan.proc->new_ns & RP_NS_TIME);
+    ctx.need_parent = (plan.proc->new_ns & RP_NS_USER) || plan.ncgroup;
+    if (prepare_execfd(&ctx, err) < 0 || rp_env_build(&ctx, err) < 0)
+        goto out;
+
+    err->step = RP_STEP_SPAWN;
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+        rp_fail(err, errno, "create the status socket");
+        goto out;
+    }
+    ctx.parent_sock_fd = sv[0];
+    ctx.sock_fd = sv[1];
+    stack = mmap(NULL, RP_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (stack == MAP_FAILED) {
+        rp_fail(err, errno, "allocate the child's stack");
+        goto out;
+    }
+    flags = (ctx.slow_path ? 0 : rp_ns_clone_flags(plan.proc->new_ns)) | SIGCHLD;
+    if (ctx.features & RP_FEAT_PIDFD)
+        flags |= CLONE_PIDFD;
+    c0 = clone(child_entry, stack + RP_STACK_SIZE, (int)flags, &ctx, &pidfd);
+    munmap(stack, RP_STACK_SIZE);
+    close(sv[1]);
+    sv[1] = -1;
+    if (c0 < 0) {
+        rp_fail(err, errno, "clone the node (namespaces %#lx)%s", flags & ~0xffUL,
+                errno == EINVAL || errno == EPERM ? " (user namespaces disabled, or not allowed here?)" : "");
+        goto out;
+    }
+    r = serve(&ctx, c0, sv[0], child, err);
+    if (r == 0 && child->pid != c0) {
+        close(pidfd);
+        pidfd = (ctx.features & RP_FEAT_PIDFD) ? (int)syscall(RP_NR_pidfd_open, child->pid, 0) : -1;
+    }
+    if (r == 0) {
+        child->pidfd = pidfd;
+        pidfd = -1;
+    }
+out:
+    if (pidfd >= 0)
+        close(pidfd);
+    if (sv[0] >= 0)
+        close(sv[0]);
+    if (sv[1] >= 0)
+        close(sv[1]);
+    free_ctx(&ctx);
+    return r;
+}
+
+int rp_wait(struct rp_child *child, struct rp_error *err)
+{
+    int status;
+
+    while (waitpid(child->pid, &status, 0) < 0) {
+        if (errno != EINTR) {
+            err->step = RP_STEP_WAIT;
+            return rp_fail(err, errno, "wait for the node (pid %d)", (int)child->pid);
+        }
+    }
+    for (int i = 0; i < child->nheld; i++)
+        close(child->held_fds[i]);
+    child->nheld = 0;
+    if (child->pidfd >= 0)
+        close(child->pidfd);
+    child->pidfd = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
