@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.server
 import os
 import shutil
+import sys
 import threading
 from pathlib import Path
 from typing import ClassVar
@@ -295,3 +296,18 @@ def test_failing_pre_scriptlet_skips_the_package(family, cli, tmp_path: Path,
     assert family.rpm_qa(family.app) == []
     assert not (family.app / "usr/share/allscripts").exists()
     assert not (family.app / ".redpak-dnf.journal").exists()
+
+
+def test_scriptlets_in_the_real_admin_sandbox(family, built, tmp_path: Path) -> None:
+    pytest.importorskip("redpak.cli.redwrap", reason="the redwrap launcher is not there yet")
+    from pkghelp import dnf
+
+    launcher = tmp_path / "redwrap"
+    launcher.write_text(f"#!/bin/sh\nexec {sys.executable} -m redpak.cli.redwrap \"$@\"\n")
+    launcher.chmod(0o755)
+    proc = dnf("--redpath", str(family.app), "install", "-y", "hostpost", "allscripts",
+               env={"REDPAK_REDWRAP": str(launcher)})
+    assert proc.returncode == 0, proc.stderr
+    assert "pre-ran" in proc.stdout and "post-ran" in proc.stdout
+    assert not built.marker.exists()             # the %post wrote inside the sandbox only
+    assert family.rpm_qa(family.app) == ["allscripts-1.0", "hostpost-1.0"]

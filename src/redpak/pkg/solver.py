@@ -103,7 +103,6 @@ class Universe:
         self.local: dict[int, str] = {}         # solvable id -> local .rpm file
         self._cmdline: Any = None
         self._local_specs: dict[str, int] = {}
-        self._descendants_added = False
 
     # ------------------------------------------------------------------ building
 
@@ -416,8 +415,9 @@ class Universe:
                 else "dependency"
             plan.changes.append(Change(kind, s, old, reason))
         for s in trans.steps():
-            if s.repo == self.installed_repo and trans.steptype(s, T.SOLVER_TRANSACTION_SHOW_ACTIVE) \
-                    == T.SOLVER_TRANSACTION_ERASE and s.id in self.by_id:
+            step = trans.steptype(s, T.SOLVER_TRANSACTION_SHOW_ACTIVE)
+            if s.repo == self.installed_repo and step == T.SOLVER_TRANSACTION_ERASE \
+                    and s.id in self.by_id:
                 plan.changes.append(Change("erase", None, [self.by_id[s.id]],
                                            "" if s.id in asked else "dependent"))
         return plan
