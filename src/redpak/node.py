@@ -332,6 +332,7 @@ def create_node(redpath: str, alias: str | None = None, model: str = "leaf",
             if existing_admin is not None and existing_admin != admin_dst:
                 os.unlink(existing_admin)
         init_rpmdb(os.path.join(node_path, RPMDB_DIR))
+        _write_rpm_macros(node_path, created)
         old = _try_read_status(node_path) if update else None
         status = NodeStatus(
             realpath=os.path.realpath(node_path),
@@ -478,6 +479,21 @@ def _write_config(dst: str, text: str, template: str, template_line: Callable[[i
     if not existed:
         created.append(dst)
     _fsync_dir(os.path.dirname(dst))
+
+
+RPM_MACROS = "etc/rpm/macros.redpak"
+"""rpm's settings as seen inside the node (exported at /etc/rpm by the root templates)."""
+
+
+def _write_rpm_macros(node_path: str, created: list[str]) -> None:
+    """Tell rpm run inside the node where the node's database is: Debian's rpm defaults
+    to ~/.rpmdb, which would show no package."""
+    path = os.path.join(node_path, RPM_MACROS)
+    _makedirs(os.path.dirname(path), created)
+    if not os.path.exists(path):
+        _write_atomic(path, "# written by redconf create: rpm inside this node\n"
+                            "%_dbpath /var/lib/rpm\n")
+        created.append(path)
 
 
 def init_rpmdb(dbpath: str) -> None:

@@ -484,3 +484,13 @@ def test_root_and_leaf_templates_merge(tmp_path, clean_home, admin):
     assert mounts["/var/lib/rpm"] is (ExportMode.PUBLIC if admin else ExportMode.RESTRICTED)
     assert ("$LEAF_PATH" in mounts) is admin
     assert family.rpmdir.value == "$NODE_PATH/var/lib/rpm"
+
+
+def test_create_writes_rpm_macros_pointing_inside_the_node(tmp_path):
+    """rpm run inside a node must find the node's database (Debian defaults to ~/.rpmdb)."""
+    from redpak.node import RPM_MACROS, create_node
+    create_node(str(tmp_path / "sys"), model="root")
+    text = (tmp_path / "sys" / RPM_MACROS).read_text()
+    assert "%_dbpath /var/lib/rpm" in text
+    root_tpl = (tmp_path / "sys" / "etc" / "redpak.yaml").read_text()
+    assert "mount: /etc/rpm" in root_tpl
