@@ -1,8 +1,13 @@
-"""Declares redpak's one native extension: the C core (csrc/*.c) and its Cython glue."""
+"""Declares redpak's one native extension: the C core (csrc/*.c) and its Cython glue.
+Also builds the native `redwrap` executable (csrc/main/*.c linked with the C core), which
+is installed in bin/ as `redwrap` and `redpak-run` through the scripts machinery."""
+import os
+import sys
 from glob import glob
 
 from setuptools import Extension, setup
 from Cython.Build import cythonize
+from distutils.command.build_scripts import build_scripts  # setuptools' distutils
 
 CFLAGS = [
     "-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter",
@@ -16,4 +21,51 @@ core = Extension(
     extra_compile_args=CFLAGS,
 )
 
-setup(ext_modules=cythonize([core], language_level=3, quiet=True))
+NATIVE_NAMES = ("redwrap", "redpak-run")
+NATIVE_SOURCES = sorted(glob("csrc/main/*.c")) + sorted(glob("csrc/*.c"))
+
+
+class build_native(build_scripts):
+    """Builds the native redwrap into the scripts directory, under each NATIVE_NAMES name.
+
+    Its usage text comes from src/redpak/cli/redwrap.py and its cold path runs this build's
+    interpreter (csrc/main/gen_header.py writes both into redwrap_build.h). Linked as a
+    static PIE when the toolchain can (no dynamic loader on the launch path, ASLR kept),
+    else as the toolchain's default executable."""
+
+    def run(self):
+        from distutils.ccompiler import new_compiler
+        from distutils.errors import LinkError
+        from distutils.sysconfig import customize_compiler
+
+        sys.path.insert(0, os.path.join("csrc", "main"))
+        import gen_header
+        tmp = os.path.join(self.get_finalized_command("build").build_temp, "redwrap")
+        os.makedirs(tmp, exist_ok=True)
+        with open(os.path.join(tmp, "redwrap_build.h"), "w", encoding="utf-8") as f:
+            f.write(gen_header.header(os.fsencode(sys.executable)))
+        cc = new_compiler(force=True)
+        customize_compiler(cc)
+        objects = cc.compile(NATIVE_SOURCES, output_dir=tmp,
+                             include_dirs=[tmp, os.path.join("csrc", "main"), "csrc"],
+                             extra_postargs=CFLAGS)
+        try:
+            cc.link_executable(objects, "redwrap", output_dir=tmp, extra_postargs=["-static-pie"])
+        except LinkError:
+            cc.link_executable(objects, "redwrap", output_dir=tmp)
+        self.mkpath(self.build_dir)
+        self.outfiles = []
+        for name in NATIVE_NAMES:
+            out = os.path.join(self.build_dir, name)
+            self.copy_file(os.path.join(tmp, "redwrap"), out)
+            os.chmod(out, 0o755)
+            self.outfiles.append(out)
+
+    def get_outputs(self):
+        return [os.path.join(self.build_dir, name) for name in NATIVE_NAMES]
+
+
+setup(ext_modules=cythonize([core], language_level=3, quiet=True),
+      # the source of the one "script": build_native compiles it instead of copying it
+      scripts=["csrc/main/redwrap.c"],
+      cmdclass={"build_scripts": build_native})

@@ -335,6 +335,12 @@ static const char *lookup_env(char *const envp[], const char *name)
     return NULL;
 }
 
+/* The compiler's marker for "this path must not exist" (ABSENT_MTIME in plan.py). */
+static int is_absent_dep(const struct rp_file_dep *d)
+{
+    return d->dev == 0 && d->ino == 0 && d->size == 0 && d->mtime_ns == -1;
+}
+
 int rp_plan_check_deps(const struct rp_plan *plan, char *const envp[], struct rp_error *err)
 {
     const struct rp_process *pr = plan->proc;
@@ -352,6 +358,14 @@ int rp_plan_check_deps(const struct rp_plan *plan, char *const envp[], struct rp
         const char *path = rp_plan_str(plan, d->path);
         struct stat st;
 
+        if (is_absent_dep(d)) {
+            /* ENOENT/ENOTDIR prove absence; any other error (EACCES ...) cannot. */
+            if (stat(path, &st) == 0)
+                return rp_fail_path(err, 0, path, "dependency %s appeared", path);
+            if (errno != ENOENT && errno != ENOTDIR)
+                return rp_fail_path(err, errno, path, "dependency %s", path);
+            continue;
+        }
         if (stat(path, &st) < 0)
             return rp_fail_path(err, errno, path, "dependency %s", path);
         if ((uint64_t)st.st_dev != d->dev || (uint64_t)st.st_ino != d->ino || (uint64_t)st.st_size != d->size ||

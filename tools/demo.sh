@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
 # Demo of redpak's node model: builds a two-node family (a system node and an application
-# node inside it) under ${REDPAK_DEMO_DIR:-/var/tmp/redpak-demo}, then shows it with
-# redconf tree, check and mergeconfig. Run `sudo ./tools/setup.sh` once before.
+# node inside it) under ${REDPAK_DEMO_DIR:-/var/tmp/redpak-demo}, shows it with redconf
+# tree, check and mergeconfig, then runs programs in the application node with redwrap
+# (the first launch compiles and caches the plan, the next ones run it without Python).
+# Run `sudo ./tools/setup.sh` once before.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
 redconf="$repo/.venv/bin/redconf"
+redwrap="$repo/.venv/bin/redwrap"
 demo=${REDPAK_DEMO_DIR:-/var/tmp/redpak-demo}
 marker=.redpak-demo
 
-if [ ! -x "$redconf" ]; then
-    echo "demo: $redconf not found: run 'sudo ./tools/setup.sh' first" >&2
-    exit 1
-fi
+for tool in "$redconf" "$redwrap"; do
+    if [ ! -x "$tool" ]; then
+        echo "demo: $tool not found: run 'sudo ./tools/setup.sh' first" >&2
+        exit 1
+    fi
+done
 case "$demo" in
     /*) ;;
     *) demo="$PWD/$demo" ;;
@@ -46,7 +51,14 @@ mkdir -p -- "$demo"
 bold="" plain=""
 if [ -t 1 ]; then bold=$'\033[1m' plain=$'\033[0m'; fi
 run() {
-    printf '\n%s$ %s%s\n' "$bold" "$*" "$plain"
+    local shown="" arg q="'"
+    for arg in "$@"; do  # shown as it could be typed: single-quoted when needed
+        case "$arg" in
+            ""|*[!A-Za-z0-9_/.:=@%+,-]*) arg="'${arg//$q/$q\\$q$q}'" ;;
+        esac
+        shown+="${shown:+ }$arg"
+    done
+    printf '\n%s$ %s%s\n' "$bold" "$shown" "$plain"
     "$@"
 }
 
@@ -55,4 +67,15 @@ run "$redconf" create --config demo/app/redpak.yaml "$demo/system/app"
 run "$redconf" tree "$demo"
 run "$redconf" check "$demo"
 run "$redconf" mergeconfig --expand "$demo/system/app"
+
+# Programs in the application node: /bin is the host's /usr/bin, read-only.
+app="$demo/system/app"
+run "$redwrap" --redpath "$app" -- id
+run "$redwrap" --redpath "$app" -- hostname
+run "$redwrap" --redpath "$app" -- cat /etc/passwd
+run "$redwrap" --redpath "$app" -- ls -a /nodes /nodes/app
+run "$redwrap" --redpath "$app" -- sh -c 'echo "cwd: $(pwd)  umask: $(umask)"; env | sort'
+run "$redwrap" --redpath "$app" -- sh -c 'echo written > /nodes/app/data/hello; ls -l /nodes/app/data'
+run "$redwrap" --verbose --redpath "$app" -- cat /nodes/app/data/hello
+run "$redwrap" --redpath "$app" -- sh -c 'exit 7' || printf 'exit status: %s\n' "$?"
 printf '\ndemo: the family is in %s (remove it with: rm -rf %s)\n' "$demo" "$demo"

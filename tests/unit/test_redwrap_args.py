@@ -200,7 +200,8 @@ def _tree(root: Path) -> list[tuple[str, int]]:
     return sorted((str(p.relative_to(root)), p.lstat().st_mtime_ns) for p in root.rglob("*"))
 
 
-def test_dump_only_prints_the_plan_and_changes_nothing(tmp_path, capsys):
+def test_dump_only_prints_the_plan_and_changes_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("REDPAK_CACHE_DIR", str(tmp_path / "cache"))
     sys_node, app = tmp_path / "sys", tmp_path / "sys" / "app"
     create_node(str(sys_node), model="root")
     create_node(str(app))
@@ -217,7 +218,7 @@ def test_dump_only_prints_the_plan_and_changes_nothing(tmp_path, capsys):
     assert f" set X '$(touch {mark})'\n" in out
     assert "cache: not cacheable" in out
     assert _tree(tmp_path) == before  # no source created, no command run, no cache written
-    assert not mark.exists() and not (app / ".redpak-cache").exists()
+    assert not mark.exists() and not (tmp_path / "cache").exists()
 
 
 def test_dump_only_ignores_the_program(tmp_path, capsys):

@@ -115,17 +115,37 @@ def _help() -> int:
     return 0
 
 
-def cache_path(node_path: str, admin: bool, uid: int) -> str:
-    """Where the plan of NODE for this caller is cached (the native launcher agrees)."""
-    return os.path.join(node_path, ".redpak-cache",
-                        f"plan-{'admin' if admin else 'normal'}-{uid}.bin")
+def cache_dir(uid: int, environ: dict | None = None) -> str | None:
+    """The caller's plan cache: REDPAK_CACHE_DIR, else /var/cache/redpak for root, else
+    $XDG_CACHE_HOME/redpak or ~/.cache/redpak. Never inside a node: an admin sandbox may
+    write there, and a plan planted in a node would be run by the next launch."""
+    env = os.environ if environ is None else environ
+    if env.get("REDPAK_CACHE_DIR"):
+        return env["REDPAK_CACHE_DIR"]
+    if uid == 0:
+        return "/var/cache/redpak"
+    base = env.get("XDG_CACHE_HOME") or (env["HOME"] + "/.cache" if env.get("HOME") else "")
+    return os.path.join(base, "redpak") if base.startswith("/") else None
+
+
+def cache_path(node_path: str, admin: bool, uid: int, environ: dict | None = None
+               ) -> str | None:
+    """Where the plan of NODE for this caller is cached (csrc/main/redwrap.c agrees):
+    one file per node path (FNV-1a 64 of it), mode and uid."""
+    directory = cache_dir(uid, environ)
+    if directory is None:
+        return None
+    from ..planfile import fnv1a64
+    key = fnv1a64(node_path.encode("utf-8", "surrogateescape"))
+    return os.path.join(directory,
+                        f"plan-{key:016x}-{'admin' if admin else 'normal'}-{uid}.bin")
 
 
 def write_cache(path: str, data: bytes) -> None:
     """Atomically store a plan; a node we cannot write to simply has no cache."""
     directory = os.path.dirname(path)
     try:
-        os.makedirs(directory, mode=0o755, exist_ok=True)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
         tmp = f"{path}.{os.getpid()}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW,
                      0o644)
@@ -177,8 +197,9 @@ def _launch(args: Args) -> int:
             return 0
     data = plan.encode()
     overrides = args.user or args.group or args.smack or args.strict
-    if plan.cacheable and not overrides:
-        write_cache(cache_path(normalize_path(args.redpath), args.admin, os.getuid()), data)
+    path = cache_path(normalize_path(args.redpath), args.admin, os.getuid())
+    if plan.cacheable and not overrides and path is not None:
+        write_cache(path, data)
     from ..launch import run_plan
     return run_plan(data, args.program, verbose=args.verbose)
 
