@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 repo=$PWD
 redconf="$repo/.venv/bin/redconf"
 redwrap="$repo/.venv/bin/redwrap"
+dnf="$repo/.venv/bin/redwrap-dnf"
 demo=${REDPAK_DEMO_DIR:-/var/tmp/redpak-demo}
 marker=.redpak-demo
 
@@ -78,4 +79,22 @@ run "$redwrap" --redpath "$app" -- sh -c 'echo "cwd: $(pwd)  umask: $(umask)"; e
 run "$redwrap" --redpath "$app" -- sh -c 'echo written > /nodes/app/data/hello; ls -l /nodes/app/data'
 run "$redwrap" --verbose --redpath "$app" -- cat /nodes/app/data/hello
 run "$redwrap" --redpath "$app" -- sh -c 'exit 7' || printf 'exit status: %s\n' "$?"
+# A package, end to end: built here with rpmbuild, published in a local repository with
+# createrepo_c, installed into the application node with redwrap-dnf (its files land in
+# the node's usr/, recorded in the node's own rpm database), then run inside the node.
+if [ "$(id -u)" -eq 0 ]; then
+    rpmbuild -bb --quiet --define "_topdir $demo/rpmbuild" demo/rpms/hello-redpak.spec >/dev/null
+    mkdir -p "$demo/repo" "$app/etc/yum.repos.d"
+    cp "$demo"/rpmbuild/RPMS/noarch/*.rpm "$demo/repo/"
+    createrepo_c --quiet "$demo/repo"
+    printf '[demo]\nname=redpak demo packages\nbaseurl=file://%s/repo\nenabled=1\ngpgcheck=0\n' \
+        "$demo" > "$app/etc/yum.repos.d/demo.repo"
+    run "$dnf" --redpath "$app" repolist
+    run "$dnf" --redpath "$app" -y install hello-redpak
+    run "$dnf" --redpath "$app" list --installed
+    run ls -l "$app/usr/bin"
+    run "$redwrap" --redpath "$app" -- hello-redpak
+else
+    printf '\ndemo: installing packages needs root: the package part is skipped\n'
+fi
 printf '\ndemo: the family is in %s (remove it with: rm -rf %s)\n' "$demo" "$demo"
