@@ -16,6 +16,7 @@ import stat as _stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from .controls import Host, compile_controls, needs_host, probe_host
 from .errors import PlanError
 from .family import CAP_BITS, FamilyConfig
 from .model import EnvMode, Export, ExportMode, Share
@@ -167,9 +168,10 @@ def build_plan(redpath: str, options: LaunchOptions = LaunchOptions(),
                          inner_uid=target_uid, inner_gid=target_gid)
     expanded = expand_family(fam, env, ident.host_uid, ident.host_gid, os.getpid(),
                              run_commands=not dry_run)
+    host = probe_host() if needs_host(expanded.family, options.smack) else None
     compiled = compile_plan(expanded.family, ident, options,
                             source_kind=_source_kind,
-                            create_source=None if dry_run else _create_source)
+                            create_source=None if dry_run else _create_source, host=host)
     plan = compiled.plan
     deps = _file_deps(nodes, redpath, options.admin,
                       uses_userdb=any(m.kind is MountKind.DATA for m in plan.mounts),
@@ -186,20 +188,20 @@ def build_plan(redpath: str, options: LaunchOptions = LaunchOptions(),
 
 def compile_plan(fam: FamilyConfig, ident: Identity, options: LaunchOptions = LaunchOptions(),
                  source_kind: Callable[[str], str] | None = None,
-                 create_source: Callable[[str, str, str], None] | None = None
-                 ) -> CompiledPlan:
+                 create_source: Callable[[str, str, str], None] | None = None,
+                 host: Host | None = None) -> CompiledPlan:
     """Turn an expanded FamilyConfig into a LaunchPlan; raises PlanError.
 
     `source_kind(path)` says what a bind source is on the host: 'dir', 'file', 'other' or
     'missing' (default: everything is 'dir'); `create_source(path, 'dir'|'file', where)`
-    creates a missing source inside a node (default: nothing is created, as in a dry run).
-    This function does no I/O itself.
+    creates a missing source inside a node (default: nothing is created, as in a dry run);
+    `host` describes the machine for the controls (controls.probe_host(); default: a
+    cgroup v2 host with every controller and no SMACK). This function does no I/O itself.
     """
     if not fam.expanded:
         raise PlanError("internal: compile_plan needs an expanded family (expand_family)")
     out = _Out()
     kind_of = source_kind or (lambda _p: "dir")
-    _refuse_unsupported(fam, options)
 
     namespaces, joins = _namespaces(fam, ident)
     uid_map, gid_map, deny, uid, gid, drop = _identity(fam, ident, namespaces)
@@ -208,6 +210,8 @@ def compile_plan(fam: FamilyConfig, ident: Identity, options: LaunchOptions = La
     create = create_source or (lambda _p, _k, _w: None)
     mounts = _mounts(fam, ident, uid, gid, options, kind_of, create, node_dirs, out)
     env = _environ(fam)
+    controls = compile_controls(fam, mounts, host or Host(), options.smack)
+    out.warnings += controls.warnings
     chdir = fam.chdir.value if fam.chdir and fam.chdir.value else "/"
     if not chdir.startswith("/"):
         raise PlanError(f"chdir: '{chdir}' must be an absolute path inside the node "
@@ -224,27 +228,11 @@ def compile_plan(fam: FamilyConfig, ident: Identity, options: LaunchOptions = La
         inherit_env=bool(fam.inherit_env and fam.inherit_env.value),
         env=env, keep_fds=tuple(options.keep_fds),
         execfd_timeout_ms=EXECFD_TIMEOUT_MS,
+        seccomp=controls.seccomp, landlock=controls.landlock, cgroup=controls.cgroup,
+        smack=controls.smack,
         caller_uid=ident.caller_uid, caller_gid=ident.caller_gid,
     )
     return CompiledPlan(plan, tuple(out.warnings), tuple(out.absent))
-
-
-def _refuse_unsupported(fam: FamilyConfig, options: LaunchOptions) -> None:
-    """Controls this version cannot enforce yet fail closed instead of being ignored."""
-    def refuse(key: str, origin: str) -> None:
-        raise PlanError(f"{key}: set by {origin}, but this redpak cannot enforce it yet; "
-                        "remove the key to launch (a control is never silently skipped)")
-    for per_node in fam.cgroups:
-        if any(v is not None for k, v in vars(per_node.value).items() if k != "line"):
-            refuse("cgroups", per_node.origin.describe())
-    sec = fam.seccomp
-    if (sec.profile and sec.profile.value != "none") or sec.deny:
-        where = sec.profile.origin if sec.profile else sec.deny[0].origin
-        refuse("seccomp", where.describe())
-    if fam.landlock and fam.landlock.value:
-        refuse("landlock", fam.landlock.origin.describe())
-    if options.smack or fam.smack:
-        refuse("smack", "--smack" if options.smack else fam.smack.origin.describe())
 
 
 def _namespaces(fam: FamilyConfig, ident: Identity) -> tuple[Ns, tuple[Join, ...]]:
@@ -502,17 +490,44 @@ def _inside_node(path: str) -> bool:
         real = os.path.dirname(real)
 
 
+def _node_owner(path: str) -> tuple[int, int] | None:
+    """uid and gid of the node directory that holds PATH (its nearest node ancestor)."""
+    d = os.path.dirname(path)
+    while d != "/":
+        if os.path.exists(os.path.join(d, ".rednode.yaml")):
+            st = os.stat(d)
+            return st.st_uid, st.st_gid
+        d = os.path.dirname(d)
+    return None
+
+
 def _create_source(path: str, want: str, where: str) -> None:
+    """Create a missing export source inside a node, owned as the node's files (SPEC §4)."""
     if not _inside_node(path):
         raise PlanError(f"{where}: missing source '{path}' leads outside the node through "
                         "a symbolic link; redpak creates sources inside nodes only")
+    owner = _node_owner(path) if os.geteuid() == 0 else None
+    missing = []
+    d = path if want == "dir" else os.path.dirname(path)
+    while not os.path.lexists(d):
+        missing.append(d)
+        d = os.path.dirname(d)
     try:
-        if want == "dir":
-            os.makedirs(path, mode=0o755, exist_ok=True)
-        else:
-            os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-            os.close(fd)
+        for directory in reversed(missing):
+            try:
+                os.mkdir(directory, 0o755)
+            except FileExistsError:
+                continue
+            if owner:
+                os.lchown(directory, *owner)
+        if want == "file":
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+                         | os.O_NOFOLLOW, 0o644)
+            try:
+                if owner:
+                    os.fchown(fd, *owner)
+            finally:
+                os.close(fd)
     except FileExistsError:
         pass
     except OSError as err:

@@ -703,11 +703,10 @@ def test_compile_needs_an_expanded_family():
     assert "expand_family" in str(err.value)
 
 
-# --- unsupported controls fail closed ---------------------------------------------------
+# --- controls reach the plan (their compilation: tests/unit/test_controls.py) -----------
 
-UNSUPPORTED = [
-    ("cgroups", {"cgroups": CgroupSettings(pids_max="10", line=5)}),
-    ("cgroups", {"cgroups": CgroupSettings(mem_oom_group=False, line=5)}),
+CONTROLS = [
+    ("cgroup", {"cgroups": CgroupSettings(pids_max="10", line=5)}),
     ("seccomp", {"seccomp": SeccompSettings(profile="default", line=5)}),
     ("seccomp", {"seccomp": SeccompSettings(deny=("keyctl",), line=5)}),
     ("landlock", {"landlock": LandlockSettings(enabled=True, line=5)}),
@@ -715,25 +714,20 @@ UNSUPPORTED = [
 ]
 
 
-@pytest.mark.parametrize("key,settings", UNSUPPORTED, ids=[f"{k}-{i}" for i, (k, _) in
-                                                           enumerate(UNSUPPORTED)])
+@pytest.mark.parametrize("field,settings", CONTROLS, ids=[f"{k}-{i}" for i, (k, _) in
+                                                          enumerate(CONTROLS)])
 @pytest.mark.parametrize("where", ["sys", "app"])
-def test_unsupported_controls_are_refused_naming_the_node(key, settings, where):
+def test_controls_are_compiled_into_the_plan(field, settings, where):
     nodes = [mknode(SYS, "sys", **(settings if where == "sys" else {})),
              mknode(APP, "app", **(settings if where == "app" else {}))]
-    with pytest.raises(PlanError) as err:
-        compile_nodes(nodes, ROOT)
-    text = str(err.value)
-    assert text.startswith(f"{key}:")
-    assert f"node '{where}'" in text and (SYS if where == "sys" else APP) in text
-    assert "never silently" in text
+    assert getattr(compile_nodes(nodes, ROOT).plan, field)
+    assert not getattr(compile_nodes([mknode(SYS, "sys"), mknode(APP, "app")], ROOT).plan, field)
 
 
-def test_smack_option_is_refused():
-    with pytest.raises(PlanError) as err:
-        compile_nodes([mknode(SYS, "sys"), mknode(APP, "app")], ROOT,
-                      options=LaunchOptions(smack="Label"))
-    assert "smack" in str(err.value) and "--smack" in str(err.value)
+def test_smack_option_labels_the_program():
+    compiled = compile_nodes([mknode(SYS, "sys"), mknode(APP, "app")], ROOT,
+                             options=LaunchOptions(smack="Label"))
+    assert compiled.plan.smack.label == "Label" and not compiled.plan.smack.optional
 
 
 @pytest.mark.parametrize("settings", [
@@ -742,15 +736,15 @@ def test_smack_option_is_refused():
     {"seccomp": SeccompSettings(errno="EPERM", line=5)},
     {"landlock": LandlockSettings(enabled=False, line=5)},
 ])
-def test_controls_that_ask_for_nothing_are_accepted(settings):
-    compile_one(ROOT, **settings)
+def test_controls_that_ask_for_nothing_add_nothing(settings):
+    plan = compile_one(ROOT, **settings)
+    assert (plan.seccomp, plan.landlock, plan.cgroup, plan.smack) == ((), (), (), None)
 
 
-def test_unsupported_controls_in_admin_config_only_matter_in_admin_mode():
+def test_controls_in_admin_config_only_matter_in_admin_mode():
     nodes = [mknode(SYS, "sys"), mknode(APP, "app", admin={"smack": "Adm"})]
-    compile_nodes(nodes, ROOT)
-    with pytest.raises(PlanError):
-        compile_nodes(nodes, ROOT, admin=True)
+    assert compile_nodes(nodes, ROOT).plan.smack is None
+    assert compile_nodes(nodes, ROOT, admin=True).plan.smack.label == "Adm"
 
 
 # --- encode / decode --------------------------------------------------------------------
@@ -1062,3 +1056,19 @@ def test_unknown_set_user_name_is_a_plan_error(tmp_path, unprivileged):
     with pytest.raises(PlanError) as err:
         build_plan(str(tmp_path / "app"), environ={})
     assert "set-user" in str(err.value) and "no-such-user-xyz" in str(err.value)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: chown to another user")
+def test_created_source_is_owned_like_the_node(tmp_path, monkeypatch):
+    """SPEC §4: a missing source under the node's directory is created owned as the
+    node's files, not as the (root) caller."""
+    from redpak.plan import _create_source
+    node = tmp_path / "app"
+    node.mkdir()
+    (node / ".rednode.yaml").write_text("state: Enable\n")
+    os.chown(node, 4321, 4322)
+    _create_source(str(node / "data" / "sub"), "dir", "test")
+    _create_source(str(node / "files" / "f.txt"), "file", "test")
+    for p in (node / "data", node / "data" / "sub", node / "files", node / "files" / "f.txt"):
+        st = p.stat()
+        assert (st.st_uid, st.st_gid) == (4321, 4322), p
