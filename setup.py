@@ -29,13 +29,14 @@ class build_native(build_scripts):
     """Builds the native redwrap into the scripts directory, under each NATIVE_NAMES name.
 
     Its usage text comes from src/redpak/cli/redwrap.py and its cold path runs this build's
-    interpreter (csrc/main/gen_header.py writes both into redwrap_build.h). Linked as a
-    static PIE when the toolchain can (no dynamic loader on the launch path, ASLR kept),
-    else as the toolchain's default executable."""
+    interpreter (csrc/main/gen_header.py writes both into redwrap_build.h). Linked
+    statically with musl when musl-gcc is there (tools/setup.sh installs musl-tools),
+    else as the toolchain's default (dynamic) executable: bench/bench_core.py measures
+    the three flavours (musl static fastest and smallest; glibc static pays ~0.3 ms of
+    CPU probing at start on some VMs and ~0.8 MiB PSS)."""
 
     def run(self):
         from distutils.ccompiler import new_compiler
-        from distutils.errors import LinkError
         from distutils.sysconfig import customize_compiler
 
         sys.path.insert(0, os.path.join("csrc", "main"))
@@ -44,14 +45,12 @@ class build_native(build_scripts):
         os.makedirs(tmp, exist_ok=True)
         with open(os.path.join(tmp, "redwrap_build.h"), "w", encoding="utf-8") as f:
             f.write(gen_header.header(os.fsencode(sys.executable)))
-        cc = new_compiler(force=True)
-        customize_compiler(cc)
-        objects = cc.compile(NATIVE_SOURCES, output_dir=tmp,
-                             include_dirs=[tmp, os.path.join("csrc", "main"), "csrc"],
-                             extra_postargs=CFLAGS)
-        try:
-            cc.link_executable(objects, "redwrap", output_dir=tmp, extra_postargs=["-static-pie"])
-        except LinkError:
+        if not self.build_musl(tmp):
+            cc = new_compiler(force=True)
+            customize_compiler(cc)
+            objects = cc.compile(NATIVE_SOURCES, output_dir=tmp,
+                                 include_dirs=[tmp, os.path.join("csrc", "main"), "csrc"],
+                                 extra_postargs=CFLAGS)
             cc.link_executable(objects, "redwrap", output_dir=tmp)
         self.mkpath(self.build_dir)
         self.outfiles = []
@@ -60,6 +59,36 @@ class build_native(build_scripts):
             self.copy_file(os.path.join(tmp, "redwrap"), out)
             os.chmod(out, 0o755)
             self.outfiles.append(out)
+
+    @staticmethod
+    def build_musl(tmp):
+        """Static musl build: the fastest start and the smallest footprint (glibc's static
+        start-up probes the CPU at length; a dynamic one pays ld.so). False if musl-gcc is
+        missing or fails: the caller then links with the default toolchain."""
+        import shutil
+        import subprocess
+        if not shutil.which("musl-gcc") or os.environ.get("REDPAK_NO_MUSL"):
+            return False
+        # musl has no kernel headers of its own: give it only the kernel's uapi ones.
+        kh = os.path.join(tmp, "kernel-headers")
+        os.makedirs(kh, exist_ok=True)
+        arch = subprocess.run(["gcc", "-print-multiarch"], capture_output=True,
+                              text=True).stdout.strip()
+        for name, target in (("linux", "/usr/include/linux"),
+                             ("asm-generic", "/usr/include/asm-generic"),
+                             ("asm", f"/usr/include/{arch}/asm")):
+            link = os.path.join(kh, name)
+            if os.path.isdir(target) and not os.path.lexists(link):
+                os.symlink(target, link)
+        cmd = (["musl-gcc", "-static", *CFLAGS, "-idirafter", kh, "-I", tmp,
+                "-I", os.path.join("csrc", "main"), "-I", "csrc", *NATIVE_SOURCES,
+                "-o", os.path.join(tmp, "redwrap")])
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            print("redwrap: musl build failed, using the default toolchain:\n" + r.stderr,
+                  file=sys.stderr)
+            return False
+        return True
 
     def get_outputs(self):
         return [os.path.join(self.build_dir, name) for name in NATIVE_NAMES]

@@ -4,7 +4,6 @@
  * synchronise threads that do not exist in the child. */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <fcntl.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -18,24 +17,27 @@
 #define PR_CAP_AMBIENT_CLEAR_ALL 4
 #endif
 
-/* Highest capability the kernel knows; read once in the parent (before any
- * pivot), 40 (CAP_CHECKPOINT_RESTORE) when /proc cannot tell. */
+/* Highest capability the kernel knows: PR_CAPBSET_READ fails with EINVAL
+ * past it. A binary search takes six cheap calls and needs no /proc (reading
+ * /proc/sys/kernel/cap_last_cap costs several times more); 40
+ * (CAP_CHECKPOINT_RESTORE) if even cap 0 reads as invalid. */
 int rp_cap_last(void)
 {
     static int last = -1;
-    char buf[16];
-    int fd, v = 0;
-    ssize_t n;
+    int lo = 0, hi = 63;
 
     if (last >= 0)
         return last;
-    fd = open("/proc/sys/kernel/cap_last_cap", O_RDONLY | O_CLOEXEC);
-    n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
-    if (fd >= 0)
-        close(fd);
-    for (ssize_t i = 0; i < n && buf[i] >= '0' && buf[i] <= '9'; i++)
-        v = v * 10 + buf[i] - '0';
-    last = n > 0 && v > 0 && v < 64 ? v : 40;
+    if (prctl(PR_CAPBSET_READ, 0, 0, 0, 0) < 0)
+        return last = 40;
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (prctl(PR_CAPBSET_READ, mid, 0, 0, 0) >= 0)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    last = lo;
     return last;
 }
 
@@ -83,9 +85,13 @@ int rp_caps_drop(const struct rp_ctx *ctx, struct rp_error *err)
     const struct rp_process *pr = ctx->plan->proc;
 
     err->step = RP_STEP_CAPS;
+    /* Each drop replaces our credentials; a fresh user namespace starts
+     * with a full bounding set, so drop first and read only when refused
+     * (without CAP_SETPCAP, dropping what is already gone is fine). */
     for (int c = 0; c <= ctx->cap_last; c++) {
-        int in = (pr->cap_bounding & (1ULL << c)) ? 0 : prctl(PR_CAPBSET_READ, c, 0, 0, 0);
-        if (in < 0 || (in == 1 && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0))
+        if ((pr->cap_bounding & (1ULL << c)) || prctl(PR_CAPBSET_DROP, c, 0, 0, 0) == 0)
+            continue;
+        if (errno != EPERM || prctl(PR_CAPBSET_READ, c, 0, 0, 0) != 0)
             return rp_fail(err, errno, "drop capability %d from the bounding set", c);
     }
     if (switch_identity(pr, err) < 0)

@@ -27,6 +27,16 @@ struct rp_msg {
     struct rp_error err;
 };
 
+#define RP_MAX_JOIN_FDS 16
+
+/* The launch's own cgroups, made before clone (cgroup.c). */
+struct rp_cgroups {
+    pid_t owner;                 /* the launcher: run-<owner>.<id>; 0 = none */
+    uint32_t id;
+    int nfds;
+    int fds[RP_MAX_JOIN_FDS];    /* tasks files the child joins through      */
+};
+
 struct rp_ctx {
     const struct rp_plan *plan;
     char *const *argv;
@@ -53,7 +63,13 @@ struct rp_ctx {
     const char *proc_fds;        /* "/proc/self/fd" as reachable while building */
     int stage_fd;                /* where DATA/EXECFD/FD contents are written */
     int parent_fd;               /* O_PATH: last resolved parent directory    */
+    int proc_fd;                 /* O_PATH: the host's procfs, opened before the
+                                  * pivot for SMACK's attr writes; -1 = none     */
+    const struct rp_mount *bind_op; /* last bind op applied with the new mount API */
+    int bind_tree;               /* its mount, attached; valid with bind_op      */
+    unsigned long long bind_dev, bind_ino; /* its root                          */
     char parent_path[4096];      /* its path in the new root; "" = none       */
+    struct rp_cgroups cg;        /* the launch's own cgroups                  */
 };
 
 /* ns.c */
@@ -87,9 +103,21 @@ int rp_fds_prepare(const struct rp_ctx *ctx, struct rp_error *err);
 void rp_init_forwarded(sigset_t *set);
 void rp_init_run(struct rp_ctx *ctx, pid_t program) __attribute__((noreturn));
 
-/* later tasks: apply nothing while their sections are empty, refuse otherwise */
-int rp_cgroup_apply(const struct rp_plan *plan, pid_t pid, struct rp_error *err);
-int rp_smack_apply(const struct rp_plan *plan, struct rp_error *err);
+/* cgroup.c: launcher side (check and prepare before clone, attach before GO),
+ * child side (join first thing; later a cgroup namespace rooted there) */
+int rp_cgroup_check(const struct rp_plan *plan, struct rp_error *err);
+int rp_cgroup_prepare(const struct rp_plan *plan, struct rp_cgroups *cg, struct rp_error *err);
+void rp_cgroup_close(struct rp_cgroups *cg);
+int rp_cgroup_attach(const struct rp_plan *plan, const struct rp_cgroups *cg, pid_t pid, struct rp_error *err);
+int rp_cgroup_by_launcher(const struct rp_plan *plan);
+int rp_cgroup_join(struct rp_ctx *ctx, struct rp_error *err);
+int rp_cgroup_enter_ns(const struct rp_plan *plan, struct rp_error *err);
+
+/* smack.c: prepare opens the host procfs before the pivot; apply labels */
+int rp_smack_prepare(struct rp_ctx *ctx, struct rp_error *err);
+int rp_smack_apply(struct rp_ctx *ctx, struct rp_error *err);
+
+/* landlock.c, seccomp.c: in the program's process, last before exec */
 int rp_landlock_apply(const struct rp_plan *plan, struct rp_error *err);
 int rp_seccomp_apply(const struct rp_plan *plan, struct rp_error *err);
 

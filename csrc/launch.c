@@ -3,12 +3,13 @@
  * until the program is exec'd or a step fails; run_child() is the child's
  * side, in the order that makes the security argument.
  *
- * Processes: the launcher clones C0 with the new namespaces (one clone, no
- * unshare) on a small stack of its own. When namespaces must be joined first
- * (or a time namespace is asked for, which the legacy clone cannot create),
- * C0 joins, unshares, and forks C1 with CLONE_PARENT, so C1 is still the
- * launcher's child. With a new pid namespace, C1 is pid 1: it forks the
- * program with CLONE_VM|CLONE_VFORK and then stays as the node's init.
+ * Processes: the launcher clones C0 with the new namespaces (one clone3, no
+ * unshare; the launcher writes the user namespace maps as soon as it
+ * returns). When namespaces must be joined first (or a time namespace is
+ * asked for and only the legacy clone exists), C0 joins, unshares, and forks
+ * C1 with CLONE_PARENT, so C1 is still the launcher's child. With a new pid
+ * namespace, C1 (C0 on the fast path) is pid 1: it forks the program with
+ * CLONE_VM|CLONE_VFORK and then stays as the node's init.
  * Child and launcher talk over a SOCK_SEQPACKET pair (struct rp_msg); the
  * child's end is close-on-exec, so EOF after RP_MSG_EXEC means exec'd. */
 #define _GNU_SOURCE
@@ -64,6 +65,9 @@ unsigned rp_features(void)
         f |= RP_FEAT_PIDFD;
         close((int)fd);
     }
+    /* a size below the first version: EINVAL where clone3 exists (5.3) */
+    if (syscall(RP_NR_clone3, NULL, 0) < 0 && errno == EINVAL)
+        f |= RP_FEAT_CLONE3;
     features = f;
     __atomic_store_n(&probed, 1, __ATOMIC_RELEASE);
     return f;
@@ -112,7 +116,8 @@ static int wait_parent(struct rp_ctx *ctx, struct rp_error *err)
     ssize_t n;
 
     err->step = RP_STEP_SYNC;
-    send_msg(ctx->sock_fd, RP_MSG_READY, 0, NULL);
+    if (ctx->slow_path) /* else clone made our namespaces: the launcher did not wait */
+        send_msg(ctx->sock_fd, RP_MSG_READY, 0, NULL);
     while ((n = recv(ctx->sock_fd, &msg, sizeof(msg), 0)) < 0 && errno == EINTR)
         ;
     if (n != sizeof(msg) || msg.type != RP_MSG_GO)
@@ -266,7 +271,7 @@ static int run_program(struct rp_ctx *ctx, struct rp_error *err)
     err->step = RP_STEP_CHDIR;
     if (*dir && chdir(dir) < 0)
         return rp_fail_path(err, errno, dir, "chdir %s", dir);
-    if (rp_smack_apply(ctx->plan, err) < 0)   /* needs CAP_MAC_ADMIN: before the drop */
+    if (rp_smack_apply(ctx, err) < 0)         /* needs CAP_MAC_ADMIN: before the drop */
         return -1;
     if (rp_caps_drop(ctx, err) < 0)           /* identity, exact sets, no_new_privs */
         return -1;
@@ -328,12 +333,16 @@ static int run_child(struct rp_ctx *ctx, struct rp_error *err)
 {
     const struct rp_process *pr = ctx->plan->proc;
 
+    if (rp_cgroup_join(ctx, err) < 0)        /* first: nothing runs outside the node's cgroup */
+        return -1;
     if (guard_parent(ctx, err) < 0)          /* die-with-parent armed, launcher still there */
         return -1;
     if (ctx->slow_path && enter_namespaces(ctx, err) < 0)
         return -1;
     if (ctx->need_parent && wait_parent(ctx, err) < 0)
         return -1;                           /* maps and cgroups are written */
+    if (rp_cgroup_enter_ns(ctx->plan, err) < 0)
+        return -1;                           /* cgroup ns rooted at the node's own cgroup */
     if ((pr->new_ns & RP_NS_USER) && become_ns_root(err) < 0)
         return -1;
     err->step = RP_STEP_SPAWN;               /* after the maps: /proc/PID is the caller's until then */
@@ -346,6 +355,8 @@ static int run_child(struct rp_ctx *ctx, struct rp_error *err)
     if (rp_fds_prepare(ctx, err) < 0)        /* only 0-2 and kept fds survive exec */
         return -1;
     if (rp_ns_hostname(ctx->plan, err) < 0)
+        return -1;
+    if (rp_smack_prepare(ctx, err) < 0)      /* the host's procfs, while reachable */
         return -1;
     if (rp_pivot(ctx, err) < 0)              /* old root detached */
         return -1;
@@ -367,6 +378,35 @@ static int child_entry(void *arg)
 }
 
 /* ---- parent side --------------------------------------------------------- */
+
+/* Clones the node's first process with the namespaces in flags (none on the
+ * slow path: it unshares them itself). clone3 needs no stack: the child runs
+ * on a copy of ours, like after fork. Returns its pid, or -1 with errno. */
+static pid_t clone_node(struct rp_ctx *ctx, unsigned long flags, int *pidfd)
+{
+    char *stack;
+    pid_t pid;
+    int e;
+
+    if (ctx->features & RP_FEAT_CLONE3) {
+        struct rp_clone_args ca = {.flags = flags, .pidfd = (uint64_t)(uintptr_t)pidfd, .exit_signal = SIGCHLD};
+
+        pid = (pid_t)syscall(RP_NR_clone3, &ca, sizeof(ca));
+        if (pid == 0) {
+            child_entry(ctx);
+            _exit(RP_EXIT_SETUP); /* not reached */
+        }
+        return pid;
+    }
+    stack = mmap(NULL, RP_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (stack == MAP_FAILED)
+        return -1;
+    pid = clone(child_entry, stack + RP_STACK_SIZE, (int)(flags | SIGCHLD), ctx, pidfd);
+    e = errno;
+    munmap(stack, RP_STACK_SIZE);
+    errno = e;
+    return pid;
+}
 
 static int prepare_execfd(struct rp_ctx *ctx, struct rp_error *err)
 {
@@ -414,7 +454,7 @@ static int serve_ready(const struct rp_ctx *ctx, pid_t c0, int sock, struct rp_e
 
     if (pr->new_ns & RP_NS_USER && rp_ns_write_maps(ctx->plan, c0, err) < 0)
         return -1;
-    if (rp_cgroup_apply(ctx->plan, c0, err) < 0)
+    if (rp_cgroup_attach(ctx->plan, &ctx->cg, c0, err) < 0)
         return -1;
     send_msg(sock, RP_MSG_GO, 0, NULL);
     return 0;
@@ -464,6 +504,18 @@ static void drain(int sock)
     }
 }
 
+/* The child may have failed before we could serve it: its own report, when
+ * already there, says more than ours. */
+static void child_error(int sock, struct rp_error *err)
+{
+    struct rp_msg msg;
+
+    if (recv(sock, &msg, sizeof(msg), MSG_DONTWAIT | MSG_PEEK) == sizeof(msg) && msg.type == RP_MSG_ERROR) {
+        *err = msg.err;
+        err->msg[sizeof(err->msg) - 1] = '\0';
+    }
+}
+
 /* Serves the child until EOF (exec'd) or an error. On error nothing of the
  * node is left: its processes are killed and reaped. */
 static int serve(const struct rp_ctx *ctx, pid_t c0, int sock, struct rp_child *child, struct rp_error *err)
@@ -471,6 +523,11 @@ static int serve(const struct rp_ctx *ctx, pid_t c0, int sock, struct rp_child *
     pid_t node = c0;
     int exec_seen = 0, status;
 
+    /* clone made the namespaces: no READY to wait for */
+    if (!ctx->slow_path && ctx->need_parent && serve_ready(ctx, c0, sock, err) < 0) {
+        child_error(sock, err);
+        goto fail;
+    }
     for (;;) {
         struct rp_msg msg;
         union {
@@ -563,7 +620,6 @@ int rp_launch(const void *buf, size_t len, char *const argv[], const struct rp_l
     struct rp_ctx ctx;
     int sv[2] = {-1, -1}, pidfd = -1, r = -1;
     unsigned long flags;
-    char *stack;
     pid_t c0;
 
     memset(err, 0, sizeof(*err));
@@ -578,6 +634,8 @@ int rp_launch(const void *buf, size_t len, char *const argv[], const struct rp_l
         return rp_fail(err, EINVAL, "no program to run (empty argv)");
     if (check_fds(&plan, opts, err) < 0)
         return -1;
+    if (rp_cgroup_check(&plan, err) < 0)   /* a stale plan: step DEPS */
+        return -1;
 
     memset(&ctx, 0, sizeof(ctx));
     ctx.plan = &plan;
@@ -587,11 +645,16 @@ int rp_launch(const void *buf, size_t len, char *const argv[], const struct rp_l
     ctx.npass_fds = opts->npass_fds;
     ctx.features = rp_features() & ~opts->disable;
     ctx.cap_last = rp_cap_last();
-    ctx.host_fd = ctx.root_fd = ctx.parent_fd = ctx.stage_fd = -1;
-    ctx.slow_path = plan.njoins > 0 || (plan.proc->new_ns & RP_NS_TIME);
-    ctx.need_parent = (plan.proc->new_ns & RP_NS_USER) || plan.ncgroup;
+    ctx.host_fd = ctx.root_fd = ctx.parent_fd = ctx.stage_fd = ctx.proc_fd = -1;
+    /* the legacy clone cannot make a time namespace (its flag is in CSIGNAL) */
+    ctx.slow_path = plan.njoins > 0 || ((plan.proc->new_ns & RP_NS_TIME) && !(ctx.features & RP_FEAT_CLONE3));
+    ctx.need_parent = (plan.proc->new_ns & RP_NS_USER) || rp_cgroup_by_launcher(&plan);
     if (prepare_execfd(&ctx, err) < 0 || rp_env_build(&ctx, err) < 0)
         goto out;
+    if (rp_cgroup_prepare(&plan, &ctx.cg, err) < 0) /* dirs, limits, the node's own cgroup */
+        goto out;
+    child->cgroup_owner = ctx.cg.owner;
+    child->cgroup_id = ctx.cg.id;
 
     err->step = RP_STEP_SPAWN;
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
@@ -600,20 +663,15 @@ int rp_launch(const void *buf, size_t len, char *const argv[], const struct rp_l
     }
     ctx.parent_sock_fd = sv[0];
     ctx.sock_fd = sv[1];
-    stack = mmap(NULL, RP_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-    if (stack == MAP_FAILED) {
-        rp_fail(err, errno, "allocate the child's stack");
-        goto out;
-    }
-    flags = (ctx.slow_path ? 0 : rp_ns_clone_flags(plan.proc->new_ns)) | SIGCHLD;
+    flags = ctx.slow_path ? 0 : rp_ns_clone_flags(plan.proc->new_ns);
     if (ctx.features & RP_FEAT_PIDFD)
         flags |= CLONE_PIDFD;
-    c0 = clone(child_entry, stack + RP_STACK_SIZE, (int)flags, &ctx, &pidfd);
-    munmap(stack, RP_STACK_SIZE);
+    c0 = clone_node(&ctx, flags, &pidfd);
+    rp_cgroup_close(&ctx.cg); /* the child joins through its own copies */
     close(sv[1]);
     sv[1] = -1;
     if (c0 < 0) {
-        rp_fail(err, errno, "clone the node (namespaces %#lx)%s", flags & ~0xffUL,
+        rp_fail(err, errno, "clone the node (namespaces %#lx)%s", flags & ~(unsigned long)CLONE_PIDFD,
                 errno == EINVAL || errno == EPERM ? " (user namespaces disabled, or not allowed here?)" : "");
         goto out;
     }
@@ -627,6 +685,12 @@ int rp_launch(const void *buf, size_t len, char *const argv[], const struct rp_l
         pidfd = -1;
     }
 out:
+    rp_cgroup_close(&ctx.cg);
+    if (r < 0 && child->cgroup_owner) { /* nothing of the node runs: its cgroups go too */
+        struct rp_error ignored;
+        rp_cgroup_cleanup(&plan, child, &ignored);
+        child->cgroup_owner = 0;
+    }
     if (pidfd >= 0)
         close(pidfd);
     if (sv[0] >= 0)

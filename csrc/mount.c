@@ -9,11 +9,17 @@
  *   /      the stage: a private tmpfs, detached at the end with everything in it
  *   /old   the host's root: sources are resolved in it as on the host
  *   /new   the node's root (a second tmpfs): targets are resolved in it
- * Every path is resolved to a descriptor first (never leaving its root), and
- * mounts name descriptors through /proc/self/fd/N; after each mount the
- * target is resolved again and checked to be what was mounted. DATA, EXECFD
- * and FD contents are written to a file that is bound onto the target, then
- * unlinked. */
+ * Every path is resolved to a descriptor first, never leaving its root.
+ *
+ * Each op then, with mount_setattr() too (Linux 5.12, new_api()): the mount
+ * is built detached (open_tree of the resolved source, or fsmount of a fresh
+ * file system), gets its flags (read-only...) while nobody can see it, and is
+ * attached with move_mount() on a name created in a directory we hold; the
+ * name is never followed, and is checked afterwards to show the mount's root.
+ * The fallback: mount(2) naming descriptors through /proc/self/fd/N, the
+ * target resolved again after each mount and checked to be what was mounted,
+ * read-only by a remount. DATA, EXECFD and FD contents are written to a file
+ * that is bound onto the target, then unlinked. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -35,6 +41,11 @@
 #ifndef MQUEUE_MAGIC
 #define MQUEUE_MAGIC 0x19800202
 #endif
+/* open_tree(2) and move_mount(2) (Linux 5.2) */
+#define RP_NR_open_tree_ 428
+#define OPEN_TREE_CLONE_ 1
+#define MOVE_MOUNT_T_EMPTY_PATH_ 0x40
+#define FSCONFIG_SET_FLAG_ 0
 
 enum { T_NONE, T_DIR, T_FILE };
 
@@ -179,55 +190,81 @@ static int check_type(int fd, int kind, const char *path, struct rp_error *err)
     return fd;
 }
 
+/* Opens the directory `name` in parent when it is a plain directory (no
+ * symlink, no "." or ".."): -errno otherwise, -ENOTDIR for anything the
+ * caller must resolve the slow way. */
+static int open_subdir(int parent, const char *name)
+{
+    int fd;
+
+    if (!strcmp(name, ".") || !strcmp(name, ".."))
+        return -ENOTDIR;
+    fd = openat(parent, name, O_PATH | O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC);
+    return fd >= 0 ? fd : (errno == ELOOP ? -ENOTDIR : -errno);
+}
+
 /* Creates the missing components of path in the new root: directories 0755,
  * the last one a directory or an empty file with `mode`. Each component is
- * created through the descriptor of its resolved parent. */
+ * created through the descriptor of its resolved parent. A plain directory
+ * is entered with one openat() from its parent; a symlink, "." or ".." has
+ * the whole prefix resolved inside the root again. */
 static int create_path(struct rp_ctx *ctx, const char *path, int kind, mode_t mode, struct rp_error *err)
 {
     char buf[PATH_MAX];
-    int parent = openat(ctx->root_fd, ".", O_PATH | O_CLOEXEC);
+    int parent = ctx->root_fd, known = 1, fd; /* root_fd is borrowed; known: opened as a directory */
 
-    if (parent < 0)
-        return rp_fail_path(err, errno, path, "open new root");
     memcpy(buf, path, strlen(path) + 1); /* plan paths are < PATH_MAX */
     for (char *p = buf;;) {
         char *end, save;
-        int fd, last;
+        int last, dir;
 
         while (*p == '/')
             p++;
         if (!*p)
-            return check_type(parent, kind, path, err);
+            break;
         end = p + strcspn(p, "/");
         last = !end[strspn(end, "/")];
+        dir = !last || kind != T_FILE;
         save = *end;
         *end = '\0';
-        fd = resolve(ctx, ctx->root_fd, buf, 0);
+        fd = dir ? open_subdir(parent, p) : -ENOTDIR;
         if (fd == -ENOENT) {
-            int r;
-            if (last && kind == T_FILE) {
-                r = openat(parent, p, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, mode);
-                if (r >= 0)
-                    close(r);
-            } else {
-                r = mkdirat(parent, p, last ? mode : 0755);
+            if (mkdirat(parent, p, last ? mode : 0755) < 0 && errno != EEXIST) {
+                fd = -errno;
+                goto fail;
             }
+            fd = open_subdir(parent, p);
+        }
+        known = fd >= 0;
+        if (fd == -ENOTDIR)
+            fd = resolve(ctx, ctx->root_fd, buf, 0);
+        if (fd == -ENOENT && !dir) {
+            int r = openat(parent, p, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, mode);
             if (r < 0 && errno != EEXIST) {
-                int e = errno;
-                close(parent);
-                return rp_fail_path(err, e, path, "create %s in the new root", buf);
+                fd = -errno;
+                goto fail;
             }
+            if (r >= 0)
+                close(r);
             fd = openat(parent, p, O_PATH | O_NOFOLLOW | O_CLOEXEC);
             if (fd < 0)
                 fd = -errno;
         }
-        close(parent);
+        if (parent != ctx->root_fd)
+            close(parent);
         if (fd < 0)
             return rp_fail_path(err, -fd, path, "resolve %s in the new root", buf);
         parent = fd;
         *end = save;
         p = end;
     }
+    if (parent == ctx->root_fd && (parent = openat(ctx->root_fd, ".", O_PATH | O_CLOEXEC)) < 0)
+        return rp_fail_path(err, errno, path, "open new root");
+    return known && kind == T_DIR ? parent : check_type(parent, kind, path, err);
+fail:
+    if (parent != ctx->root_fd)
+        close(parent);
+    return rp_fail_path(err, -fd, path, "create %s in the new root", buf);
 }
 
 /* Consecutive ops mostly share a parent directory: its fd is kept until a
@@ -267,13 +304,7 @@ static int parent_of(struct rp_ctx *ctx, const char *path, char *name, struct rp
     parent[slash == parent ? 1 : (size_t)(slash - parent)] = '\0';
     if (ctx->parent_fd >= 0 && !strcmp(ctx->parent_path, parent))
         return ctx->parent_fd;
-    fd = resolve(ctx, ctx->root_fd, parent, 0);
-    if (fd == -ENOENT)
-        fd = create_path(ctx, parent, T_DIR, 0755, err);
-    else if (fd < 0)
-        return rp_fail_path(err, -fd, path, "resolve %s in the new root", parent);
-    else
-        fd = check_type(fd, T_DIR, parent, err);
+    fd = create_path(ctx, parent, T_DIR, 0755, err);
     if (fd < 0)
         return -1;
     if (ctx->parent_fd >= 0)
@@ -379,6 +410,151 @@ static int place_target(struct rp_ctx *ctx, const char *path, int kind, mode_t m
     return fd;
 }
 
+static int recheck(struct rp_ctx *ctx, const char *target, const struct stat *want, unsigned long magic,
+                   struct rp_error *err);
+
+/* Mounts are built detached and attached with move_mount() (see the top of
+ * this file): needs mount_setattr() for their flags, Linux 5.12. */
+static int new_api(const struct rp_ctx *ctx)
+{
+    unsigned both = RP_FEAT_MOUNT_API | RP_FEAT_MOUNT_SETATTR;
+
+    return (ctx->features & both) == both;
+}
+
+static unsigned mount_attrs(unsigned long ms)
+{
+    return (ms & MS_RDONLY ? RP_MOUNT_ATTR_RDONLY : 0) | (ms & MS_NOSUID ? RP_MOUNT_ATTR_NOSUID : 0) |
+           (ms & MS_NODEV ? RP_MOUNT_ATTR_NODEV : 0) | (ms & MS_NOEXEC ? MOUNT_ATTR_NOEXEC_ : 0);
+}
+
+/* Creates mount point `name` in dirfd: 1 if created, 0 if it existed, -1
+ * with errno. A file mount point is an empty regular file. */
+static int make_point(int dirfd, const char *name, int kind, mode_t mode)
+{
+    int r = kind == T_FILE ? mknodat(dirfd, name, S_IFREG | mode, 0) : mkdirat(dirfd, name, mode);
+
+    if (r == 0)
+        return 1;
+    return errno == EEXIST ? 0 : -1;
+}
+
+static int same_object(const struct stat *got, const struct stat *want, const char *path, struct rp_error *err)
+{
+    if (got->st_dev != want->st_dev || got->st_ino != want->st_ino)
+        return rp_fail_path(err, EXDEV, path, "after mounting on %s, found another object there", path);
+    return 0;
+}
+
+/* Attaches tree on `name` in dirfd (a mount point we just created; without
+ * MOVE_MOUNT_T_SYMLINKS the name is never followed), then checks that the
+ * name now shows the tree's root (want). Errors read "<what> <src> on <path>". */
+static int move_here(struct rp_ctx *ctx, int tree, int dirfd, const char *name, const char *path,
+                     const struct stat *want, const char *what, const char *src, struct rp_error *err)
+{
+    struct stat st;
+
+    if (syscall(RP_NR_move_mount, tree, "", dirfd, name, RP_MOVE_MOUNT_F_EMPTY_PATH) < 0)
+        return rp_fail_path(err, errno, path, "%s %s on %s%s", what, src, path, mount_hint(errno));
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return rp_fail_path(err, errno, path, "stat %s", path);
+    mounted_on(ctx, path);
+    return same_object(&st, want, path, err);
+}
+
+/* Attaches the detached tree on target, created when missing (kind). An
+ * existing target is resolved inside the new root (symlinks included) and
+ * resolved again after the mount to check what it shows. */
+static int attach(struct rp_ctx *ctx, int tree, const char *path, int kind, mode_t mode, const struct stat *want,
+                  const char *what, const char *src, struct rp_error *err)
+{
+    char name[PATH_MAX];
+    int pfd = parent_of(ctx, path, name, err), fd, r;
+
+    if (pfd == -1)
+        return -1;
+    if (pfd >= 0) {
+        r = make_point(pfd, name, kind, mode);
+        if (r < 0)
+            return rp_fail_path(err, errno, path, "create %s in the new root", path);
+        if (r == 1)
+            return move_here(ctx, tree, pfd, name, path, want, what, src, err);
+    }
+    fd = open_target(ctx, path, kind, mode, err);
+    if (fd < 0)
+        return -1;
+    r = (int)syscall(RP_NR_move_mount, tree, "", fd, "", RP_MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH_);
+    if (r < 0) {
+        int e = errno;
+        close(fd);
+        return rp_fail_path(err, e, path, "%s %s on %s%s", what, src, path, mount_hint(e));
+    }
+    close(fd);
+    mounted_on(ctx, path);
+    fd = recheck(ctx, path, want, 0, err);
+    if (fd < 0)
+        return -1;
+    close(fd);
+    return 0;
+}
+
+/* A detached mount of a fresh file system of `type`; opts is a mount(2)-style
+ * option string ("mode=0755,size=1m"; a word without '=' is a flag). Returns
+ * the mount's fd (its root, O_PATH), or -1 with err. */
+static int new_fs(const char *type, const char *opts, unsigned attrs, const char *target, struct rp_error *err)
+{
+    char buf[512];
+    int fs, mnt;
+
+    if (strlen(opts) >= sizeof(buf))
+        return rp_fail_path(err, E2BIG, target, "%s options for %s too long", type, target);
+    memcpy(buf, opts, strlen(opts) + 1);
+    fs = (int)syscall(RP_NR_fsopen, type, RP_FSOPEN_CLOEXEC);
+    if (fs < 0)
+        return rp_fail_path(err, errno, target, "mount %s on %s", type, target);
+    if (syscall(RP_NR_fsconfig, fs, RP_FSCONFIG_SET_STRING, "source", type, 0) < 0)
+        goto fail;
+    for (char *save = NULL, *opt = strtok_r(buf, ",", &save); opt; opt = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(opt, '=');
+        if (eq)
+            *eq = '\0';
+        if (syscall(RP_NR_fsconfig, fs, eq ? RP_FSCONFIG_SET_STRING : FSCONFIG_SET_FLAG_, opt, eq ? eq + 1 : NULL,
+                    0) < 0)
+            goto fail;
+    }
+    if (syscall(RP_NR_fsconfig, fs, RP_FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+        goto fail;
+    mnt = (int)syscall(RP_NR_fsmount, fs, RP_FSMOUNT_CLOEXEC, attrs);
+    if (mnt < 0)
+        goto fail;
+    close(fs);
+    return mnt;
+fail:;
+    int e = errno;
+    close(fs);
+    return rp_fail_path(err, e, target, "mount %s on %s%s%s%s%s", type, target, *opts ? " (" : "", opts,
+                        *opts ? ")" : "", mount_hint(e));
+}
+
+/* A detached copy of the mount tree at sfd (recursive: with its submounts),
+ * with attrs (MOUNT_ATTR_*) set on every mount of it. */
+static int clone_tree(int sfd, int recursive, unsigned attrs, const char *path, struct rp_error *err)
+{
+    struct rp_mount_attr a = {.attr_set = attrs};
+    int tree = (int)syscall(RP_NR_open_tree_, sfd, "",
+                            OPEN_TREE_CLONE_ | O_CLOEXEC | AT_EMPTY_PATH | (recursive ? RP_AT_RECURSIVE : 0));
+
+    if (tree < 0)
+        return rp_fail_path(err, errno, path, "copy the mount tree for %s%s", path, mount_hint(errno));
+    if (attrs && syscall(RP_NR_mount_setattr, tree, "", AT_EMPTY_PATH | (recursive ? RP_AT_RECURSIVE : 0), &a,
+                         sizeof(a)) < 0) {
+        int e = errno;
+        close(tree);
+        return rp_fail_path(err, e, path, "make %s read-only", path);
+    }
+    return tree;
+}
+
 /* Re-resolves target after a mount: the new fd is the mount's root. Checks it
  * is the object we meant (same inode as the source, or the expected fs). */
 static int recheck(struct rp_ctx *ctx, const char *target, const struct stat *want, unsigned long magic,
@@ -420,17 +596,17 @@ static unsigned long locked_flags(const struct statvfs *sv)
     return f;
 }
 
-/* Makes the mount whose root is fd read-only (and noexec if asked). In a user
+/* Makes the mount whose root is fd read-only and/or noexec. In a user
  * namespace the kernel refuses a remount that would clear a locked flag, so
  * the current nosuid/nodev/noexec/atime flags are read back and kept. */
-static int set_readonly(struct rp_ctx *ctx, int fd, int recursive, int noexec, const char *target,
+static int set_readonly(struct rp_ctx *ctx, int fd, int recursive, int ro, int noexec, const char *target,
                         struct rp_error *err)
 {
     struct statvfs sv;
     char p[48];
 
     if (ctx->features & RP_FEAT_MOUNT_SETATTR) {
-        struct rp_mount_attr a = {.attr_set = RP_MOUNT_ATTR_RDONLY | (noexec ? MOUNT_ATTR_NOEXEC_ : 0)};
+        struct rp_mount_attr a = {.attr_set = (ro ? RP_MOUNT_ATTR_RDONLY : 0) | (noexec ? MOUNT_ATTR_NOEXEC_ : 0)};
         if (syscall(RP_NR_mount_setattr, fd, "", AT_EMPTY_PATH | (recursive ? RP_AT_RECURSIVE : 0), &a,
                     sizeof(a)) < 0)
             return rp_fail_path(err, errno, target, "make %s read-only", target);
@@ -439,10 +615,11 @@ static int set_readonly(struct rp_ctx *ctx, int fd, int recursive, int noexec, c
         if (fstatvfs(fd, &sv) < 0)
             return rp_fail_path(err, errno, target, "statvfs %s", target);
         if (mount(NULL, fdpath(p, fd), NULL,
-                  MS_BIND | MS_REMOUNT | MS_RDONLY | (noexec ? MS_NOEXEC : 0) | locked_flags(&sv), NULL) < 0)
+                  MS_BIND | MS_REMOUNT | (ro ? MS_RDONLY : 0) | (noexec ? MS_NOEXEC : 0) | locked_flags(&sv),
+                  NULL) < 0)
             return rp_fail_path(err, errno, target, "remount %s read-only", target);
     }
-    if (fstatvfs(fd, &sv) < 0 || !(sv.f_flag & ST_RDONLY))
+    if (fstatvfs(fd, &sv) < 0 || (ro && !(sv.f_flag & ST_RDONLY)))
         return rp_fail_path(err, EROFS, target, "%s is still writable after the read-only remount", target);
     return 0;
 }
@@ -490,20 +667,91 @@ static int bind(struct rp_ctx *ctx, const char *src, const char *dst, int dir, u
         goto out;
     r = 0;
     if (ro || (flags & RP_MOUNT_NOEXEC))
-        r = set_readonly(ctx, tfd, rec, flags & RP_MOUNT_NOEXEC, dst, err);
+        r = set_readonly(ctx, tfd, rec, ro, flags & RP_MOUNT_NOEXEC, dst, err);
     close(tfd);
 out:
     close(sfd);
     return r;
 }
 
-/* Mounts a fresh file system of `type` on target; returns the fd of its root. */
+/* New mount API: a copy of the source's mount tree gets its flags while
+ * detached, then is attached. An op binding the same source with the same
+ * flags as the op just before it copies that op's mount instead: the same
+ * tree with the same flags (nothing was mounted in it since), without
+ * resolving the source again or walking the host's mounts. */
+static int bind_detached(struct rp_ctx *ctx, const struct rp_mount *m, struct rp_error *err)
+{
+    const char *src = rp_plan_str(ctx->plan, m->source), *dst = rp_plan_str(ctx->plan, m->target);
+    int dir = m->kind == RP_MOUNT_BIND, ro = m->flags & RP_MOUNT_RDONLY, sfd, tree, r;
+    const struct rp_mount *prev = ctx->bind_op;
+    struct stat st;
+
+    ctx->bind_op = NULL;
+    if (prev && prev == m - 1 && prev->kind == m->kind && prev->flags == m->flags &&
+        (prev->source == m->source || !strcmp(rp_plan_str(ctx->plan, prev->source), src))) {
+        sfd = ctx->bind_tree;
+        st.st_dev = (dev_t)ctx->bind_dev;
+        st.st_ino = (ino_t)ctx->bind_ino;
+        tree = clone_tree(sfd, dir, 0, dst, err);
+    } else {
+        if (prev)
+            close(ctx->bind_tree);
+        sfd = resolve(ctx, ctx->host_fd, src, m->flags & RP_MOUNT_NO_SYMLINKS);
+        if (sfd == -ENOENT && (m->flags & RP_MOUNT_OPTIONAL))
+            return 0;
+        if (sfd < 0)
+            return rp_fail_path(err, -sfd, src, "bind source %s", src);
+        if (fstat(sfd, &st) < 0 || (dir != !!S_ISDIR(st.st_mode) && (errno = dir ? ENOTDIR : EISDIR))) {
+            rp_fail_path(err, errno, src, "bind source %s", src);
+            close(sfd);
+            return -1;
+        }
+        tree = clone_tree(sfd, dir,
+                          (ro ? RP_MOUNT_ATTR_RDONLY : 0) | (m->flags & RP_MOUNT_NOEXEC ? MOUNT_ATTR_NOEXEC_ : 0), dst,
+                          err);
+    }
+    close(sfd);
+    if (tree < 0)
+        return -1;
+    r = attach(ctx, tree, dst, dir ? T_DIR : T_FILE, dir ? 0755 : 0644, &st, "bind", src, err);
+    if (r < 0) {
+        close(tree);
+        return -1;
+    }
+    ctx->bind_op = m;
+    ctx->bind_tree = tree;
+    ctx->bind_dev = (unsigned long long)st.st_dev;
+    ctx->bind_ino = (unsigned long long)st.st_ino;
+    return 0;
+}
+
+/* Mounts a fresh file system of `type` on target; returns the fd of its root
+ * (O_PATH). flags are MS_NOSUID, MS_NODEV, MS_NOEXEC and, with the new mount
+ * API only, MS_RDONLY (for the mount, not the super block). */
 static int mount_fs(struct rp_ctx *ctx, const char *target, const char *type, unsigned long flags,
                     const char *data, unsigned long magic, struct rp_error *err)
 {
     char p[PATH_MAX];
-    int fd = place_target(ctx, target, T_DIR, 0755, p, err);
+    int fd;
 
+    if (new_api(ctx)) {
+        struct stat st;
+        int mnt = new_fs(type, data ? data : "", mount_attrs(flags), target, err);
+
+        if (mnt < 0)
+            return -1;
+        if (fstat(mnt, &st) < 0) {
+            rp_fail_path(err, errno, target, "stat the new %s", type);
+            close(mnt);
+            return -1;
+        }
+        if (attach(ctx, mnt, target, T_DIR, 0755, &st, "mount", type, err) < 0) {
+            close(mnt);
+            return -1;
+        }
+        return mnt;
+    }
+    fd = place_target(ctx, target, T_DIR, 0755, p, err);
     if (fd == -1)
         return -1;
     if (mount(type, p, type, flags, data) < 0) {
@@ -537,23 +785,58 @@ static int tmpfs(struct rp_ctx *ctx, const struct rp_mount *m, struct rp_error *
     const char *dst = rp_plan_str(ctx->plan, m->target);
     const char *extra = rp_plan_str(ctx->plan, m->source);
     char data[512];
-    int fd, r = 0;
+    int fd, ro, r = 0;
 
     if (rp_format(data, sizeof(data), "mode=%o%s%s", m->mode ? m->mode : 0755, *extra ? "," : "", extra) >=
         sizeof(data) - 1)
         return rp_fail_path(err, E2BIG, dst, "tmpfs options for %s too long", dst);
-    fd = mount_fs(ctx, dst, "tmpfs", MS_NOSUID | MS_NODEV | (m->flags & RP_MOUNT_NOEXEC ? MS_NOEXEC : 0),
-                  data, TMPFS_MAGIC, err);
+    ro = (m->flags & RP_MOUNT_RDONLY) && new_api(ctx);
+    fd = mount_fs(ctx, dst, "tmpfs",
+                  MS_NOSUID | MS_NODEV | (m->flags & RP_MOUNT_NOEXEC ? MS_NOEXEC : 0) | (ro ? MS_RDONLY : 0), data,
+                  TMPFS_MAGIC, err);
     if (fd < 0)
         return -1;
-    if (m->flags & RP_MOUNT_RDONLY)
-        r = set_readonly(ctx, fd, 0, 0, dst, err);
+    if ((m->flags & RP_MOUNT_RDONLY) && !ro)
+        r = set_readonly(ctx, fd, 0, 1, 0, dst, err);
     close(fd);
     return r;
 }
 
 /* Kernel knobs of a fresh procfs, bound read-only over themselves. */
 static const char *const proc_ro[] = {"sys", "sysrq-trigger", "irq", "bus", "fs"};
+
+/* New mount API: each knob, a fixed name in the fresh procfs whose root is
+ * proc_fd, gets a read-only copy of itself mounted on it. */
+static int proc_knobs(struct rp_ctx *ctx, int proc_fd, const char *dst, struct rp_error *err)
+{
+    char path[PATH_MAX];
+
+    for (size_t i = 0; i < sizeof(proc_ro) / sizeof(proc_ro[0]); i++) {
+        struct stat st;
+        int kfd, tree, r;
+
+        if (join(path, dst, proc_ro[i], err) < 0)
+            return -1;
+        kfd = openat(proc_fd, proc_ro[i], O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        if (kfd < 0 && errno == ENOENT)
+            continue; /* e.g. no sysrq-trigger without CONFIG_MAGIC_SYSRQ */
+        if (kfd < 0 || fstat(kfd, &st) < 0 || (S_ISLNK(st.st_mode) && (errno = ELOOP))) {
+            rp_fail_path(err, errno, path, "open %s", path);
+            if (kfd >= 0)
+                close(kfd);
+            return -1;
+        }
+        tree = clone_tree(kfd, 1, RP_MOUNT_ATTR_RDONLY, path, err);
+        close(kfd);
+        if (tree < 0)
+            return -1;
+        r = move_here(ctx, tree, proc_fd, proc_ro[i], path, &st, "bind", path, err);
+        close(tree);
+        if (r < 0)
+            return -1;
+    }
+    return 0;
+}
 
 static int procfs(struct rp_ctx *ctx, const struct rp_mount *m, struct rp_error *err)
 {
@@ -563,6 +846,11 @@ static int procfs(struct rp_ctx *ctx, const struct rp_mount *m, struct rp_error 
 
     if (fd < 0)
         return -1;
+    if (new_api(ctx)) {
+        int r = proc_knobs(ctx, fd, dst, err);
+        close(fd);
+        return r;
+    }
     close(fd);
     for (size_t i = 0; i < sizeof(proc_ro) / sizeof(proc_ro[0]); i++) {
         if (join(path, dst, proc_ro[i], err) < 0)
@@ -580,7 +868,7 @@ static int procfs(struct rp_ctx *ctx, const struct rp_mount *m, struct rp_error 
         close(fd);
         mounted_on(ctx, path);
         fd = recheck(ctx, path, NULL, PROC_SUPER_MAGIC, err);
-        if (fd < 0 || set_readonly(ctx, fd, 1, 0, path, err) < 0) {
+        if (fd < 0 || set_readonly(ctx, fd, 1, 1, 0, path, err) < 0) {
             if (fd >= 0)
                 close(fd);
             return -1;
@@ -590,35 +878,30 @@ static int procfs(struct rp_ctx *ctx, const struct rp_mount *m, struct rp_error 
     return 0;
 }
 
-static int symlink_at(struct rp_ctx *ctx, const char *text, const char *target, struct rp_error *err)
+static int symlink_in(int pfd, const char *name, const char *text, const char *target, struct rp_error *err)
 {
-    char parent[PATH_MAX], old[PATH_MAX];
-    char *name;
-    size_t len = strlen(target);
-    int pfd;
+    char old[PATH_MAX];
 
-    while (len > 1 && target[len - 1] == '/')
-        len--;
-    memcpy(parent, target, len);
-    parent[len] = '\0';
-    name = strrchr(parent, '/') + 1;
-    if (!*name || !strcmp(name, ".") || !strcmp(name, ".."))
-        return rp_fail_path(err, EINVAL, target, "symlink at %s", target);
-    name[-1] = '\0';
-    pfd = open_target(ctx, parent[0] ? parent : "/", T_DIR, 0755, err);
-    if (pfd < 0)
-        return -1;
     if (symlinkat(text, pfd, name) < 0) {
         int e = errno;
         ssize_t n = e == EEXIST ? readlinkat(pfd, name, old, sizeof(old) - 1) : -1;
         /* an identical link is already there: nothing to do */
-        if (n < 0 || (size_t)n != strlen(text) || memcmp(old, text, (size_t)n)) {
-            close(pfd);
+        if (n < 0 || (size_t)n != strlen(text) || memcmp(old, text, (size_t)n))
             return rp_fail_path(err, e, target, "symlink %s -> %s", target, text);
-        }
     }
-    close(pfd);
     return 0;
+}
+
+static int symlink_at(struct rp_ctx *ctx, const char *text, const char *target, struct rp_error *err)
+{
+    char name[PATH_MAX];
+    int pfd = parent_of(ctx, target, name, err);
+
+    if (pfd == -1)
+        return -1;
+    if (pfd == -2)
+        return rp_fail_path(err, EINVAL, target, "symlink at %s", target);
+    return symlink_in(pfd, name, text, target, err);
 }
 
 static const char *const devices[] = {"null", "zero", "full", "random", "urandom", "tty"};
@@ -626,6 +909,74 @@ static const char *const dev_links[][2] = {
     {"ptmx", "pts/ptmx"},          {"fd", "/proc/self/fd"},       {"stdin", "/proc/self/fd/0"},
     {"stdout", "/proc/self/fd/1"}, {"stderr", "/proc/self/fd/2"},
 };
+
+/* New mount API: a fresh file system mounted on `name` in dirfd, a
+ * directory only we have written to. */
+static int fs_here(struct rp_ctx *ctx, int dirfd, const char *name, const char *path, const char *type,
+                   const char *opts, unsigned long flags, struct rp_error *err)
+{
+    struct stat st;
+    int mnt = new_fs(type, opts, mount_attrs(flags), path, err), r;
+
+    if (mnt < 0)
+        return -1;
+    if (fstat(mnt, &st) < 0)
+        r = rp_fail_path(err, errno, path, "stat the new %s", type);
+    else if (make_point(dirfd, name, T_DIR, 0755) != 1)
+        r = rp_fail_path(err, errno ? errno : EEXIST, path, "create %s", path);
+    else
+        r = move_here(ctx, mnt, dirfd, name, path, &st, "mount", type, err);
+    close(mnt);
+    return r;
+}
+
+/* New mount API: fills the fresh /dev tmpfs whose root is dev_fd (nothing
+ * in it but what we create, so names are created and mounted on directly). */
+static int dev_fill(struct rp_ctx *ctx, int dev_fd, const char *dst, struct rp_error *err)
+{
+    char path[PATH_MAX], src[32];
+
+    for (size_t i = 0; i < sizeof(devices) / sizeof(devices[0]); i++) {
+        struct stat st;
+        int sfd, tree, r;
+
+        if (join(path, dst, devices[i], err) < 0)
+            return -1;
+        rp_format(src, sizeof(src), "/dev/%s", devices[i]);
+        sfd = resolve(ctx, ctx->host_fd, src, 0);
+        if (sfd == -ENOENT)
+            continue; /* a host without one of them gets a /dev without it */
+        if (sfd < 0)
+            return rp_fail_path(err, -sfd, src, "bind source %s", src);
+        if (fstat(sfd, &st) < 0 || (S_ISDIR(st.st_mode) && (errno = EISDIR))) {
+            rp_fail_path(err, errno, src, "bind source %s", src);
+            close(sfd);
+            return -1;
+        }
+        tree = clone_tree(sfd, 0, 0, path, err);
+        close(sfd);
+        if (tree < 0)
+            return -1;
+        if (make_point(dev_fd, devices[i], T_FILE, 0644) != 1)
+            r = rp_fail_path(err, errno ? errno : EEXIST, path, "create %s", path);
+        else
+            r = move_here(ctx, tree, dev_fd, devices[i], path, &st, "bind", src, err);
+        close(tree);
+        if (r < 0)
+            return -1;
+    }
+    if (join(path, dst, "pts", err) < 0 ||
+        fs_here(ctx, dev_fd, "pts", path, "devpts", "newinstance,ptmxmode=0666,mode=620", MS_NOSUID | MS_NOEXEC,
+                err) < 0)
+        return -1;
+    if (join(path, dst, "shm", err) < 0 ||
+        fs_here(ctx, dev_fd, "shm", path, "tmpfs", "mode=1777", MS_NOSUID | MS_NODEV, err) < 0)
+        return -1;
+    for (size_t i = 0; i < sizeof(dev_links) / sizeof(dev_links[0]); i++)
+        if (join(path, dst, dev_links[i][0], err) < 0 || symlink_in(dev_fd, dev_links[i][0], dev_links[i][1], path, err) < 0)
+            return -1;
+    return 0;
+}
 
 static int devfs(struct rp_ctx *ctx, const struct rp_mount *m, struct rp_error *err)
 {
@@ -635,6 +986,11 @@ static int devfs(struct rp_ctx *ctx, const struct rp_mount *m, struct rp_error *
 
     if (fd < 0)
         return -1;
+    if (new_api(ctx)) {
+        int r = dev_fill(ctx, fd, dst, err);
+        close(fd);
+        return r;
+    }
     close(fd);
     for (size_t i = 0; i < sizeof(devices) / sizeof(devices[0]); i++) {
         if (join(path, dst, devices[i], err) < 0)
@@ -729,6 +1085,19 @@ static int content_file(struct rp_ctx *ctx, const struct rp_mount *m, uint32_t i
         goto out;
     }
     r = -1;
+    if (new_api(ctx)) {
+        tfd = clone_tree(fd, 0, m->flags & RP_MOUNT_RDONLY ? RP_MOUNT_ATTR_RDONLY : 0, dst, err);
+        if (tfd < 0)
+            goto out;
+        r = attach(ctx, tfd, dst, T_FILE, 0644, &st, "bind", "content", err);
+        close(tfd);
+        if (r == 0 && unlinkat(ctx->stage_fd, name, 0) < 0)
+            r = rp_fail_path(err, errno, dst, "unlink the content of %s", dst);
+        if (r < 0)
+            goto out;
+        close(fd);
+        return 0;
+    }
     tfd = place_target(ctx, dst, T_FILE, 0644, tp, err);
     if (tfd == -1)
         goto out;
@@ -753,7 +1122,7 @@ static int content_file(struct rp_ctx *ctx, const struct rp_mount *m, uint32_t i
         close(fd);
         return -1;
     }
-    r = m->flags & RP_MOUNT_RDONLY ? set_readonly(ctx, tfd, 0, 0, dst, err) : 0;
+    r = m->flags & RP_MOUNT_RDONLY ? set_readonly(ctx, tfd, 0, 1, 0, dst, err) : 0;
     close(tfd);
     close(fd);
     return r;
@@ -795,6 +1164,26 @@ done:
     return 0;
 }
 
+/* A directory created in its parent is known to be one; an existing entry
+ * is resolved to check it is. */
+static int make_dir(struct rp_ctx *ctx, const char *path, mode_t mode, struct rp_error *err)
+{
+    char name[PATH_MAX];
+    int pfd = parent_of(ctx, path, name, err), fd;
+
+    if (pfd == -1)
+        return -1;
+    if (pfd >= 0 && mkdirat(pfd, name, mode) == 0)
+        return 0;
+    if (pfd >= 0 && errno != EEXIST)
+        return rp_fail_path(err, errno, path, "create %s in the new root", path);
+    fd = open_target(ctx, path, T_DIR, mode, err);
+    if (fd < 0)
+        return -1;
+    close(fd);
+    return 0;
+}
+
 static int apply_op(struct rp_ctx *ctx, const struct rp_mount *m, uint32_t i, struct rp_error *err)
 {
     const char *dst = rp_plan_str(ctx->plan, m->target);
@@ -803,13 +1192,11 @@ static int apply_op(struct rp_ctx *ctx, const struct rp_mount *m, uint32_t i, st
     switch (m->kind) {
     case RP_MOUNT_BIND:
     case RP_MOUNT_BIND_FILE:
+        if (new_api(ctx))
+            return bind_detached(ctx, m, err);
         return bind(ctx, rp_plan_str(ctx->plan, m->source), dst, m->kind == RP_MOUNT_BIND, m->flags, err);
     case RP_MOUNT_DIR:
-        fd = open_target(ctx, dst, T_DIR, m->mode ? m->mode : 0755, err);
-        if (fd < 0)
-            return -1;
-        close(fd);
-        return 0;
+        return make_dir(ctx, dst, m->mode ? m->mode : 0755, err);
     case RP_MOUNT_SYMLINK:
         return symlink_at(ctx, rp_plan_str(ctx->plan, m->source), dst, err);
     case RP_MOUNT_TMPFS:
@@ -927,6 +1314,9 @@ int rp_mount_apply(struct rp_ctx *ctx, struct rp_error *err)
     for (uint32_t i = 0; i < ctx->plan->nmounts; i++)
         if (apply_op(ctx, &ctx->plan->mounts[i], i, err) < 0)
             return -1;
+    if (ctx->bind_op)
+        close(ctx->bind_tree);
+    ctx->bind_op = NULL;
     return 0;
 }
 

@@ -44,8 +44,9 @@
  *   every in-range reference is terminated.
  * BLOBS: raw bytes; a blob reference is {u32 offset, u32 length}.
  * Enums and flag words are checked against the values below; unknown bits
- * are an error. Later tasks fill the SECCOMP, LANDLOCK, CGROUP and SMACK
- * sections whose records are already defined here, so the version stays 1.
+ * are an error. The SECCOMP, LANDLOCK, CGROUP and SMACK records were
+ * defined with version 1 (CGROUP ops COPY and CHECK added since: an older
+ * core refuses them as unknown ops, failing closed).
  */
 
 #define RP_PLAN_MAGIC "REDPLAN"          /* 8 bytes with the NUL */
@@ -222,28 +223,44 @@ struct rp_env_dep {
     uint32_t name, value, flags, reserved;
 };
 
-/* Reserved for later tasks: the launcher refuses non-empty ones until then
- * (fail closed), except where noted. */
+/* Resource and access controls (compiled by src/redpak/controls.py; see
+ * docs/controls.md). */
 struct rp_seccomp {
     struct rp_blob program;   /* struct sock_filter[], installed last        */
     uint32_t flags, reserved;
 };
 
+#define RP_LANDLOCK_OPTIONAL  0x1u /* path may be missing in the node: no rule  */
+#define RP_LANDLOCK_FLAGS_ALL 0x1u
 struct rp_landlock_rule {
     uint64_t access;          /* LANDLOCK_ACCESS_FS_* allowed beneath path   */
-    uint32_t path;            /* str                                          */
-    uint32_t flags;
+    uint32_t path;            /* str, inside the node                         */
+    uint32_t flags;           /* RP_LANDLOCK_*                                */
 };
 
-enum rp_cgroup_op_kind { RP_CGROUP_MKDIR = 0, RP_CGROUP_WRITE, RP_CGROUP_ATTACH, RP_CGROUP_OP_COUNT };
+/* Run by the launcher, in plan order, before the child is released:
+ *   CHECK  path file value  the launcher's /proc/self/cgroup line for the
+ *                           hierarchy `file` ("" = v2) still reads `value`
+ *                           (checked before clone; else the plan is stale)
+ *   MKDIR  path             create the directory (EEXIST: shared)
+ *   WRITE  path file value  write value to path/file
+ *   COPY   path file        copy the parent directory's file to path/file
+ *   ATTACH path file        create path/run-<launcher pid>.<id> and move the node
+ *                           into it through its `file`: "tasks" (v1) is written by
+ *                           the child itself ("0": one thread, no thread-group
+ *                           lock), cgroup.procs ("" too) by the launcher (its pid) */
+enum rp_cgroup_op_kind {
+    RP_CGROUP_MKDIR = 0, RP_CGROUP_WRITE, RP_CGROUP_ATTACH, RP_CGROUP_COPY, RP_CGROUP_CHECK,
+    RP_CGROUP_OP_COUNT
+};
 struct rp_cgroup_op {
     uint32_t op;              /* enum rp_cgroup_op_kind, run by the parent    */
     uint32_t path;            /* str: cgroup directory                        */
-    uint32_t file;            /* str: file name for WRITE                     */
-    uint32_t value;           /* str: value for WRITE                         */
+    uint32_t file;            /* str: file name (WRITE, COPY), key (CHECK)    */
+    uint32_t value;           /* str: value (WRITE), cgroup path (CHECK)      */
 };
 
-#define RP_SMACK_OPTIONAL 0x1u
+#define RP_SMACK_OPTIONAL 0x1u /* no SMACK in the kernel: run unlabelled     */
 struct rp_smack {
     uint32_t label;           /* str                                          */
     uint32_t flags;
@@ -356,6 +373,7 @@ int rp_plan_check_deps(const struct rp_plan *plan, char *const envp[], struct rp
 #define RP_FEAT_CLOSE_RANGE   0x04u
 #define RP_FEAT_PIDFD         0x08u
 #define RP_FEAT_MOUNT_API     0x10u  /* fsopen/fsmount/move_mount (5.2) */
+#define RP_FEAT_CLONE3        0x20u  /* clone3: one clone makes every namespace, time too (5.3) */
 
 struct rp_launch_opts {
     char *const *envp;        /* caller's environment for INHERIT; NULL = environ */
@@ -371,6 +389,8 @@ struct rp_child {
     int pidfd;                /* -1 if the kernel has none                        */
     int nheld;
     int held_fds[RP_MAX_LOCKS];
+    pid_t cgroup_owner;       /* names the node's own cgroup:                     */
+    uint32_t cgroup_id;       /* <leaf>/run-<owner>.<id hex>; owner 0 = none      */
 };
 
 /* Spawns argv[0] (looked up with the node's PATH after pivot) as the plan
@@ -384,6 +404,14 @@ int rp_launch(const void *plan, size_t len, char *const argv[],
 int rp_wait(struct rp_child *child, struct rp_error *err);
 /* Probed kernel features (RP_FEAT_*), computed once. */
 unsigned rp_features(void);
+
+/* After rp_wait(), with the plan the node was launched from: 1 if the OOM
+ * killer killed a process of this launch (what = "mem.max 64M of node 'app'",
+ * the tightest memory limit of the family), else 0. Call before cleanup. */
+int rp_cgroup_oom_killed(const struct rp_plan *plan, const struct rp_child *child, char *what, size_t size);
+/* After rp_wait(): removes the launch's cgroup, then every family cgroup no
+ * other launch uses (leaf to root). 0, or -1 with err naming the directory. */
+int rp_cgroup_cleanup(const struct rp_plan *plan, const struct rp_child *child, struct rp_error *err);
 
 const char *rp_version(void);
 

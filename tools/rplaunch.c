@@ -1,7 +1,12 @@
 /* Developer tool: launch a program from a binary plan file with the C core
  * alone (no Python), once, or N times printing median/p95 launch+exit times.
- *   gcc -O2 -Icsrc -o rplaunch tools/rplaunch.c csrc/[a-z]*.c
- *   rplaunch [-n N] PLAN -- PROGRAM [ARGS...] */
+ *   gcc -O2 -static -Icsrc -o rplaunch tools/rplaunch.c csrc/[a-z]*.c
+ *   musl-gcc -O2 -static -Icsrc -idirafter KH -o rplaunch tools/rplaunch.c csrc/[a-z]*.c
+ *     (KH: a directory with links to /usr/include/{linux,asm-generic} and the
+ *     arch's asm/; musl's static start-up skips glibc's CPU probing, which
+ *     costs ~0.3 ms per exec in some VMs: see bench/bench_core.py)
+ *   rplaunch [-n N] [-D MASK] PLAN -- PROGRAM [ARGS...]
+ * -D turns kernel features off (RP_FEAT_* bits, as rp_launch_opts.disable). */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +31,7 @@ static int cmp(const void *a, const void *b)
 int main(int argc, char **argv)
 {
     int n = 0, i = 1, status = 0;
+    struct rp_launch_opts opts = {0};
     struct rp_error err;
     struct rp_child child;
     FILE *f;
@@ -33,10 +39,16 @@ int main(int argc, char **argv)
     void *buf;
     double *t;
 
-    if (i + 1 < argc && !strcmp(argv[i], "-n"))
-        n = atoi(argv[i + 1]), i += 2;
+    for (; i + 1 < argc && argv[i][0] == '-' && argv[i][1] && !argv[i][2]; i += 2) {
+        if (argv[i][1] == 'n')
+            n = atoi(argv[i + 1]);
+        else if (argv[i][1] == 'D')
+            opts.disable = (unsigned)strtoul(argv[i + 1], NULL, 0);
+        else
+            break;
+    }
     if (i + 2 >= argc || strcmp(argv[i + 1], "--")) {
-        fprintf(stderr, "usage: %s [-n N] PLAN -- PROGRAM [ARGS...]\n", argv[0]);
+        fprintf(stderr, "usage: %s [-n N] [-D MASK] PLAN -- PROGRAM [ARGS...]\n", argv[0]);
         return 125;
     }
     f = fopen(argv[i], "rb");
@@ -50,9 +62,11 @@ int main(int argc, char **argv)
         return 125;
     fclose(f);
     t = calloc(n ? (size_t)n : 1, sizeof(double));
+    if (!t)
+        return 125;
     for (int k = 0; k < (n ? n : 1); k++) {
         double t0 = now();
-        if (rp_launch(buf, (size_t)len, argv + i + 2, NULL, &child, &err) < 0) {
+        if (rp_launch(buf, (size_t)len, argv + i + 2, &opts, &child, &err) < 0) {
             fprintf(stderr, "redpak: %s: %s\n", rp_step_name(err.step), err.msg);
             return 125;
         }

@@ -32,6 +32,8 @@ cdef extern from "redpak.h":
         int pidfd
         int nheld
         int held_fds[16]
+        pid_t cgroup_owner
+        uint32_t cgroup_id
 
     const char *rp_version()
     const char *rp_step_name(int step)
@@ -42,3 +44,5 @@ cdef extern from "redpak.h":
     int rp_launch(const void *plan, size_t len, char **argv, const rp_launch_opts *opts,
                   rp_child *child, rp_error *err) nogil
     unsigned rp_features() nogil
+    int rp_cgroup_oom_killed(const rp_plan *plan, const rp_child *child, char *what, size_t size) nogil
+    int rp_cgroup_cleanup(const rp_plan *plan, const rp_child *child, rp_error *err) nogil

@@ -17,7 +17,7 @@ from posix.wait cimport waitpid, WIFEXITED, WEXITSTATUS, WTERMSIG
 
 from redpak._core cimport *
 
-# pid -> (pidfd, held lock fds) of nodes spawned here and not yet waited for
+# pid -> (pidfd, held lock fds, plan, (cgroup owner, id)) of nodes spawned here, until finish()
 _children = {}
 
 FEAT_OPENAT2 = RP_FEAT_OPENAT2
@@ -166,12 +166,55 @@ def spawn(plan, argv, pass_fds=(), disable=0):
         free(fds)
     if r < 0:
         _raise(&err)
-    _children[child.pid] = (child.pidfd, [child.held_fds[i] for i in range(child.nheld)])
+    _children[child.pid] = (child.pidfd, [child.held_fds[i] for i in range(child.nheld)],
+                            buf.keep, (child.cgroup_owner, child.cgroup_id))
     return child.pid
 
 
+def finish(pid):
+    """After a spawned node was reaped: closes what the launcher held for it, tells
+    whether the OOM killer killed one of its processes and removes its cgroups.
+
+    Returns (oom, problem): oom describes the memory limit that applied ("mem.max 64M
+    of node 'app'") or is ""; problem is a cgroup removal failure or "". Never raises
+    for a pid it does not know (nothing to release)."""
+    cdef _Buffer buf
+    cdef rp_plan p
+    cdef rp_child child
+    cdef rp_error err
+    cdef char what[256]
+    cdef int killed = 0
+    cdef int r = 0
+    entry = _children.pop(pid, None)
+    if entry is None:
+        return "", ""
+    pidfd, held, plan, (owner, cgroup_id) = entry
+    for fd in held:
+        close(fd)
+    if pidfd >= 0:
+        close(pidfd)
+    if not owner:
+        return "", ""
+    buf = _Buffer(plan)
+    if rp_plan_open(&p, buf.data, buf.size, &err) < 0:
+        return "", ""
+    child.cgroup_owner = owner
+    child.cgroup_id = cgroup_id
+    what[0] = 0
+    with nogil:
+        killed = rp_cgroup_oom_killed(&p, &child, what, sizeof(what))
+        r = rp_cgroup_cleanup(&p, &child, &err)
+    oom = what.decode("utf-8", "surrogateescape") if killed else ""
+    problem = ""
+    if r < 0:
+        err.msg[sizeof(err.msg) - 1] = 0
+        problem = err.msg[:strnlen(err.msg, sizeof(err.msg))].decode("utf-8", "surrogateescape")
+    return oom, problem
+
+
 def wait(pid):
-    """Waits for a node and returns its status: exit code, or 128+N if killed by signal N."""
+    """Waits for a node, then finish()es it; returns its status: exit code, or 128+N if
+    killed by signal N."""
     cdef int status = 0
     cdef int r
     cdef pid_t cpid = pid
@@ -183,11 +226,7 @@ def wait(pid):
         if errno != EINTR:
             raise OSError(errno, os.strerror(errno))
         PyErr_CheckSignals()
-    pidfd, held = _children.pop(pid, (-1, []))
-    for fd in held:
-        close(fd)
-    if pidfd >= 0:
-        close(pidfd)
+    finish(pid)
     if WIFEXITED(status):
         return WEXITSTATUS(status)
     return 128 + WTERMSIG(status)
@@ -195,7 +234,7 @@ def wait(pid):
 
 def pidfd(pid):
     """The pidfd of a spawned node (-1 if none); owned by this module until wait()."""
-    return _children.get(pid, (-1, []))[0]
+    return _children.get(pid, (-1,))[0]
 
 
 def run(plan, argv, pass_fds=()):

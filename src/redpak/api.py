@@ -8,7 +8,7 @@ import os
 import threading
 
 from .errors import LaunchError
-from .launch import exec_failure_status, exit_status, spawn_plan
+from .launch import exec_failure_status, exit_status, finish_pid, spawn_plan
 from .plan import LaunchOptions, build_plan
 
 
@@ -18,7 +18,14 @@ class Process:
     def __init__(self, pid: int):
         self.pid = pid
         self.returncode: int | None = None
+        self.oom: str | None = None            # the limit, if the OOM killer struck the node
+        self.cleanup_error: str | None = None  # its cgroups could not all be removed
         self._lock = threading.Lock()
+
+    def _reaped(self, status: int) -> None:
+        self.returncode = exit_status(status)
+        oom, problem = finish_pid(self.pid)
+        self.oom, self.cleanup_error = oom or None, problem or None
 
     def poll(self) -> int | None:
         """The status if the program ended (redwrap convention), else None."""
@@ -26,15 +33,16 @@ class Process:
             if self.returncode is None:
                 pid, status = os.waitpid(self.pid, os.WNOHANG)
                 if pid:
-                    self.returncode = exit_status(status)
+                    self._reaped(status)
             return self.returncode
 
     def wait(self) -> int:
-        """Wait for the program; returns its status (128+N if it died of signal N)."""
+        """Wait for the program; returns its status (128+N if it died of signal N). Then
+        the node's cgroups are removed; `oom` tells if the OOM killer struck it."""
         with self._lock:
             if self.returncode is None:
                 _, status = os.waitpid(self.pid, 0)
-                self.returncode = exit_status(status)
+                self._reaped(status)
             return self.returncode
 
     def send_signal(self, sig: int) -> None:
@@ -80,7 +88,14 @@ class Node:
     def spawn(self, argv: list[str], pass_fds: tuple[int, ...] = ()) -> Process:
         """Start ARGV in the node; returns a Process. Raises RedpakError (LaunchError:
         the program never ran)."""
-        return Process(spawn_plan(self.plan(), list(argv), tuple(pass_fds)))
+        try:
+            return Process(spawn_plan(self.plan(), list(argv), tuple(pass_fds)))
+        except LaunchError as err:
+            if err.step != "deps":
+                raise
+            with self._lock:  # the caller changed cgroups since compiling: recompile once
+                self._plan = None
+            return Process(spawn_plan(self.plan(), list(argv), tuple(pass_fds)))
 
     def run(self, argv: list[str]) -> int:
         """Run ARGV in the node and wait; returns the status in redwrap's convention

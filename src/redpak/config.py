@@ -124,6 +124,7 @@ CONFIG = _table(
     Key("set-user", "set_user", "string"),
     Key("set-group", "set_group", "string"),
     Key("smack", "smack", "string"),
+    Key("smack-optional", "smack_optional", "bool"),
     Key("capabilities", "capabilities", "capabilities"),
     Key("share_all", "share_all", "share_all"),
     *(Key(f"share_{ns}", f"share_{ns}", "share") for ns in NAMESPACES),

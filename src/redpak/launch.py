@@ -46,7 +46,8 @@ def spawn_plan(plan: bytes, argv: list[str], pass_fds: tuple[int, ...] = ()) -> 
 
 
 def wait_pid(pid: int) -> int:
-    """Wait for a launched node; returns its status in redwrap's convention."""
+    """Wait for a launched node; returns its status in redwrap's convention. Call
+    finish_pid() afterwards."""
     while True:
         try:
             _, status = os.waitpid(pid, 0)
@@ -55,10 +56,24 @@ def wait_pid(pid: int) -> int:
             continue
 
 
+def finish_pid(pid: int) -> tuple[str, str]:
+    """After a node was reaped: release what the launcher held and remove its cgroups.
+    Returns (oom, problem): the memory limit the OOM killer enforced on the node (e.g.
+    "mem.max 64M of node 'app'") or "", and a cgroup removal failure or ""."""
+    from . import _core
+    return _core.finish(pid)
+
+
+def oom_message(oom: str, status: int) -> str:
+    """redwrap's report of an OOM kill in the node."""
+    who = "the program was" if status == 128 + signal.SIGKILL else "a process of the node was"
+    return f"{who} killed by the OOM killer ({oom})"
+
+
 def run_plan(plan: bytes, argv: list[str], verbose: int = 0) -> int:
     """Run ARGV in the node and wait, forwarding TERM/INT/HUP/QUIT/USR1/USR2 to it.
     Returns the program's status (128+N for signal N; 125/126/127 for launch failures,
-    with the message on stderr)."""
+    with the message on stderr); an OOM kill in the node is reported on stderr."""
     import sys
     try:
         pid = spawn_plan(plan, argv)
@@ -76,7 +91,13 @@ def run_plan(plan: bytes, argv: list[str], verbose: int = 0) -> int:
         for sig in FORWARDED:
             previous[sig] = signal.signal(sig, forward)
     try:
-        return wait_pid(pid)
+        status = wait_pid(pid)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    oom, problem = finish_pid(pid)
+    if oom:
+        sys.stderr.write(f"redwrap: {oom_message(oom, status)}\n")
+    if problem:
+        sys.stderr.write(f"redwrap: warning: {problem}\n")
+    return status

@@ -176,6 +176,7 @@ class Settings:
     set_user: str | None = None         # name or number, as written
     set_group: str | None = None
     smack: str | None = None
+    smack_optional: bool | None = None  # run unlabelled where the kernel has no SMACK
     capabilities: tuple[Capability, ...] = ()
     share_all: ShareValue | None = None
     share_user: ShareValue | None = None

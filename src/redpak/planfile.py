@@ -71,11 +71,16 @@ class EnvAction(enum.IntEnum):
 
 
 class CgroupAction(enum.IntEnum):
-    """Parent-side cgroup ops (enum rp_cgroup_op_kind)."""
+    """Parent-side cgroup ops (enum rp_cgroup_op_kind): MKDIR path; WRITE path/file value;
+    ATTACH path file (the node's own cgroup path/run-<pid>.<id>, joined through `file`);
+    COPY path/file from the parent directory; CHECK that the launcher's /proc/self/cgroup
+    line `file` is `value`."""
 
     MKDIR = 0
     WRITE = 1
     ATTACH = 2
+    COPY = 3
+    CHECK = 4
 
 
 _PROC_DIE_WITH_PARENT = 0x0001
@@ -178,8 +183,14 @@ class EnvDep:
     value: str | None
 
 
+LANDLOCK_OPTIONAL = 0x1
+"""LandlockRule flag: the path may be missing in the node (then no rule)."""
+
+
 @dataclass(frozen=True)
 class LandlockRule:
+    """Landlock access rights (LANDLOCK_ACCESS_FS_* bits) granted beneath a node path."""
+
     path: str
     access: int
     flags: int = 0
@@ -187,6 +198,8 @@ class LandlockRule:
 
 @dataclass(frozen=True)
 class CgroupOp:
+    """One cgroup op run by the launcher (see CgroupAction)."""
+
     action: CgroupAction
     path: str
     file: str = ""
@@ -195,6 +208,8 @@ class CgroupOp:
 
 @dataclass(frozen=True)
 class Smack:
+    """The program's SMACK label; optional: run unlabelled where the kernel has no SMACK."""
+
     label: str
     optional: bool = False
 
@@ -609,10 +624,21 @@ def _dump(p: LaunchPlan) -> str:
     for i, prog in enumerate(p.seccomp):
         out.append(f"seccomp[{i}] {len(prog) // 8} instructions fnv1a64 {fnv1a64(prog):#018x}")
     for r in p.landlock:
-        out.append(f"landlock {q(r.path)} access {r.access:#x} flags {r.flags:#x}")
+        out.append(f"landlock {q(r.path)} access {r.access:#x}"
+                   + (" optional" if r.flags & LANDLOCK_OPTIONAL else "")
+                   + (f" flags {r.flags:#x}" if r.flags & ~LANDLOCK_OPTIONAL else ""))
     for cg in p.cgroup:
-        out.append(f"cgroup {cg.action.name.lower()} {q(cg.path)}"
-                   + (f" {cg.file}={q(cg.value)}" if cg.action == CgroupAction.WRITE else ""))
+        if cg.action == CgroupAction.WRITE:
+            detail = f" {cg.file}={q(cg.value)}"
+        elif cg.action == CgroupAction.COPY:
+            detail = f" {cg.file} from parent"
+        elif cg.action == CgroupAction.CHECK:
+            detail = f" hierarchy {q(cg.file or 'v2')} caller {q(cg.value)}"
+        elif cg.action == CgroupAction.ATTACH and cg.file:
+            detail = f" through {cg.file}"
+        else:
+            detail = ""
+        out.append(f"cgroup {cg.action.name.lower()} {q(cg.path)}{detail}")
     if p.smack:
         out.append(f"smack {q(p.smack.label)}" + (" optional" if p.smack.optional else ""))
     out.append(f"cache: {'cacheable' if p.cacheable else 'not cacheable'} caller uid "

@@ -5,6 +5,7 @@ and native redwrap that this user can run (the venv may live in a directory it c
 
 from __future__ import annotations
 
+import os
 import pwd
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from rp_testutil import remove_tree
 
 REPO = Path(__file__).resolve().parents[2]
 HELPERS = Path(__file__).resolve().parent / "helpers"
@@ -54,8 +56,7 @@ def hostdir():
     """A scratch host directory, unmounted and removed after the test."""
     d = _public_dir("rp-host-")
     yield d
-    subprocess.run(["umount", "-R", "-l", str(d)], stderr=subprocess.DEVNULL, check=False)
-    shutil.rmtree(d, ignore_errors=True)
+    remove_tree(d)
 
 
 @pytest.fixture(scope="session")

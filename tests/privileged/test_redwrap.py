@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from rp_testutil import remove_tree
 import yaml
 
 pytestmark = pytest.mark.privileged
@@ -170,9 +171,7 @@ class Family:
                                environ=self.caller.env))
 
     def remove(self) -> None:
-        subprocess.run(["umount", "-R", "-l", str(self.top)], stderr=subprocess.DEVNULL,
-                       check=False)
-        shutil.rmtree(self.top, ignore_errors=True)
+        remove_tree(self.top)
 
 
 @pytest.fixture
