@@ -1,5 +1,5 @@
 /* The native redwrap (also installed as redpak-run): runs a program in a node from the
- * plan cached in the node, without starting Python. Anything it cannot do from the cache
+ * node's plan cached in the caller's plan cache (never inside a node), without Python. Anything it cannot do from the cache
  * (no cache, a stale or corrupt one, an option that needs policy) goes to the cold path:
  * it execs `<python> -P -m redpak.cli.redwrap <the same arguments>`, which compiles the
  * plan, caches it and runs the program. The cache is only a shortcut, never trusted

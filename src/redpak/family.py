@@ -83,7 +83,7 @@ _DEFAULT_SHARE = {ns: Share.DISABLED for ns in NAMESPACES} | {"time": Share.ENAB
 # YAML spelling of the keys whose field name differs (model uses snake_case everywhere).
 _YAML_KEY = {"set_user": "set-user", "set_group": "set-group", "die_with_parent": "die-with-parent",
              "new_session": "new-session", "map_root_user": "map-root-user",
-             "inherit_env": "inherit-env"}
+             "inherit_env": "inherit-env", "smack_optional": "smack-optional"}
 
 
 def yaml_key(name: str) -> str:

@@ -21,7 +21,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-from rp_testutil import remove_tree
 
 from redpak.errors import LaunchError, PlanError
 from redpak.planfile import (
@@ -58,26 +57,7 @@ def _capbnd() -> int:
 FULL = _capbnd()
 
 
-@pytest.fixture(scope="session")
-def probe() -> Path:
-    """tools/probe.c built static, in a world-readable directory (for the unprivileged user)."""
-    d = Path(tempfile.mkdtemp(prefix="rp-probe-"))
-    d.chmod(0o755)
-    out = d / "probe"
-    subprocess.run(["gcc", "-static", "-O2", "-o", str(out), str(REPO / "tools/probe.c")],
-                   check=True)
-    out.chmod(0o755)
-    yield out
-    shutil.rmtree(d, ignore_errors=True)
-
-
-@pytest.fixture
-def hostdir():
-    """A scratch host directory, unmounted and removed after the test."""
-    d = Path(tempfile.mkdtemp(prefix="rp-core-"))
-    d.chmod(0o755)
-    yield d
-    remove_tree(d)
+# Fixtures probe, hostdir, unpriv_user and public_package: conftest.py.
 
 
 def make_plan(probe: Path, *mounts: Mount, ns: Ns = Ns.MNT | Ns.PID | Ns.IPC | Ns.UTS,
@@ -904,34 +884,6 @@ try:
 except LaunchError as err:
     print("LAUNCHERROR", err.step, err.errnum, err)
 """
-
-
-@pytest.fixture(scope="module")
-def unpriv_user():
-    """A throwaway system user, removed after the module."""
-    name = f"rpt{uuid.uuid4().hex[:6]}"
-    r = subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/bin/sh", name],
-                       capture_output=True, text=True, check=False)
-    if r.returncode:
-        pytest.skip(f"cannot create a test user: {r.stderr.strip()}")
-    try:
-        yield pwd.getpwnam(name)
-    finally:
-        subprocess.run(["userdel", name], check=False)
-
-
-@pytest.fixture(scope="module")
-def public_package(tmp_path_factory):
-    """A copy of the built redpak package in a world-readable directory."""
-    import redpak
-    d = Path(tempfile.mkdtemp(prefix="rp-pkg-"))
-    d.chmod(0o755)
-    shutil.copytree(Path(redpak.__file__).parent, d / "redpak",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.c"))
-    for p in d.rglob("*"):
-        p.chmod(0o755 if p.is_dir() else 0o644)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.mark.parametrize("mode", ["root", "self", "refused"])

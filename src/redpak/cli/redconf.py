@@ -250,6 +250,7 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
     import dataclasses
     import enum
 
+    from redpak.family import yaml_key
     from redpak.model import CgroupSettings, ShareValue
 
     def at(value: Any, line: int) -> Any:
@@ -271,7 +272,7 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
         value = getattr(s, name)
         if name == "lines" or value is None or value == ():
             continue
-        key = name.replace("_", "-") if name in _DASHED else name
+        key = yaml_key(name)
         line = s.lines.get(name, 0)
         if name in ("path", "ldpath"):
             config[key] = at(":".join(value), line)
@@ -311,8 +312,6 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
             "warnings": list(cfg.warnings)}
 
 
-_DASHED = ("set_user", "set_group", "die_with_parent", "new_session", "map_root_user",
-           "inherit_env")
 
 
 # --------------------------------------------------------------------------- arguments

@@ -124,8 +124,10 @@ def cache_dir(uid: int, environ: dict | None = None) -> str | None:
         return env["REDPAK_CACHE_DIR"]
     if uid == 0:
         return "/var/cache/redpak"
-    base = env.get("XDG_CACHE_HOME") or (env["HOME"] + "/.cache" if env.get("HOME") else "")
-    return os.path.join(base, "redpak") if base.startswith("/") else None
+    xdg, home = env.get("XDG_CACHE_HOME", ""), env.get("HOME", "")
+    if xdg.startswith("/"):
+        return os.path.join(xdg, "redpak")
+    return os.path.join(home, ".cache", "redpak") if home.startswith("/") else None
 
 
 def cache_path(node_path: str, admin: bool, uid: int, environ: dict | None = None
@@ -142,7 +144,8 @@ def cache_path(node_path: str, admin: bool, uid: int, environ: dict | None = Non
 
 
 def write_cache(path: str, data: bytes) -> None:
-    """Atomically store a plan; a node we cannot write to simply has no cache."""
+    """Atomically store a plan in the caller's cache; where it cannot be written there
+    is simply no cache."""
     directory = os.path.dirname(path)
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
