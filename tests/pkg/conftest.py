@@ -146,9 +146,15 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
         shutil.copy2(rpm, target / name)
     for d in (repo, sigrepo, bulk):
         run(["createrepo_c", "--quiet", str(d)])
-    yield Built(root, repo, sigrepo, bulk, key, other, marker, rpms)
-    if marker.exists():
-        marker.unlink()
+    try:
+        yield Built(root, repo, sigrepo, bulk, key, other, marker, rpms)
+    finally:
+        if marker.exists():
+            marker.unlink()
+        # gpg started an agent per key home: stop the ones this session started.
+        for home in (root / "gpg-good", root / "gpg-bad"):
+            subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"],
+                           capture_output=True, check=False)
 
 
 @pytest.fixture
