@@ -1,6 +1,8 @@
 /* pid 1 of a new pid namespace: forwards TERM INT HUP QUIT USR1 USR2 to the
  * program, reaps orphans, and exits with the program's status (128+N for
- * signal N; pid 1 cannot die of a signal sent from inside its namespace).
+ * signal N; pid 1 cannot die of a signal sent from inside its namespace),
+ * sent first on the early-status pipe when the launcher asked for it and
+ * the program was the node's last process.
  * It keeps no capability and only the descriptors of the node's locks. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -50,11 +52,42 @@ static int status_code(int status)
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+/* 1 if the program was the last process of the node: every process we did
+ * not reap yet is our child by now (the program's children were re-parented
+ * to us before it could be reaped). Else the launcher keeps its full wait:
+ * the others would outlive it until the kernel kills them in our exit. */
+static int last_process(void)
+{
+    for (;;) {
+        pid_t pid = waitpid(-1, NULL, WNOHANG);
+
+        if (pid < 0)
+            return errno == ECHILD;
+        if (pid == 0)
+            return 0;
+    }
+}
+
+/* In our exit the kernel releases the locks, tears the namespaces down, kills
+ * the rest of the node, and only then lets the launcher's waitpid() return.
+ * The early status skips that wait, so the locks go first, as in our exit:
+ * the caller may launch the node again as soon as it has the status. */
+static void __attribute__((noreturn)) exit_with(const struct rp_ctx *ctx, int code)
+{
+    if (ctx->status_fd >= 0 && last_process()) {
+        for (int i = 0; i < ctx->nlocks; i++)
+            close(ctx->lock_fds[i]);
+        while (write(ctx->status_fd, &code, sizeof(code)) < 0 && errno == EINTR)
+            ;
+    }
+    _exit(code);
+}
+
 void rp_init_run(struct rp_ctx *ctx, pid_t program)
 {
     struct rp_error err = {0};
     sigset_t set;
-    int sfd, keep[RP_MAX_LOCKS + 1];
+    int sfd, nkeep, keep[RP_MAX_LOCKS + 2];
 
     rp_init_forwarded(&set); /* already blocked before the program was forked */
     sfd = signalfd(-1, &set, SFD_CLOEXEC);
@@ -68,9 +101,12 @@ void rp_init_run(struct rp_ctx *ctx, pid_t program)
         _exit(RP_EXIT_SETUP);
     }
     memcpy(keep, ctx->lock_fds, sizeof(int) * (size_t)ctx->nlocks);
-    keep[ctx->nlocks] = sfd;
+    nkeep = ctx->nlocks;
+    keep[nkeep++] = sfd;
+    if (ctx->status_fd >= 0)
+        keep[nkeep++] = ctx->status_fd;
     /* closes the status socket too: the launcher sees EOF and returns */
-    close_all_but(keep, ctx->nlocks + 1);
+    close_all_but(keep, nkeep);
     for (;;) {
         struct signalfd_siginfo si;
         ssize_t n = read(sfd, &si, sizeof(si));
@@ -87,7 +123,7 @@ void rp_init_run(struct rp_ctx *ctx, pid_t program)
             int status;
             pid_t pid = waitpid(-1, &status, WNOHANG);
             if (pid == program)
-                _exit(status_code(status)); /* the kernel then kills the rest of the namespace */
+                exit_with(ctx, status_code(status)); /* the kernel then kills the rest of the namespace */
             if (pid <= 0)
                 break;
         }

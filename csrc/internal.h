@@ -52,6 +52,8 @@ struct rp_ctx {
     int cap_last;                /* highest capability number of the kernel  */
     int sock_fd;                 /* child's end of the status socket         */
     int parent_sock_fd;          /* parent's end (closed in the child)       */
+    int status_fd;               /* pid 1's end of the early-status pipe; -1 = none */
+    int parent_status_fd;        /* launcher's end (closed in the child); -1 = none */
     int need_parent;             /* child waits for GO after READY           */
     int slow_path;               /* joins or late namespaces: unshare + fork */
     int nlocks;

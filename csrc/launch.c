@@ -11,7 +11,9 @@
  * namespace, C1 (C0 on the fast path) is pid 1: it forks the program with
  * CLONE_VM|CLONE_VFORK and then stays as the node's init.
  * Child and launcher talk over a SOCK_SEQPACKET pair (struct rp_msg); the
- * child's end is close-on-exec, so EOF after RP_MSG_EXEC means exec'd. */
+ * child's end is close-on-exec, so EOF after RP_MSG_EXEC means exec'd.
+ * rp_launch_early() adds a pipe on which pid 1 sends the program's status
+ * before it exits (init.c), so the caller need not wait for the teardown. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
@@ -373,6 +375,8 @@ static int child_entry(void *arg)
     struct rp_error err = {0};
 
     close(ctx->parent_sock_fd);
+    if (ctx->parent_status_fd >= 0)
+        close(ctx->parent_status_fd);
     run_child(ctx, &err);
     child_fail(ctx, &err);
 }
@@ -612,8 +616,24 @@ static int check_fds(const struct rp_plan *plan, const struct rp_launch_opts *op
     return 0;
 }
 
-int rp_launch(const void *buf, size_t len, char *const argv[], const struct rp_launch_opts *opts,
-              struct rp_child *child, struct rp_error *err)
+/* The early-status pipe, only where pid 1 exists and nothing waits on the
+ * node's processes being gone. pid 1 keeps the write end (close-on-exec, so
+ * the program never has it); the launcher keeps the read end. */
+static int open_status_pipe(struct rp_ctx *ctx, struct rp_error *err)
+{
+    int p[2];
+
+    if (!(ctx->plan->proc->new_ns & RP_NS_PID) || ctx->plan->ncgroup)
+        return 0;
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return rp_fail(err, errno, "create the early-status pipe");
+    ctx->parent_status_fd = p[0];
+    ctx->status_fd = p[1];
+    return 0;
+}
+
+static int launch(const void *buf, size_t len, char *const argv[], const struct rp_launch_opts *opts, int early,
+                  struct rp_child *child, struct rp_error *err)
 {
     static const struct rp_launch_opts no_opts;
     struct rp_plan plan;
@@ -626,6 +646,7 @@ int rp_launch(const void *buf, size_t len, char *const argv[], const struct rp_l
     memset(child, 0, sizeof(*child));
     child->pid = -1;
     child->pidfd = -1;
+    child->status_fd = -1;
     opts = opts ? opts : &no_opts;
     if (rp_plan_open(&plan, buf, len, err) < 0)
         return -1;
@@ -646,6 +667,7 @@ int rp_launch(const void *buf, size_t len, char *const argv[], const struct rp_l
     ctx.features = rp_features() & ~opts->disable;
     ctx.cap_last = rp_cap_last();
     ctx.host_fd = ctx.root_fd = ctx.parent_fd = ctx.stage_fd = ctx.proc_fd = -1;
+    ctx.status_fd = ctx.parent_status_fd = -1;
     /* the legacy clone cannot make a time namespace (its flag is in CSIGNAL) */
     ctx.slow_path = plan.njoins > 0 || ((plan.proc->new_ns & RP_NS_TIME) && !(ctx.features & RP_FEAT_CLONE3));
     ctx.need_parent = (plan.proc->new_ns & RP_NS_USER) || rp_cgroup_by_launcher(&plan);
@@ -663,6 +685,8 @@ int rp_launch(const void *buf, size_t len, char *const argv[], const struct rp_l
     }
     ctx.parent_sock_fd = sv[0];
     ctx.sock_fd = sv[1];
+    if (early && open_status_pipe(&ctx, err) < 0)
+        goto out;
     flags = ctx.slow_path ? 0 : rp_ns_clone_flags(plan.proc->new_ns);
     if (ctx.features & RP_FEAT_PIDFD)
         flags |= CLONE_PIDFD;
@@ -670,6 +694,9 @@ int rp_launch(const void *buf, size_t len, char *const argv[], const struct rp_l
     rp_cgroup_close(&ctx.cg); /* the child joins through its own copies */
     close(sv[1]);
     sv[1] = -1;
+    if (ctx.status_fd >= 0)
+        close(ctx.status_fd);
+    ctx.status_fd = -1;
     if (c0 < 0) {
         rp_fail(err, errno, "clone the node (namespaces %#lx)%s", flags & ~(unsigned long)CLONE_PIDFD,
                 errno == EINVAL || errno == EPERM ? " (user namespaces disabled, or not allowed here?)" : "");
@@ -683,6 +710,8 @@ int rp_launch(const void *buf, size_t len, char *const argv[], const struct rp_l
     if (r == 0) {
         child->pidfd = pidfd;
         pidfd = -1;
+        child->status_fd = ctx.parent_status_fd;
+        ctx.parent_status_fd = -1;
     }
 out:
     rp_cgroup_close(&ctx.cg);
@@ -697,8 +726,37 @@ out:
         close(sv[0]);
     if (sv[1] >= 0)
         close(sv[1]);
+    if (ctx.status_fd >= 0)
+        close(ctx.status_fd);
+    if (ctx.parent_status_fd >= 0)
+        close(ctx.parent_status_fd);
     free_ctx(&ctx);
     return r;
+}
+
+int rp_launch(const void *buf, size_t len, char *const argv[], const struct rp_launch_opts *opts,
+              struct rp_child *child, struct rp_error *err)
+{
+    return launch(buf, len, argv, opts, 0, child, err);
+}
+
+int rp_launch_early(const void *buf, size_t len, char *const argv[], const struct rp_launch_opts *opts,
+                    struct rp_child *child, struct rp_error *err)
+{
+    return launch(buf, len, argv, opts, 1, child, err);
+}
+
+static void close_child_fds(struct rp_child *child)
+{
+    for (int i = 0; i < child->nheld; i++)
+        close(child->held_fds[i]);
+    child->nheld = 0;
+    if (child->pidfd >= 0)
+        close(child->pidfd);
+    child->pidfd = -1;
+    if (child->status_fd >= 0)
+        close(child->status_fd);
+    child->status_fd = -1;
 }
 
 int rp_wait(struct rp_child *child, struct rp_error *err)
@@ -711,11 +769,25 @@ int rp_wait(struct rp_child *child, struct rp_error *err)
             return rp_fail(err, errno, "wait for the node (pid %d)", (int)child->pid);
         }
     }
-    for (int i = 0; i < child->nheld; i++)
-        close(child->held_fds[i]);
-    child->nheld = 0;
-    if (child->pidfd >= 0)
-        close(child->pidfd);
-    child->pidfd = -1;
+    close_child_fds(child);
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* Blocks in read(): the caller's signal handlers run meanwhile (with
+ * SA_RESTART the read goes on), so it can forward signals to pid 1. */
+int rp_wait_early(struct rp_child *child)
+{
+    int status;
+    ssize_t n;
+
+    if (child->status_fd < 0)
+        return -1;
+    while ((n = read(child->status_fd, &status, sizeof(status))) < 0 && errno == EINTR)
+        ;
+    close(child->status_fd);
+    child->status_fd = -1;
+    if (n != sizeof(status))
+        return -1; /* EOF: pid 1 died without a status */
+    close_child_fds(child);
+    return status;
 }

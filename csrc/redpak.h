@@ -391,6 +391,7 @@ struct rp_child {
     int held_fds[RP_MAX_LOCKS];
     pid_t cgroup_owner;       /* names the node's own cgroup:                     */
     uint32_t cgroup_id;       /* <leaf>/run-<owner>.<id hex>; owner 0 = none      */
+    int status_fd;            /* early status from pid 1 (rp_launch_early); -1 = none */
 };
 
 /* Spawns argv[0] (looked up with the node's PATH after pivot) as the plan
@@ -399,9 +400,21 @@ struct rp_child {
  * the program verbatim. Blocks only for the setup of the node. */
 int rp_launch(const void *plan, size_t len, char *const argv[],
               const struct rp_launch_opts *opts, struct rp_child *child, struct rp_error *err);
+/* rp_launch() for a caller that may return as soon as the program ended: with a
+ * new pid namespace and no cgroup op (their cleanup needs every process gone),
+ * pid 1 sends the program's status on child->status_fd when the program was
+ * the node's last process, then exits; the kernel tears the node down (a few
+ * µs per mount) while the caller goes on. */
+int rp_launch_early(const void *plan, size_t len, char *const argv[],
+                    const struct rp_launch_opts *opts, struct rp_child *child, struct rp_error *err);
 /* Waits for the node, closes child's descriptors and returns its status the
  * redwrap way: exit code, or 128+N if it died of signal N. -1 on error. */
 int rp_wait(struct rp_child *child, struct rp_error *err);
+/* After rp_launch_early(): the program's status (as rp_wait() returns it) as
+ * soon as pid 1 sent it, with child's descriptors closed; pid 1 is then still
+ * exiting and must not be waited for. -1 if no status came (none asked, other
+ * processes left in the node, or pid 1 killed): call rp_wait(). */
+int rp_wait_early(struct rp_child *child);
 /* Probed kernel features (RP_FEAT_*), computed once. */
 unsigned rp_features(void);
 

@@ -312,7 +312,9 @@ static void finish(const unsigned char *buf, size_t len, const struct rp_child *
  * passes them to the program). They are blocked until the node's pid is known, so
  * one that arrives during setup is forwarded as soon as the program runs. A plan the
  * launcher finds stale (the caller moved to another cgroup) goes to the cold path:
- * nothing ran yet. */
+ * nothing ran yet. With a pid 1 and no cgroup to remove, the program's status is
+ * returned as soon as pid 1 sends it (the program was the node's last process): the
+ * node's teardown (a few µs per mount) goes on without us. */
 static int run(const unsigned char *buf, size_t len, const struct rp_args *args, int argc, char **argv)
 {
     static const int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
@@ -328,7 +330,7 @@ static int run(const unsigned char *buf, size_t len, const struct rp_args *args,
         sigaddset(&set, forwarded[i]);
     sa.sa_mask = set;
     sigprocmask(SIG_BLOCK, &set, &old);
-    if (rp_launch(buf, len, args->program, &opts, &child, &err) < 0) {
+    if (rp_launch_early(buf, len, args->program, &opts, &child, &err) < 0) {
         if (err.step == RP_STEP_DEPS) {
             struct why why;
             sigprocmask(SIG_SETMASK, &old, NULL);
@@ -342,6 +344,9 @@ static int run(const unsigned char *buf, size_t len, const struct rp_args *args,
     for (size_t i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++)
         sigaction(forwarded[i], &sa, NULL);
     sigprocmask(SIG_SETMASK, &old, NULL);
+    status = rp_wait_early(&child);
+    if (status >= 0)
+        return status; /* no cgroup: nothing to finish */
     status = rp_wait(&child, &err);
     if (status < 0) {
         fprintf(stderr, "redwrap: %s: %s\n", rp_step_name(err.step), err.msg);
