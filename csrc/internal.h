@@ -67,6 +67,9 @@ struct rp_ctx {
     int parent_fd;               /* O_PATH: last resolved parent directory    */
     int proc_fd;                 /* O_PATH: the host's procfs, opened before the
                                   * pivot for SMACK's attr writes; -1 = none     */
+    int smack_mode;              /* RP_SMACK_*: who sets the program's label   */
+    int smack_fd;                /* launcher: its thread's attr file; -1 = none */
+    char smack_prev[256];        /* launcher: its thread's label, restored      */
     const struct rp_mount *bind_op; /* last bind op applied with the new mount API */
     int bind_tree;               /* its mount, attached; valid with bind_op      */
     unsigned long long bind_dev, bind_ino; /* its root                          */
@@ -115,9 +118,17 @@ int rp_cgroup_by_launcher(const struct rp_plan *plan);
 int rp_cgroup_join(struct rp_ctx *ctx, struct rp_error *err);
 int rp_cgroup_enter_ns(const struct rp_plan *plan, struct rp_error *err);
 
-/* smack.c: prepare opens the host procfs before the pivot; apply labels */
+/* smack.c: prepare opens the host procfs before the pivot; apply labels (or,
+ * when the launcher set the label around clone, checks it) */
+enum {
+    RP_SMACK_CHILD = 0,          /* the child writes the label (initial user ns) */
+    RP_SMACK_INHERITED,          /* the launcher set it around clone             */
+    RP_SMACK_NONE,               /* no SMACK in the kernel, label optional       */
+};
 int rp_smack_prepare(struct rp_ctx *ctx, struct rp_error *err);
 int rp_smack_apply(struct rp_ctx *ctx, struct rp_error *err);
+int rp_smack_launcher_set(struct rp_ctx *ctx, struct rp_error *err);
+int rp_smack_launcher_restore(struct rp_ctx *ctx, struct rp_error *err);
 
 /* landlock.c, seccomp.c: in the program's process, last before exec */
 int rp_landlock_apply(const struct rp_plan *plan, struct rp_error *err);

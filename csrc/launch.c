@@ -377,6 +377,8 @@ static int child_entry(void *arg)
     close(ctx->parent_sock_fd);
     if (ctx->parent_status_fd >= 0)
         close(ctx->parent_status_fd);
+    if (ctx->smack_fd >= 0)
+        close(ctx->smack_fd); /* the launcher thread's attr file, for it to restore */
     run_child(ctx, &err);
     child_fail(ctx, &err);
 }
@@ -638,7 +640,7 @@ static int launch(const void *buf, size_t len, char *const argv[], const struct 
     static const struct rp_launch_opts no_opts;
     struct rp_plan plan;
     struct rp_ctx ctx;
-    int sv[2] = {-1, -1}, pidfd = -1, r = -1;
+    int sv[2] = {-1, -1}, pidfd = -1, r = -1, e;
     unsigned long flags;
     pid_t c0;
 
@@ -667,7 +669,7 @@ static int launch(const void *buf, size_t len, char *const argv[], const struct 
     ctx.features = rp_features() & ~opts->disable;
     ctx.cap_last = rp_cap_last();
     ctx.host_fd = ctx.root_fd = ctx.parent_fd = ctx.stage_fd = ctx.proc_fd = -1;
-    ctx.status_fd = ctx.parent_status_fd = -1;
+    ctx.status_fd = ctx.parent_status_fd = ctx.smack_fd = -1;
     /* the legacy clone cannot make a time namespace (its flag is in CSIGNAL) */
     ctx.slow_path = plan.njoins > 0 || ((plan.proc->new_ns & RP_NS_TIME) && !(ctx.features & RP_FEAT_CLONE3));
     ctx.need_parent = (plan.proc->new_ns & RP_NS_USER) || rp_cgroup_by_launcher(&plan);
@@ -690,7 +692,18 @@ static int launch(const void *buf, size_t len, char *const argv[], const struct 
     flags = ctx.slow_path ? 0 : rp_ns_clone_flags(plan.proc->new_ns);
     if (ctx.features & RP_FEAT_PIDFD)
         flags |= CLONE_PIDFD;
+    /* a node outside the initial user namespace cannot label itself: this
+     * thread carries its label across clone, for no longer */
+    if (rp_smack_launcher_set(&ctx, err) < 0)
+        goto out;
+    err->step = RP_STEP_SPAWN;
     c0 = clone_node(&ctx, flags, &pidfd);
+    e = errno;
+    if (rp_smack_launcher_restore(&ctx, err) < 0) {
+        reap(c0);
+        goto out;
+    }
+    errno = e;
     rp_cgroup_close(&ctx.cg); /* the child joins through its own copies */
     close(sv[1]);
     sv[1] = -1;

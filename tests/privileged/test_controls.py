@@ -686,6 +686,84 @@ def test_smack_label_never_lands_in_a_file_that_is_not_procfs(fam, tmp_path):
     assert "RpApp" not in r.stdout.split("LAUNCHERROR")[0]
 
 
+def smack_trace(log: Path) -> tuple[int, int, list[tuple[int, str]]]:
+    """(launcher pid, node pid or 0, [(pid, line)]) of an `strace -f` log: the launcher is the
+    process whose clone3 made the node's namespaces (not the feature probe's clone3(NULL))."""
+    lines = []
+    for line in log.read_text().splitlines():
+        pid, _, rest = line.partition(" ")
+        if pid.isdigit():
+            lines.append((int(pid), rest.strip()))
+    clones = [(pid, rest) for pid, rest in lines if rest.startswith("clone3({")]
+    if not clones:
+        return 0, 0, lines
+    m = re.search(r"= (-?\d+)", clones[0][1].rsplit(")", 1)[-1])
+    node = int(m.group(1)) if m and int(m.group(1)) > 0 else 0
+    return clones[0][0], node, lines
+
+
+def attr_write_opens(lines: list[tuple[int, str]]) -> list[tuple[int, int]]:
+    """(index, pid) of every open of thread-self/attr/smack/current for writing."""
+    return [(i, pid) for i, (pid, rest) in enumerate(lines)
+            if '"thread-self/attr/smack/current", O_WRONLY' in rest]
+
+
+def test_smack_label_is_set_by_the_launcher_before_clone_with_a_new_user_namespace(fam, tmp_path):
+    """SMACK checks CAP_MAC_ADMIN in the initial user namespace: the launcher, still there,
+    opens its own thread's attr file before clone3 and the node's process never does."""
+    if HOST.smack:
+        pytest.skip("this kernel has SMACK")
+    leaf = fam.make(root={"smack": "RpApp", "smack-optional": True})
+    log = tmp_path / "trace"
+    r = traced([leaf, "/ctl", "status"], tmp_path, "-o", str(log),
+               "-e", "trace=openat,write,clone3")
+    assert "STATUS 0" in r.stdout, r.stdout + r.stderr       # optional: ran unlabelled
+    launcher, node, lines = smack_trace(log)
+    clone_at = next(i for i, (pid, rest) in enumerate(lines)
+                    if pid == launcher and rest.startswith("clone3({"))
+    assert "CLONE_NEWUSER" in lines[clone_at][1]
+    opens = attr_write_opens(lines)
+    assert opens, log.read_text()
+    assert all(pid == launcher for _, pid in opens), opens   # never the node's processes
+    assert all(i < clone_at for i, _ in opens), (opens, clone_at)
+    assert node and not any(pid == node for pid, rest in lines if "attr/smack" in rest)
+
+
+def test_smack_label_without_smack_fails_in_the_launcher_before_any_clone(fam, tmp_path):
+    """Not optional, new user namespace: the launcher fails closed before the node exists."""
+    if HOST.smack:
+        pytest.skip("this kernel has SMACK")
+    leaf = fam.make(root={"smack": "RpApp"})
+    log = tmp_path / "trace"
+    r = traced([leaf, "/ctl", "write", "/tmp/x"], tmp_path, "-o", str(log),
+               "-e", "trace=openat,write,clone3")
+    assert "LAUNCHERROR smack" in r.stdout, r.stdout + r.stderr
+    assert "SMACK is not enabled in this kernel" in r.stdout and "'RpApp'" in r.stdout
+    launcher, node, lines = smack_trace(log)
+    assert not launcher and not node, log.read_text()       # no clone3 made any namespace
+    assert attr_write_opens(lines)
+
+
+def test_smack_label_is_written_by_the_node_without_a_new_user_namespace(fam, tmp_path):
+    """Sharing the caller's (initial) user namespace, as root: the node's process writes its
+    own label after clone, as before, and the launcher leaves its thread alone."""
+    if HOST.smack:
+        pytest.skip("this kernel has SMACK")
+    leaf = fam.make(root={"smack": "RpApp", "smack-optional": True, "share_user": "enabled"})
+    log = tmp_path / "trace"
+    r = traced([leaf, "/ctl", "status"], tmp_path, "-o", str(log),
+               "-e", "trace=openat,write,clone3")
+    assert "STATUS 0" in r.stdout, r.stdout + r.stderr
+    launcher, node, lines = smack_trace(log)
+    clone_at = next(i for i, (pid, rest) in enumerate(lines)
+                    if pid == launcher and rest.startswith("clone3({"))
+    assert "CLONE_NEWUSER" not in lines[clone_at][1]
+    opens = attr_write_opens(lines)
+    assert opens, log.read_text()
+    assert launcher not in {pid for _, pid in opens}, opens
+    assert all(i > clone_at for i, _ in opens)
+
+
 # ---- privileges --------------------------------------------------------------------------------
 
 def test_setuid_root_binary_inside_the_node_gains_nothing(fam, probe, hostdir):
