@@ -478,7 +478,7 @@ def _write_config(dst: str, text: str, template: str, template_line: Callable[[i
         raise
     if not existed:
         created.append(dst)
-    _fsync_dir(os.path.dirname(dst))
+    fsync_dir(os.path.dirname(dst))
 
 
 RPM_MACROS = "etc/rpm/macros.redpak"
@@ -604,10 +604,11 @@ def _write_atomic(dst: str, text: str) -> None:
     except OSError as err:
         _unlink_quiet(tmp)
         raise NodeError(f"{dst}: cannot write: {err.strerror}") from err
-    _fsync_dir(os.path.dirname(dst))
+    fsync_dir(os.path.dirname(dst))
 
 
-def _fsync_dir(directory: str) -> None:
+def fsync_dir(directory: str) -> None:
+    """Make a rename or unlink in DIRECTORY durable (best effort: errors are ignored)."""
     try:
         fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redpak.errors import PackageError
+from redpak.node import fsync_dir
 
 JOURNAL = ".redpak-dnf.journal"
 _TEMP_SUFFIX = re.compile(r";[0-9a-f]{8}$")
@@ -78,7 +79,7 @@ def write(node_path: str, command: str, installs: list[tuple[str, list[str]]],
         finally:
             os.close(fd)
         os.replace(tmp, path)
-        _fsync_dir(node_path)
+        fsync_dir(node_path)
     except OSError as err:
         raise PackageError(f"{path}: cannot write the transaction journal: "
                            f"{err.strerror}") from err
@@ -94,7 +95,7 @@ def clear(node_path: str) -> None:
         except OSError as err:
             raise PackageError(f"{name}: cannot remove the transaction journal: "
                                f"{err.strerror}") from err
-    _fsync_dir(node_path)
+    fsync_dir(node_path)
 
 
 def read(node_path: str) -> dict[str, Any] | None:
@@ -198,16 +199,3 @@ def _remove_temp_siblings(root: str, host: str, removed: list[str]) -> None:
                 removed.append(os.path.join(directory, name)[len(root):])
             except OSError:
                 pass
-
-
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
