@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ExpandError
-from .family import FamilyConfig, MergeWarning, Origin, Sourced, yaml_key
+from .family import FamilyConfig, MergeWarning, Origin, Sourced, _norm_mount, yaml_key
 from .model import EnvMode, Node, Share
 
 DEFAULT_TIMEOUT = 5.0
@@ -426,7 +426,7 @@ def expand_family(family: FamilyConfig, environ: Mapping[str, str], uid: int, gi
         e = s.value
         mount = expand(Sourced(e.mount, s.origins), f"{key}.mount")
         path = expand(Sourced(e.path, s.origins), f"{key}.path") if e.path is not None else None
-        norm = re.sub(r"/{2,}", "/", mount).rstrip("/") or "/"
+        norm = _norm_mount(mount)
         if norm in mounts:
             prev, this = mounts[norm], s.origin
             if prev is not None and this is not None:

@@ -38,6 +38,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from .config import CAPABILITY_NAMES
 from .errors import ConfigError, MergeError, NodeError
 from .model import (
     NAMESPACES,
@@ -56,17 +57,7 @@ from .model import (
 
 T = TypeVar("T")
 
-CAP_NAMES: tuple[str, ...] = (
-    "cap_chown", "cap_dac_override", "cap_dac_read_search", "cap_fowner", "cap_fsetid",
-    "cap_kill", "cap_setgid", "cap_setuid", "cap_setpcap", "cap_linux_immutable",
-    "cap_net_bind_service", "cap_net_broadcast", "cap_net_admin", "cap_net_raw",
-    "cap_ipc_lock", "cap_ipc_owner", "cap_sys_module", "cap_sys_rawio", "cap_sys_chroot",
-    "cap_sys_ptrace", "cap_sys_pacct", "cap_sys_admin", "cap_sys_boot", "cap_sys_nice",
-    "cap_sys_resource", "cap_sys_time", "cap_sys_tty_config", "cap_mknod", "cap_lease",
-    "cap_audit_write", "cap_audit_control", "cap_setfcap", "cap_mac_override",
-    "cap_mac_admin", "cap_syslog", "cap_wake_alarm", "cap_block_suspend", "cap_audit_read",
-    "cap_perfmon", "cap_bpf", "cap_checkpoint_restore",
-)
+CAP_NAMES: tuple[str, ...] = CAPABILITY_NAMES
 """Linux capability names in kernel bit order: CAP_NAMES[n] is bit n (linux/capability.h)."""
 
 CAP_BITS: Mapping[str, int] = {name: bit for bit, name in enumerate(CAP_NAMES)}

@@ -26,3 +26,19 @@ def remove_tree(path) -> None:
     """Unmount what a test left under PATH, then remove it."""
     umount_below(path)
     shutil.rmtree(path, ignore_errors=True)
+
+
+def value(lines: list[str], key: str) -> str:
+    """The rest of the first probe-output line starting with `key `."""
+    for line in lines:
+        if line.startswith(key + " ") or line == key:
+            return line[len(key) + 1:]
+    raise AssertionError(f"no {key!r} in probe output: {lines}")
+
+
+def status_field(lines: list[str], name: str) -> str:
+    """A /proc/self/status field the probe printed ("CapEff:\t0000...")."""
+    for line in lines:
+        if line.startswith(name + ":"):
+            return line.split(":", 1)[1].strip()
+    raise AssertionError(f"no {name!r} in probe output: {lines}")

@@ -21,6 +21,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from rp_testutil import status_field, value
 
 from redpak.errors import LaunchError, PlanError
 from redpak.planfile import (
@@ -105,20 +106,7 @@ def run(plan, *args, pass_fds=(), disable=0) -> tuple[int, list[str]]:
     return status, lines
 
 
-def value(lines: list[str], key: str) -> str:
-    """The rest of the first line starting with `key `."""
-    for line in lines:
-        if line.startswith(key + " ") or line == key:
-            return line[len(key) + 1:]
-    raise AssertionError(f"no {key!r} in probe output: {lines}")
 
-
-def status_field(lines: list[str], name: str) -> str:
-    """A /proc/self/status field the probe printed ("CapEff:\t0000...")."""
-    for line in lines:
-        if line.startswith(name + ":"):
-            return line.split(":", 1)[1].strip()
-    raise AssertionError(f"no {name!r} in probe output: {lines}")
 
 
 # ---- basics ---------------------------------------------------------------------------

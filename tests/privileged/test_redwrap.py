@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from rp_testutil import remove_tree
+from rp_testutil import remove_tree, status_field, value
 import yaml
 
 pytestmark = pytest.mark.privileged
@@ -202,19 +202,7 @@ def export(doc, mode: str, mount: str, path: str | None = None) -> None:
     doc["exports"].append(entry)
 
 
-def value(lines: list[str], key: str) -> str:
-    """The rest of the first line starting with `key `."""
-    for line in lines:
-        if line.startswith(key + " ") or line == key:
-            return line[len(key) + 1:]
-    raise AssertionError(f"no {key!r} in probe output: {lines}")
 
-
-def status_field(lines: list[str], name: str) -> str:
-    for line in lines:
-        if line.startswith(name + ":"):
-            return line.split(":", 1)[1].strip()
-    raise AssertionError(f"no {name!r} in probe output: {lines}")
 
 
 def env_of(lines: list[str]) -> dict[str, str]:
