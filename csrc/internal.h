@@ -73,6 +73,7 @@ struct rp_ctx {
     const struct rp_mount *bind_op; /* last bind op applied with the new mount API */
     int bind_tree;               /* its mount, attached; valid with bind_op      */
     unsigned long long bind_dev, bind_ino; /* its root                          */
+    int bind_dir;                /* its root is a directory                      */
     char parent_path[4096];      /* its path in the new root; "" = none       */
     struct rp_cgroups cg;        /* the launch's own cgroups                  */
 };

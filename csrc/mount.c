@@ -624,15 +624,23 @@ static int set_readonly(struct rp_ctx *ctx, int fd, int recursive, int ro, int n
     return 0;
 }
 
-static int bind(struct rp_ctx *ctx, const char *src, const char *dst, int dir, uint32_t flags,
+/* What a bind source is: 1 a directory, 0 a file (or device, socket...), or
+ * -1 with err. RP_MOUNT_BIND (the plain export modes) binds whatever the
+ * source is at launch, as redpak 2.x did; RP_MOUNT_BIND_FILE (the *File modes)
+ * refuses a directory. */
+static int bind_kind(uint32_t kind, const struct stat *st, const char *src, struct rp_error *err)
+{
+    if (kind == RP_MOUNT_BIND_FILE && S_ISDIR(st->st_mode))
+        return rp_fail_path(err, EISDIR, src, "bind source %s", src);
+    return S_ISDIR(st->st_mode) ? 1 : 0;
+}
+
+static int bind(struct rp_ctx *ctx, const char *src, const char *dst, uint32_t kind, uint32_t flags,
                 struct rp_error *err)
 {
     int ro = flags & RP_MOUNT_RDONLY;
     char tp[PATH_MAX];
-    /* Without mount_setattr() only the top mount can be made read-only, so
-     * a read-only bind is then not recursive: nothing below stays writable. */
-    int rec = dir && !(ro && !(ctx->features & RP_FEAT_MOUNT_SETATTR));
-    int sfd, tfd, r = -1;
+    int sfd, tfd, dir, rec, r = -1;
     struct stat st;
     char sp[48];
 
@@ -645,10 +653,12 @@ static int bind(struct rp_ctx *ctx, const char *src, const char *dst, int dir, u
         rp_fail_path(err, errno, src, "stat %s", src);
         goto out;
     }
-    if (dir != !!S_ISDIR(st.st_mode)) {
-        rp_fail_path(err, dir ? ENOTDIR : EISDIR, src, "bind source %s", src);
+    dir = bind_kind(kind, &st, src, err);
+    if (dir < 0)
         goto out;
-    }
+    /* Without mount_setattr() only the top mount can be made read-only, so
+     * a read-only bind is then not recursive: nothing below stays writable. */
+    rec = dir && !(ro && !(ctx->features & RP_FEAT_MOUNT_SETATTR));
     tfd = place_target(ctx, dst, dir ? T_DIR : T_FILE, dir ? 0755 : 0644, tp, err);
     if (tfd == -1)
         goto out;
@@ -682,7 +692,7 @@ out:
 static int bind_detached(struct rp_ctx *ctx, const struct rp_mount *m, struct rp_error *err)
 {
     const char *src = rp_plan_str(ctx->plan, m->source), *dst = rp_plan_str(ctx->plan, m->target);
-    int dir = m->kind == RP_MOUNT_BIND, ro = m->flags & RP_MOUNT_RDONLY, sfd, tree, r;
+    int dir, ro = m->flags & RP_MOUNT_RDONLY, sfd, tree, r;
     const struct rp_mount *prev = ctx->bind_op;
     struct stat st;
 
@@ -692,6 +702,7 @@ static int bind_detached(struct rp_ctx *ctx, const struct rp_mount *m, struct rp
         sfd = ctx->bind_tree;
         st.st_dev = (dev_t)ctx->bind_dev;
         st.st_ino = (ino_t)ctx->bind_ino;
+        dir = ctx->bind_dir;
         tree = clone_tree(sfd, dir, 0, dst, err);
     } else {
         if (prev)
@@ -701,8 +712,13 @@ static int bind_detached(struct rp_ctx *ctx, const struct rp_mount *m, struct rp
             return 0;
         if (sfd < 0)
             return rp_fail_path(err, -sfd, src, "bind source %s", src);
-        if (fstat(sfd, &st) < 0 || (dir != !!S_ISDIR(st.st_mode) && (errno = dir ? ENOTDIR : EISDIR))) {
-            rp_fail_path(err, errno, src, "bind source %s", src);
+        if (fstat(sfd, &st) < 0) {
+            rp_fail_path(err, errno, src, "stat %s", src);
+            close(sfd);
+            return -1;
+        }
+        dir = bind_kind(m->kind, &st, src, err);
+        if (dir < 0) {
             close(sfd);
             return -1;
         }
@@ -722,6 +738,7 @@ static int bind_detached(struct rp_ctx *ctx, const struct rp_mount *m, struct rp
     ctx->bind_tree = tree;
     ctx->bind_dev = (unsigned long long)st.st_dev;
     ctx->bind_ino = (unsigned long long)st.st_ino;
+    ctx->bind_dir = dir;
     return 0;
 }
 
@@ -1194,7 +1211,7 @@ static int apply_op(struct rp_ctx *ctx, const struct rp_mount *m, uint32_t i, st
     case RP_MOUNT_BIND_FILE:
         if (new_api(ctx))
             return bind_detached(ctx, m, err);
-        return bind(ctx, rp_plan_str(ctx->plan, m->source), dst, m->kind == RP_MOUNT_BIND, m->flags, err);
+        return bind(ctx, rp_plan_str(ctx->plan, m->source), dst, m->kind, m->flags, err);
     case RP_MOUNT_DIR:
         return make_dir(ctx, dst, m->mode ? m->mode : 0755, err);
     case RP_MOUNT_SYMLINK:

@@ -150,8 +150,9 @@ struct rp_join {
 };
 
 enum rp_mount_kind {
-    RP_MOUNT_BIND = 0,    /* bind directory `source` on `target` (recursive)         */
-    RP_MOUNT_BIND_FILE,   /* bind file `source` on `target`                          */
+    RP_MOUNT_BIND = 0,    /* bind `source` on `target`: a directory (recursive) or a
+                           * file, whichever the source is at launch                 */
+    RP_MOUNT_BIND_FILE,   /* bind file `source` on `target` (a directory is refused) */
     RP_MOUNT_DIR,         /* create directory `target` (and parents) with `mode`     */
     RP_MOUNT_SYMLINK,     /* symlink `target` -> text `source`                       */
     RP_MOUNT_TMPFS,       /* fresh tmpfs, root dir `mode`; `source` = extra options   */

@@ -366,9 +366,8 @@ def _mount_of(exp: Export, target: str, where: str, ident: Identity, uid: int, g
                                     f"'{target}' is skipped")
                 out.absent.append(source)
                 return None
-        elif found != want and not (want == "file" and found == "other"):
-            raise PlanError(f"{where}: {mode.value} needs a {'file' if want == 'file' else 'directory'}"
-                            f", but '{source}' is a {found}")
+        elif found == "dir" and want == "file":  # plain modes bind a file too (2.x)
+            raise PlanError(f"{where}: {mode.value} needs a file, but '{source}' is a dir")
         if not _under(source, node_dirs) and not options.strict:
             flags |= MountFlag.OPTIONAL  # a host path that vanishes later is skipped
         kind = MountKind.BIND_FILE if mode.is_file else MountKind.BIND

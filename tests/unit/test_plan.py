@@ -564,8 +564,6 @@ def test_missing_source_escaping_the_node_with_dotdot_is_refused():
 
 
 @pytest.mark.parametrize("mode,found,words", [
-    ("Public", "file", ["Public needs a directory", "is a file"]),
-    ("Restricted", "other", ["Restricted needs a directory"]),
     ("PublicFile", "dir", ["PublicFile needs a file", "is a dir"]),
     ("RestrictedFile", "dir", ["RestrictedFile needs a file", "is a dir"]),
 ])

@@ -1,0 +1,187 @@
+"""redpak 2.x compatibility, end to end: node configs written for redpak 2.x
+(tests/fixtures/compat2x/, the situations of redpak 2.5.1's live test cases) run as written
+with the native redwrap, checked from inside the node (busybox, the shell, a static
+helper) and from the host.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+from rp_testutil import remove_tree
+
+pytestmark = pytest.mark.privileged
+
+if os.geteuid() != 0:
+    pytest.skip("the redpak 2.x tests need root (namespaces, mounts)", allow_module_level=True)
+
+from redpak.node import create_node  # noqa: E402
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "compat2x"
+BUSYBOX = "/usr/bin/busybox"  # Debian's busybox-static (tools/setup.sh installs it)
+BASE_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "USER": "root"}
+
+
+class Family2x:
+    """The 2.x test family in a scratch directory: TOP/system (system.yaml) and its leaves,
+    one per test case, each made from its fixture config as written."""
+
+    def __init__(self, redwrap: Path):
+        self.redwrap = str(redwrap)
+        self.top = Path(tempfile.mkdtemp(prefix="rp-2x-"))
+        self.top.chmod(0o755)
+        self.cache = self.top / "cache"
+        self.system = self.top / "system"
+        create_node(str(self.system), model="root", config=str(FIXTURES / "system.yaml"))
+
+    def leaf(self, name: str, parent: Path | None = None) -> Path:
+        path = (parent or self.system) / name
+        create_node(str(path), config=str(FIXTURES / f"{name}.yaml"))
+        return path
+
+    def argv(self, node: Path, *program: str, opts: tuple[str, ...] = ()) -> list[str]:
+        return [self.redwrap, *opts, "--redpath", str(node), "--", *program]
+
+    def run(self, node: Path, *program: str, opts: tuple[str, ...] = (), env=None,
+            **kw) -> subprocess.CompletedProcess:
+        full = {**BASE_ENV, "REDPAK_CACHE_DIR": str(self.cache), **(env or {})}
+        return subprocess.run(self.argv(node, *program, opts=opts), env=full, cwd="/",
+                              capture_output=True, text=True, timeout=60, check=False, **kw)
+
+
+@pytest.fixture
+def fam(native_redwrap):
+    f = Family2x(native_redwrap)
+    yield f
+    remove_tree(f.top)
+
+
+def ok(r: subprocess.CompletedProcess, status: int = 0) -> None:
+    assert r.returncode == status, f"status {r.returncode}\n{r.stdout}\n{r.stderr}"
+
+
+def legacy_mounts(argv: list[str]) -> list[str]:
+    """argv run under strace with mount_setattr() failing with ENOSYS: the C core then
+    takes its pre-5.12 mount path (mount(2), no detached trees)."""
+    if not shutil.which("strace"):
+        pytest.skip("strace is not installed (tools/setup.sh installs it)")
+    return ["strace", "-f", "-qq", "-o", "/dev/null", "-e", "trace=mount_setattr",
+            "-e", "inject=mount_setattr:error=ENOSYS", *argv]
+
+
+# ---- item 1: the plain export modes bind an existing file ---------------------------------
+
+@pytest.fixture
+def busybox():
+    if not os.path.isfile(BUSYBOX):
+        pytest.skip(f"{BUSYBOX} is missing (Debian package busybox-static)")
+    return BUSYBOX
+
+
+@pytest.mark.parametrize("mount_api", ["new", "legacy"])
+def test_busybox_bound_with_private_runs(fam, busybox, mount_api):
+    node = fam.leaf("busybox")
+    for path in ("cold", "cached"):
+        argv = fam.argv(node, "busybox", "sh", "-c",
+                        "echo hello from $(busybox stat -c %F /usr/sbin/busybox)", opts=("-v",))
+        if mount_api == "legacy":
+            argv = legacy_mounts(argv)
+        r = subprocess.run(argv, env={**BASE_ENV, "REDPAK_CACHE_DIR": str(fam.cache)},
+                           capture_output=True, text=True, timeout=60, check=False)
+        ok(r)
+        assert r.stdout == "hello from regular file\n", path
+        assert ("using the cached plan" in r.stderr) == (path == "cached"), r.stderr
+
+
+def test_script_bound_with_private_runs(fam):
+    node = fam.leaf("script")
+    script = node / "scripts" / "hello.sh"
+    script.parent.mkdir()
+    script.write_text('#!/bin/sh\necho "hello from $0:" "$@"\n')
+    script.chmod(0o755)
+    r = fam.run(node, "/usr/local/bin/hello.sh", "a", "b c")
+    ok(r)
+    assert r.stdout == "hello from /usr/local/bin/hello.sh: a b c\n"
+    assert r.stderr == ""
+    r = fam.run(node, "sh", "-c", "echo appended >> /usr/local/bin/hello.sh && echo written")
+    ok(r)
+    assert "appended" in script.read_text()  # Private is read-write
+
+
+def test_private_restricted_file_is_read_only_inside(fam):
+    node = fam.leaf("restricted")
+    motd = node / "etc" / "motd"
+    motd.write_text("node message\n")
+    r = fam.run(node, "sh", "-c", "cat /etc/node-motd; echo x >> /etc/node-motd; echo status $?;"
+                                  " stat -c %F /etc/node-motd")
+    ok(r)
+    assert r.stdout == "node message\nstatus 2\nregular file\n"
+    assert "Read-only file system" in r.stderr
+    assert motd.read_text() == "node message\n"
+    # Private: the node's child does not get it
+    child = node / "child"
+    create_node(str(child), config=str(FIXTURES / "loopback.yaml"), alias="child")
+    r = fam.run(child, "sh", "-c", "test -e /etc/node-motd && echo seen || echo absent")
+    ok(r)
+    assert r.stdout == "absent\n"
+
+
+@pytest.mark.parametrize("mode", ["Public", "Restricted", "Private", "PrivateRestricted"])
+def test_every_plain_mode_binds_a_host_file(fam, mode):
+    node = fam.leaf("restricted")
+    host = fam.top / "host.txt"
+    host.write_text("from the host\n")
+    conf = node / "etc" / "redpak.yaml"
+    conf.write_text(conf.read_text() + f"  - mode: {mode}\n    mount: /srv/host.txt\n"
+                                       f"    path: {host}\n")
+    r = fam.run(node, "sh", "-c", "cat /srv/host.txt; echo more >> /srv/host.txt; echo $?")
+    ok(r)
+    readonly = "Restricted" in mode
+    assert r.stdout == f"from the host\n{2 if readonly else 0}\n", r.stderr
+    assert host.read_text() == "from the host\n" + ("" if readonly else "more\n")
+
+
+def test_cached_plain_bind_follows_the_source_kind(fam):
+    """The plan says 'bind'; the C core binds what the source is at launch, so a cached
+    plan keeps working when a file source becomes a directory. A *File mode still
+    refuses a directory, with a clean 125."""
+    node = fam.leaf("restricted")
+    plain, single = fam.top / "plain", fam.top / "single"
+    plain.write_text("a file\n")
+    single.write_text("a file\n")
+    conf = node / "etc" / "redpak.yaml"
+    conf.write_text(conf.read_text() + f"  - mode: Public\n    mount: /srv/plain\n"
+                                       f"    path: {plain}\n")
+    ok(fam.run(node, "true"))
+    plain.unlink()
+    plain.mkdir()
+    (plain / "inside").write_text("x")
+    r = fam.run(node, "stat", "-c", "%F", "/srv/plain", "/srv/plain/inside", opts=("-v",))
+    ok(r)
+    assert "using the cached plan" in r.stderr
+    assert r.stdout == "directory\nregular file\n"
+    conf.write_text(conf.read_text() + f"  - mode: PublicFile\n    mount: /srv/single\n"
+                                       f"    path: {single}\n")
+    ok(fam.run(node, "true"))
+    single.unlink()
+    single.mkdir()
+    r = fam.run(node, "true", opts=("-v",))
+    ok(r, 125)
+    assert "using the cached plan" in r.stderr
+    assert r.stderr.splitlines()[-1] == f"redwrap: mount: bind source {single}: Is a directory"
+
+
+def test_file_mode_refuses_a_directory_when_compiling(fam):
+    node = fam.leaf("restricted")
+    conf = node / "etc" / "redpak.yaml"
+    conf.write_text(conf.read_text() + f"  - mode: RestrictedFile\n    mount: /srv/d\n"
+                                       f"    path: {fam.top}\n")
+    r = fam.run(node, "true")
+    ok(r, 125)
+    assert f"RestrictedFile needs a file, but '{fam.top}' is a dir" in r.stderr
+    assert "etc/redpak.yaml" in r.stderr
