@@ -84,6 +84,7 @@ int rp_ns_join(const struct rp_plan *plan, struct rp_error *err);
 int rp_ns_unshare(const struct rp_plan *plan, struct rp_error *err);
 int rp_ns_write_maps(const struct rp_plan *plan, pid_t pid, struct rp_error *err);
 int rp_ns_hostname(const struct rp_plan *plan, struct rp_error *err);
+int rp_ns_loopback(const struct rp_plan *plan, struct rp_error *err); /* lo up in a new net ns */
 
 /* mount.c: build the new root in the stage, then pivot into it */
 int rp_mount_apply(struct rp_ctx *ctx, struct rp_error *err);

@@ -358,6 +358,8 @@ static int run_child(struct rp_ctx *ctx, struct rp_error *err)
         return -1;
     if (rp_ns_hostname(ctx->plan, err) < 0)
         return -1;
+    if (rp_ns_loopback(ctx->plan, err) < 0)  /* a new network namespace gets lo up */
+        return -1;
     if (rp_smack_prepare(ctx, err) < 0)      /* the host's procfs, while reachable */
         return -1;
     if (rp_pivot(ctx, err) < 0)              /* old root detached */

@@ -3,8 +3,12 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <net/if.h>
 #include <sched.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "arch.h"
@@ -122,5 +126,54 @@ int rp_ns_hostname(const struct rp_plan *plan, struct rp_error *err)
     err->step = RP_STEP_HOSTNAME;
     if (*name && sethostname(name, strlen(name)) < 0)
         return rp_fail(err, errno, "set hostname '%s'", name);
+    return 0;
+}
+
+/* A new network namespace has only `lo`, and it is down: connect(127.0.0.1)
+ * fails with ENETUNREACH. One RTM_NEWLINK request sets IFF_UP on it (the
+ * kernel gives the loopback device index 1 in every namespace), and the
+ * kernel's acknowledgement says whether it worked. No `ip` binary, no
+ * ioctl socket of the inet family. */
+int rp_ns_loopback(const struct rp_plan *plan, struct rp_error *err)
+{
+    struct {
+        struct nlmsghdr nh;
+        struct ifinfomsg ifi;
+    } req = {
+        .nh = {.nlmsg_len = sizeof(req), .nlmsg_type = RTM_NEWLINK, .nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK,
+               .nlmsg_seq = 1},
+        .ifi = {.ifi_family = AF_UNSPEC, .ifi_index = 1, .ifi_flags = IFF_UP, .ifi_change = IFF_UP},
+    };
+    struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+    union {
+        struct nlmsghdr nh;
+        char buf[512];
+    } ack;
+    ssize_t n;
+    int fd, e;
+
+    if (!(plan->proc->new_ns & RP_NS_NET))
+        return 0;
+    err->step = RP_STEP_NS_NEW;
+    fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+    if (fd < 0)
+        return rp_fail(err, errno, "bring up lo: netlink socket");
+    if (sendto(fd, &req, sizeof(req), 0, (struct sockaddr *)&kernel, sizeof(kernel)) != (ssize_t)sizeof(req)) {
+        e = errno;
+        close(fd);
+        return rp_fail(err, e, "bring up lo: send the netlink request");
+    }
+    do
+        n = recv(fd, &ack, sizeof(ack), 0);
+    while (n < 0 && errno == EINTR);
+    e = n < 0 ? errno : 0;
+    close(fd);
+    if (n < 0)
+        return rp_fail(err, e, "bring up lo: read the netlink answer");
+    if (n < (ssize_t)NLMSG_LENGTH(sizeof(struct nlmsgerr)) || ack.nh.nlmsg_type != NLMSG_ERROR)
+        return rp_fail(err, EPROTO, "bring up lo: unexpected netlink answer");
+    e = -((struct nlmsgerr *)NLMSG_DATA(&ack.nh))->error;
+    if (e)
+        return rp_fail(err, e, "bring up lo");
     return 0;
 }

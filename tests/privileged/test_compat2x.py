@@ -29,34 +29,70 @@ BASE_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "USER": "root"}
 
 class Family2x:
     """The 2.x test family in a scratch directory: TOP/system (system.yaml) and its leaves,
-    one per test case, each made from its fixture config as written."""
+    one per test case, each made from its fixture config as written. Run by root, or by
+    `user` (a pwd entry) with a world-readable copy of redpak (`package`)."""
 
-    def __init__(self, redwrap: Path):
-        self.redwrap = str(redwrap)
+    def __init__(self, redwrap: Path, user=None, package: Path | None = None):
+        self.user = user
+        self.redwrap = str(package / "bin" / "redwrap") if user else str(redwrap)
+        self.env = {**BASE_ENV, "USER": user.pw_name if user else "root"}
+        if user:
+            self.env.update(PYTHONPATH=str(package), REDPAK_PYTHON="/usr/bin/python3")
         self.top = Path(tempfile.mkdtemp(prefix="rp-2x-"))
         self.top.chmod(0o755)
         self.cache = self.top / "cache"
+        self.env["REDPAK_CACHE_DIR"] = str(self.cache)
         self.system = self.top / "system"
         create_node(str(self.system), model="root", config=str(FIXTURES / "system.yaml"))
+        self.own()
+
+    def own(self) -> None:
+        """The whole tree belongs to the caller (an unprivileged caller's nodes are its own)."""
+        if self.user:
+            for p in [self.top, *self.top.rglob("*")]:
+                os.lchown(p, self.user.pw_uid, self.user.pw_gid)
 
     def leaf(self, name: str, parent: Path | None = None) -> Path:
         path = (parent or self.system) / name
         create_node(str(path), config=str(FIXTURES / f"{name}.yaml"))
+        self.own()
         return path
+
+    def add_export(self, node: Path, mode: str, mount: str, path: str | Path) -> None:
+        conf = node / "etc" / "redpak.yaml"
+        text = conf.read_text()
+        if "\nexports:" not in text:
+            text += "\nexports:\n"
+        conf.write_text(text + f"  - mode: {mode}\n    mount: {mount}\n    path: {path}\n")
+        self.own()
 
     def argv(self, node: Path, *program: str, opts: tuple[str, ...] = ()) -> list[str]:
         return [self.redwrap, *opts, "--redpath", str(node), "--", *program]
 
     def run(self, node: Path, *program: str, opts: tuple[str, ...] = (), env=None,
-            **kw) -> subprocess.CompletedProcess:
-        full = {**BASE_ENV, "REDPAK_CACHE_DIR": str(self.cache), **(env or {})}
-        return subprocess.run(self.argv(node, *program, opts=opts), env=full, cwd="/",
-                              capture_output=True, text=True, timeout=60, check=False, **kw)
+            argv: list[str] | None = None, **kw) -> subprocess.CompletedProcess:
+        if self.user:
+            kw.update(user=self.user.pw_uid, group=self.user.pw_gid, extra_groups=[])
+        return subprocess.run(argv or self.argv(node, *program, opts=opts),
+                              env={**self.env, **(env or {})}, cwd="/", capture_output=True,
+                              text=True, timeout=60, check=False, **kw)
 
 
 @pytest.fixture
 def fam(native_redwrap):
     f = Family2x(native_redwrap)
+    yield f
+    remove_tree(f.top)
+
+
+@pytest.fixture(params=["root", "user"])
+def any_fam(request, native_redwrap):
+    """The family run by root, then by an unprivileged user."""
+    if request.param == "root":
+        f = Family2x(native_redwrap)
+    else:
+        f = Family2x(native_redwrap, request.getfixturevalue("unpriv_user"),
+                     request.getfixturevalue("public_package"))
     yield f
     remove_tree(f.top)
 
@@ -91,8 +127,7 @@ def test_busybox_bound_with_private_runs(fam, busybox, mount_api):
                         "echo hello from $(busybox stat -c %F /usr/sbin/busybox)", opts=("-v",))
         if mount_api == "legacy":
             argv = legacy_mounts(argv)
-        r = subprocess.run(argv, env={**BASE_ENV, "REDPAK_CACHE_DIR": str(fam.cache)},
-                           capture_output=True, text=True, timeout=60, check=False)
+        r = fam.run(node, argv=argv)
         ok(r)
         assert r.stdout == "hello from regular file\n", path
         assert ("using the cached plan" in r.stderr) == (path == "cached"), r.stderr
@@ -136,9 +171,7 @@ def test_every_plain_mode_binds_a_host_file(fam, mode):
     node = fam.leaf("restricted")
     host = fam.top / "host.txt"
     host.write_text("from the host\n")
-    conf = node / "etc" / "redpak.yaml"
-    conf.write_text(conf.read_text() + f"  - mode: {mode}\n    mount: /srv/host.txt\n"
-                                       f"    path: {host}\n")
+    fam.add_export(node, mode, "/srv/host.txt", host)
     r = fam.run(node, "sh", "-c", "cat /srv/host.txt; echo more >> /srv/host.txt; echo $?")
     ok(r)
     readonly = "Restricted" in mode
@@ -154,9 +187,7 @@ def test_cached_plain_bind_follows_the_source_kind(fam):
     plain, single = fam.top / "plain", fam.top / "single"
     plain.write_text("a file\n")
     single.write_text("a file\n")
-    conf = node / "etc" / "redpak.yaml"
-    conf.write_text(conf.read_text() + f"  - mode: Public\n    mount: /srv/plain\n"
-                                       f"    path: {plain}\n")
+    fam.add_export(node, "Public", "/srv/plain", plain)
     ok(fam.run(node, "true"))
     plain.unlink()
     plain.mkdir()
@@ -165,8 +196,7 @@ def test_cached_plain_bind_follows_the_source_kind(fam):
     ok(r)
     assert "using the cached plan" in r.stderr
     assert r.stdout == "directory\nregular file\n"
-    conf.write_text(conf.read_text() + f"  - mode: PublicFile\n    mount: /srv/single\n"
-                                       f"    path: {single}\n")
+    fam.add_export(node, "PublicFile", "/srv/single", single)
     ok(fam.run(node, "true"))
     single.unlink()
     single.mkdir()
@@ -178,10 +208,53 @@ def test_cached_plain_bind_follows_the_source_kind(fam):
 
 def test_file_mode_refuses_a_directory_when_compiling(fam):
     node = fam.leaf("restricted")
-    conf = node / "etc" / "redpak.yaml"
-    conf.write_text(conf.read_text() + f"  - mode: RestrictedFile\n    mount: /srv/d\n"
-                                       f"    path: {fam.top}\n")
+    fam.add_export(node, "RestrictedFile", "/srv/d", fam.top)
     r = fam.run(node, "true")
     ok(r, 125)
     assert f"RestrictedFile needs a file, but '{fam.top}' is a dir" in r.stderr
     assert "etc/redpak.yaml" in r.stderr
+
+
+# ---- item 2: a new network namespace has its loopback up ----------------------------------
+
+def test_private_network_namespace_has_loopback_up(any_fam, helper_bin):
+    fam = any_fam
+    node = fam.leaf("loopback")
+    fam.add_export(node, "PrivateRestricted", "/usr/local/bin/loopback", helper_bin / "loopback")
+    for path in ("cold", "cached"):
+        r = fam.run(node, "sh", "-c", "/usr/local/bin/loopback; readlink /proc/self/ns/net", opts=("-v",))
+        ok(r)
+        assert ("using the cached plan" in r.stderr) == (path == "cached"), r.stderr
+        lines = r.stdout.splitlines()
+        assert lines[:2] == ["lo up", "connect ok"], r.stdout
+        assert lines[2] != os.readlink("/proc/self/ns/net")  # a new network namespace
+
+
+def test_shared_network_namespace_is_left_alone(fam, helper_bin):
+    """share_net: enabled (the system node's): the host's namespace, nothing to bring up."""
+    node = fam.leaf("script")
+    fam.add_export(node, "PrivateRestricted", "/usr/local/bin/loopback", helper_bin / "loopback")
+    r = fam.run(node, "sh", "-c", "/usr/local/bin/loopback; readlink /proc/self/ns/net")
+    ok(r)
+    assert r.stdout.splitlines() == ["lo up", "connect ok", os.readlink("/proc/self/ns/net")]
+
+
+def test_loopback_failure_fails_the_launch_closed(fam, helper_bin):
+    """If the kernel refuses the netlink request, nothing runs (125, step named)."""
+    if not shutil.which("strace"):
+        pytest.skip("strace is not installed (tools/setup.sh installs it)")
+    node = fam.leaf("loopback")
+    out = fam.top / "out"
+    out.mkdir()
+    fam.add_export(node, "Public", "/out", out)
+    ok(fam.run(node, "touch", "/out/first"))
+    assert (out / "first").exists()
+    marker = out / "ran"
+    r = fam.run(node, argv=["strace", "-f", "-qq", "-o", "/dev/null", "-e", "trace=socket",
+                            "-e", "inject=socket:error=EACCES",
+                            *fam.argv(node, "touch", "/out/ran", opts=("-v",))])
+    ok(r, 125)
+    assert "using the cached plan" in r.stderr
+    assert r.stderr.splitlines()[-1] == \
+        "redwrap: ns-new: bring up lo: netlink socket: Permission denied", r.stderr
+    assert not marker.exists()
