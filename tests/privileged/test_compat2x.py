@@ -258,3 +258,50 @@ def test_loopback_failure_fails_the_launch_closed(fam, helper_bin):
     assert r.stderr.splitlines()[-1] == \
         "redwrap: ns-new: bring up lo: netlink socket: Permission denied", r.stderr
     assert not marker.exists()
+
+
+# ---- item 3: inherit-env gives the caller's environment, on the cold and the cached path --
+
+# Each op of the family removes any earlier value of its name, then appends its own
+# (docs/launch.md, Environment): the system node's, the leaf's, then PATH/LD_LIBRARY_PATH.
+INHERIT_CHANGES = [(b"PS1", None), (b"HOME", b"/home/inherit"), (b"REDPAK_2X", b"node-inherit"),
+                   (b"DROPPED", None), (b"VERBATIM", b"$NOT_EXPANDED"),
+                   (b"PATH", b"/usr/bin:/bin"), (b"LD_LIBRARY_PATH", b"/usr/lib64:/lib64")]
+
+
+def expected_environment(caller: list[tuple[bytes, bytes]]) -> bytes:
+    env = list(caller)
+    for name, value in INHERIT_CHANGES:
+        env = [(k, v) for k, v in env if k != name]
+        if value is not None:
+            env.append((name, value))
+    return b"".join(k + b"=" + v + b"\0" for k, v in env)
+
+
+@pytest.mark.parametrize("locale", [
+    [],                                      # no locale at all: Python would coerce it
+    [(b"LC_CTYPE", b"C")],                   # coerced too, and its value replaced
+    [(b"LANG", b"C.UTF-8"), (b"LC_ALL", b"POSIX")],
+])
+def test_inherit_env_is_exactly_the_callers_on_both_paths(any_fam, locale):
+    fam = any_fam
+    node = fam.leaf("inherit")
+    caller = [(k.encode(), v.encode()) for k, v in fam.env.items() if k not in ("LANG",)]
+    caller[1:1] = locale
+    caller += [(b"PS1", b"$ "), (b"DROPPED", b"x"), (b"WITH_EQUALS", b"a=b=c"),
+               (b"MULTI_LINE", b"one\ntwo"), (b"NOT_UTF8", b"\xff\xfe latin-1 \xe9"),
+               (b"EMPTY", b""), (b"HOME", b"/root")]
+    env = dict(caller)
+    assert len(env) == len(caller)
+    argv = fam.argv(node, "env", "-0", opts=("-v",))
+    outputs = []
+    for path in ("cold", "cached"):
+        kw = {"user": fam.user.pw_uid, "group": fam.user.pw_gid,
+              "extra_groups": []} if fam.user else {}
+        r = subprocess.run(argv, env=env, cwd="/", capture_output=True, timeout=60, check=False,
+                           **kw)
+        assert r.returncode == 0, r.stderr
+        assert (b"using the cached plan" in r.stderr) == (path == "cached"), r.stderr
+        outputs.append(r.stdout)
+    assert outputs[0] == outputs[1]
+    assert outputs[0] == expected_environment(caller)

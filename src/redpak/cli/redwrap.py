@@ -207,9 +207,36 @@ def _launch(args: Args) -> int:
     return run_plan(data, args.program, verbose=args.verbose)
 
 
+def restore_exec_environ(path: str = "/proc/self/environ") -> None:
+    """Make os.environ the environment this process was executed with, in its order.
+
+    The interpreter changes its own environment before any Python code runs: under a C or
+    POSIX locale, its locale coercion (PEP 538) sets LC_CTYPE=C.UTF-8 (replacing an
+    LC_CTYPE=C). The cold path must give the program (with inherit-env) and the plan's
+    environment dependencies the caller's environment, as the native redwrap does. The
+    kernel keeps the environment given to execve() in /proc/self/environ, untouched by
+    setenv(). As for os.environ, an entry without '=' is left out and the first of two
+    entries of one name wins."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return                  # no procfs: keep what the interpreter made of it
+    original: dict[bytes, bytes] = {}
+    for entry in data.split(b"\0"):
+        name, eq, value = entry.partition(b"=")
+        if eq and name and name not in original:
+            original[name] = value
+    if list(os.environb.items()) == list(original.items()):
+        return
+    os.environb.clear()
+    os.environb.update(original)
+
+
 def main(argv: list[str] | None = None) -> int:
     return run(sys.argv[1:] if argv is None else argv)
 
 
 if __name__ == "__main__":
+    restore_exec_environ()      # the cold path: before anything reads the environment
     sys.exit(main())
