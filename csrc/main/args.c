@@ -27,14 +27,20 @@ static const struct option options[] = {
     {"--dump", FLAG, offsetof(struct rp_args, dump)},
     {"-D", FLAG, offsetof(struct rp_args, dump_only)},
     {"--dump-only", FLAG, offsetof(struct rp_args, dump_only)},
+    {"--unsafe", FLAG, offsetof(struct rp_args, unsafe)}, /* redpak 2.x, no effect */
     {"-r", VALUE, offsetof(struct rp_args, redpath)},
     {"--redpath", VALUE, offsetof(struct rp_args, redpath)},
+    {"--rpath", VALUE, offsetof(struct rp_args, redpath)}, /* redpak 2.x */
+    {"--rp", VALUE, offsetof(struct rp_args, redpath)},    /* redpak 2.x */
     {"-U", VALUE, offsetof(struct rp_args, user)},
     {"--user", VALUE, offsetof(struct rp_args, user)},
+    {"--uid", VALUE, offsetof(struct rp_args, user)}, /* redpak 2.x */
     {"-G", VALUE, offsetof(struct rp_args, group)},
     {"--group", VALUE, offsetof(struct rp_args, group)},
+    {"--gid", VALUE, offsetof(struct rp_args, group)}, /* redpak 2.x */
     {"-S", VALUE, offsetof(struct rp_args, smack)},
     {"--smack", VALUE, offsetof(struct rp_args, smack)},
+    {"--bwrap", VALUE, offsetof(struct rp_args, bwrap)}, /* redpak 2.x, no effect */
 };
 
 static const struct option *find(const char *name, size_t len, int kind)
@@ -130,4 +136,15 @@ int rp_args_parse(int argc, char **argv, struct rp_args *args, char *msg, size_t
     if (!args->nprogram && !args->dump_only)
         return usage_error(msg, size, "%s", "no program given (redwrap --redpath NODE -- PROGRAM [ARGS])");
     return RP_ARGS_OK;
+}
+
+int rp_args_notice(const struct rp_args *args, char *msg, size_t size)
+{
+    int both = args->unsafe && args->bwrap;
+
+    if (!args->unsafe && !args->bwrap)
+        return 0;
+    snprintf(msg, size, "redwrap: %s%s%s %s no effect (accepted for redpak 2.x command lines)\n",
+             args->unsafe ? "--unsafe" : "", both ? " and " : "", args->bwrap ? "--bwrap" : "", both ? "have" : "has");
+    return 1;
 }

@@ -396,6 +396,8 @@ int main(int argc, char **argv)
     }
     if (load_cache(node, args.admin, &buf, &len, &why) < 0)
         cold_path(argc, argv, args.verbose, &why);
+    if (rp_args_notice(&args, msg, sizeof(msg))) /* here: the cold path prints its own */
+        fputs(msg, stderr);
     if (args.verbose)
         fprintf(stderr, "redwrap: using the cached plan %s\n", why.text);
     free(node);

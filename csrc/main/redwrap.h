@@ -9,7 +9,9 @@
 struct rp_args {
     const char *redpath;
     const char *user, *group, *smack;   /* NULL when not given */
+    const char *bwrap;                  /* redpak 2.x --bwrap PATH: no effect */
     int admin, strict, force, dump, dump_only;
+    int unsafe;                         /* redpak 2.x --unsafe: no effect */
     int verbose;
     char **program;                     /* the rest of argv, NULL-terminated */
     int nprogram;
@@ -21,5 +23,9 @@ struct rp_args {
 
 /* argv: the arguments after the command name (argv[argc] must be NULL). */
 int rp_args_parse(int argc, char **argv, struct rp_args *args, char *msg, size_t size);
+
+/* The notice for the redpak 2.x options without effect (--unsafe, --bwrap), as
+ * no_effect_notice() in redwrap.py, with "redwrap: " and a newline; 0 if none given. */
+int rp_args_notice(const struct rp_args *args, char *msg, size_t size);
 
 #endif

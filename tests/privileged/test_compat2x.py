@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -43,8 +44,17 @@ class Family2x:
         self.cache = self.top / "cache"
         self.env["REDPAK_CACHE_DIR"] = str(self.cache)
         self.system = self.top / "system"
-        create_node(str(self.system), model="root", config=str(FIXTURES / "system.yaml"))
+        self.redconf("create", "--root", "--config", FIXTURES / "system.yaml",
+                     "--redroot", self.top, "--node", "system")
         self.own()
+
+    @staticmethod
+    def redconf(*args) -> str:
+        """redconf as a 2.x user types it; its stdout."""
+        r = subprocess.run([sys.executable, "-m", "redpak.cli.redconf", *map(str, args)],
+                           capture_output=True, text=True, timeout=60, check=False)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
 
     def own(self) -> None:
         """The whole tree belongs to the caller (an unprivileged caller's nodes are its own)."""
@@ -54,7 +64,7 @@ class Family2x:
 
     def leaf(self, name: str, parent: Path | None = None) -> Path:
         path = (parent or self.system) / name
-        create_node(str(path), config=str(FIXTURES / f"{name}.yaml"))
+        self.redconf("create", "-c", FIXTURES / f"{name}.yaml", "-R", path.parent, "-n", name)
         self.own()
         return path
 
@@ -305,3 +315,59 @@ def test_inherit_env_is_exactly_the_callers_on_both_paths(any_fam, locale):
         outputs.append(r.stdout)
     assert outputs[0] == outputs[1]
     assert outputs[0] == expected_environment(caller)
+
+
+# ---- item 5 and the other 2.x test cases ---------------------------------------------------
+
+NOTICE = "redwrap: --unsafe and --bwrap have no effect (accepted for redpak 2.x command lines)"
+
+
+def test_2x_redwrap_command_line_on_both_paths(any_fam, busybox):
+    """`redwrap --rp NODE --unsafe --bwrap PATH PROGRAM ARGS` (no '--'): the same output and
+    one notice, whether the plan is compiled (cold path) or cached (native)."""
+    fam = any_fam
+    node = fam.leaf("busybox")
+    argv = [fam.redwrap, "--verbose=1", "--rp", str(node), "--unsafe", "--bwrap",
+            "/usr/bin/bwrap", "busybox", "echo", "--unsafe", "-l"]
+    for path in ("cold", "cached"):
+        r = fam.run(node, argv=argv)
+        ok(r)
+        assert r.stdout == "--unsafe -l\n"
+        assert r.stderr.count("no effect") == 1 and NOTICE in r.stderr.splitlines(), r.stderr
+        assert ("using the cached plan" in r.stderr) == (path == "cached"), r.stderr
+    r = fam.run(node, argv=[fam.redwrap, "--rpath", str(node), "busybox", "true"])
+    ok(r)
+    assert r.stderr == ""
+
+
+def test_2x_uid_and_gid_options(fam, busybox):
+    node = fam.leaf("busybox")
+    r = fam.run(node, argv=[fam.redwrap, "--rpath", str(node), "--uid", "65534", "--gid=65534",
+                            "busybox", "sh", "-c", "echo $(busybox id -u) $(busybox id -g)"])
+    ok(r)
+    assert r.stdout == "65534 65534\n"
+
+
+@pytest.mark.xfail(strict=True, reason="needs issue 8 pipeline")
+def test_variables_referring_to_their_own_name(fam):
+    node = fam.leaf("selfref")
+    r = fam.run(node, "sh", "-c", 'echo "$MANPATH|$GREETING"',
+                env={"MANPATH": "/usr/share/man", "GREETING": "hello"})
+    ok(r)
+    assert r.stdout == "/opt/2x/man:/usr/share/man|hello-and-more\n"
+    r = fam.run(node, "sh", "-c", 'echo "$MANPATH|$GREETING"')
+    ok(r)
+    assert r.stdout == "/opt/2x/man:|-and-more\n"
+
+
+def test_2x_family_tree_and_merged_config(fam):
+    """redconf tree -r and mergeconfig -r -e on the 2.x family, as 2.x users check it."""
+    for name in ("busybox", "restricted", "inherit"):
+        fam.leaf(name)
+    out = fam.redconf("tree", "-r", fam.top)
+    assert out.splitlines() == [
+        f"system  [Enable]  {fam.system}",
+        *(f"  {n}  [Enable]  {fam.system}/{n}" for n in ("busybox", "inherit", "restricted")),
+    ]
+    out = fam.redconf("mergeconfig", "-r", fam.system / "restricted", "-e")
+    assert f"path: {fam.system}/restricted/etc/motd" in out

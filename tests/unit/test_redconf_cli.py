@@ -110,7 +110,7 @@ def test_create_alias_templates_and_update(redconf, tmp_path):
     tdir.mkdir()
     (tdir / "t-normal.yaml").write_text("headers:\n  alias: x\nconfig:\n  verbose: 2\n")
     (tdir / "adm.yaml").write_text("headers:\n  alias: y\nconfig:\n  verbose: 5\n")
-    redconf("create", "-a", "first", "-m", "t", "-C", "adm", "-t", tdir, "-r", "n", code=0)
+    redconf("create", "-a", "first", "-m", "t", "-C", "adm", "-t", tdir, "-n", "n", code=0)
     data = json.loads(redconf("config", "--json", "n", code=0).stdout)
     assert data["normal"]["headers"]["alias"] == "first"
     assert data["normal"]["config"]["verbose"] == 2

@@ -20,7 +20,7 @@ def parsed(*argv: str) -> dict:
 
 DEFAULTS = {"redpath": "/n", "admin": False, "strict": False, "force": False, "dump": False,
             "dump_only": False, "user": None, "group": None, "smack": None, "verbose": 0,
-            "program": ["prog"]}
+            "unsafe": False, "bwrap": None, "program": ["prog"]}
 
 
 # --- options ----------------------------------------------------------------------------

@@ -153,9 +153,9 @@ int main(void)
         } else {
             printf("ok\n");
             hex("redpath", a.redpath); hex("user", a.user); hex("group", a.group);
-            hex("smack", a.smack);
-            printf("flags %d %d %d %d %d %d\n", a.admin, a.strict, a.force, a.dump, a.dump_only,
-                   a.verbose);
+            hex("smack", a.smack); hex("bwrap", a.bwrap);
+            printf("flags %d %d %d %d %d %d %d\n", a.admin, a.strict, a.force, a.dump, a.dump_only,
+                   a.verbose, a.unsafe);
             for (int i = 0; i < a.nprogram; i++) hex("arg", a.program[i]);
             if (a.program[a.nprogram]) printf("unterminated\n");
         }
@@ -205,11 +205,11 @@ def native_parse(parser: subprocess.Popen, argv: list[str]) -> tuple:
         return ("help",)
     if lines[0].startswith("error "):
         return ("error", text(lines[0]))
-    fields = {ln.split(" ", 1)[0]: text(ln) for ln in lines[1:5]}
-    flags = tuple(int(x) for x in lines[5].split()[1:])
-    program = [text(ln) for ln in lines[6:]]
-    return ("ok", fields["redpath"], fields["user"], fields["group"], fields["smack"], flags,
-            program)
+    fields = {ln.split(" ", 1)[0]: text(ln) for ln in lines[1:6]}
+    flags = tuple(int(x) for x in lines[6].split()[1:])
+    program = [text(ln) for ln in lines[7:]]
+    return ("ok", fields["redpath"], fields["user"], fields["group"], fields["smack"],
+            fields["bwrap"], flags, program)
 
 
 def python_parse(argv: list[str]) -> tuple:
@@ -221,8 +221,8 @@ def python_parse(argv: list[str]) -> tuple:
     except SystemExit:
         return ("help",)
     flags = (int(a.admin), int(a.strict), int(a.force), int(a.dump), int(a.dump_only),
-             min(a.verbose, INT_MAX))
-    return ("ok", a.redpath, a.user, a.group, a.smack, flags, a.program)
+             min(a.verbose, INT_MAX), int(a.unsafe))
+    return ("ok", a.redpath, a.user, a.group, a.smack, a.bwrap, flags, a.program)
 
 
 @pytest.mark.parametrize("argv", [
@@ -247,7 +247,8 @@ TOKENS = ["-r", "--redpath", "-r/n", "--redpath=/n", "--redpath=", "-a", "--admi
           "-Ubob", "--user=bob", "-G", "-Gstaff", "--group", "-S", "--smack=L", "-v",
           "--verbose", "--verbose=2", "--verbose=x", "--verbose=", "-vv", "-as", "--", "-",
           "-h", "--help", "--admin=1", "-x", "--x=y", "prog", "/n", "", "a b", "--bind", "-r=",
-          "-é", "é"]
+          "-é", "é", "--rpath", "--rp=/n", "--rp", "--uid", "--gid=0", "--unsafe",
+          "--unsafe=1", "--bwrap", "--bwrap=/usr/bin/bwrap", "ls", "-l", "--rpat"]
 
 
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -328,10 +328,17 @@ def _add_output_options(parser: argparse.ArgumentParser, top: bool) -> None:
                         default=default("human"), help="JSON output")
 
 
-def _add_node(parser: argparse.ArgumentParser, name: str, help_text: str) -> None:
+def _add_node(parser: argparse.ArgumentParser, name: str, help_text: str,
+              *flags: str) -> None:
     parser.add_argument("node_pos", nargs="?", metavar=name, help=help_text)
-    parser.add_argument("-r", "--redpath", dest="node_opt", metavar=name,
+    parser.add_argument(*(flags or ("-r", "--redpath")), dest="node_opt", metavar=name,
                         help=f"{help_text} (instead of the positional argument)")
+
+
+def _log_level(text: str) -> int:
+    if not (text.isascii() and text.isdigit()):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a level (0, 1, 2 ...)")
+    return int(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -340,11 +347,19 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG, description="Create redpak nodes and inspect their configurations.",
         epilog="Run `redconf COMMAND -h` for the options of a command.")
     _add_output_options(parser, top=True)
+    parser.add_argument("-l", "--log-yaml", type=_log_level, metavar="N", default=0,
+                        help="redpak 2.x: detail level N about the configs read "
+                             "(same as N times -v)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("create", help="create a node from templates (SPEC §1.1)",
-                       description="Create a node (or rewrite its configs with --update).")
-    _add_node(p, "REDPATH", "directory of the node (relative to the current directory)")
+                       description="Create a node (or rewrite its configs with --update). "
+                                   "The options are those of redpak 2.x.")
+    _add_node(p, "REDPATH", "directory of the node (relative to the current directory, "
+                            "or to --redroot)", "-n", "--node", "--redpath")
+    p.add_argument("-R", "--redroot", metavar="DIR",
+                   help="directory a relative REDPATH is taken from, instead of the current "
+                        "directory (the top of the node tree, e.g. /var/redpak)")
     p.add_argument("-a", "--alias", help="node alias (default: the directory name)")
     p.add_argument("-c", "--config", metavar="T",
                    help="normal config template: a name in the templates directory or a file")
@@ -353,11 +368,11 @@ def build_parser() -> argparse.ArgumentParser:
     models = p.add_mutually_exclusive_group()
     models.add_argument("-m", "--model", default="leaf", metavar="M",
                         help="template pair to use: root, leaf (default) or full")
-    models.add_argument("--root", dest="model", action="store_const", const="root",
+    models.add_argument("-r", "--root", dest="model", action="store_const", const="root",
                         help="same as --model root (the system node of a family)")
-    models.add_argument("--leaf", dest="model", action="store_const", const="leaf",
+    models.add_argument("-l", "--leaf", dest="model", action="store_const", const="leaf",
                         help="same as --model leaf (an application node)")
-    models.add_argument("--full", dest="model", action="store_const", const="full",
+    models.add_argument("-f", "--full", dest="model", action="store_const", const="full",
                         help="same as --model full (root and leaf in one)")
     p.add_argument("-t", "--templates", metavar="DIR",
                    help="templates directory (default: $REDNODE_TEMPLATE_DIR, "
@@ -386,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tree", help="print the node tree below a directory",
                        description="Print every node at or below ROOT with alias and state.")
-    _add_node(p, "ROOT", "directory to search")
+    _add_node(p, "ROOT", "directory to search", "-r", "--redroot", "--redpath")
     _add_output_options(p, top=False)
     p.set_defaults(func=cmd_tree)
 
@@ -403,12 +418,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Parse redconf's command line; exits 2 on a usage error, 0 after --help."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    option = {"create": "-n/--node", "tree": "-r/--redroot"}.get(args.command, "-r/--redpath")
     if args.node_pos is not None and args.node_opt is not None:
         parser.error(f"{args.command}: give the node either as an argument or with "
-                     f"-r/--redpath, not both")
+                     f"{option}, not both")
     args.node = args.node_opt if args.node_opt is not None else args.node_pos
     if args.node is None:
         parser.error(f"{args.command}: missing node directory (see `redconf {args.command} -h`)")
+    if getattr(args, "redroot", None) is not None:
+        args.node = os.path.join(args.redroot, args.node)  # an absolute node path wins
+    args.verbose = max(args.verbose, args.log_yaml)
     return args
 
 

@@ -21,22 +21,26 @@ usage: redwrap --redpath NODE [options] [--] PROGRAM [ARGS...]
 Run PROGRAM inside the node NODE, with the merged configuration of its family.
 
 options:
-  -r, --redpath NODE    the node to run in (required)
+  -r, --redpath NODE    the node to run in (required); also --rpath, --rp (redpak 2.x)
   -a, --admin           admin mode: layer each node's admin config (package management)
   -s, --strict          a missing export source is an error instead of a warning
   -f, --force           rebuild the launch plan even if the cached one is valid
-  -U, --user USER       run as USER (name or number, resolved on the host)
-  -G, --group GROUP     run as GROUP (name or number, resolved on the host)
+  -U, --user USER       run as USER (name or number, resolved on the host); also --uid
+  -G, --group GROUP     run as GROUP (name or number, resolved on the host); also --gid
   -S, --smack LABEL     SMACK label of the program (overrides the config)
   -v, --verbose[=N]     say more on stderr (N: level, default 1)
   -d, --dump            print the launch plan, then run
   -D, --dump-only       print the launch plan; run nothing, change nothing
   -h, --help            show this help and exit
 
+redpak 2.x options, accepted with a notice on stderr that they have no effect:
+      --unsafe          (this redpak has no unsafe mode)
+      --bwrap PATH      (this redpak launches nodes itself, without bwrap)
+
 The first argument that is not an option, or everything after '--', is the program and
-its arguments, passed verbatim. Exit status: the program's; 128+N if it died of signal N;
-125 if redpak failed before the program started; 126 if the program is not executable;
-127 if it is not found in the node.
+its arguments, passed verbatim (`redwrap --redpath NODE ls -l` runs `ls -l`). Exit
+status: the program's; 128+N if it died of signal N; 125 if redpak failed before the
+program started; 126 if the program is not executable; 127 if it is not found in the node.
 """
 
 
@@ -54,14 +58,30 @@ class Args:
         self.group: str | None = None
         self.smack: str | None = None
         self.verbose = 0
+        self.unsafe = False             # redpak 2.x options without effect
+        self.bwrap: str | None = None
         self.program: list[str] = []
 
 
+# csrc/main/args.c has the same table.
 _FLAGS = {"-a": "admin", "--admin": "admin", "-s": "strict", "--strict": "strict",
           "-f": "force", "--force": "force", "-d": "dump", "--dump": "dump",
-          "-D": "dump_only", "--dump-only": "dump_only"}
-_VALUES = {"-r": "redpath", "--redpath": "redpath", "-U": "user", "--user": "user",
-           "-G": "group", "--group": "group", "-S": "smack", "--smack": "smack"}
+          "-D": "dump_only", "--dump-only": "dump_only", "--unsafe": "unsafe"}
+_VALUES = {"-r": "redpath", "--redpath": "redpath", "--rpath": "redpath", "--rp": "redpath",
+           "-U": "user", "--user": "user", "--uid": "user",
+           "-G": "group", "--group": "group", "--gid": "group",
+           "-S": "smack", "--smack": "smack", "--bwrap": "bwrap"}
+
+
+def no_effect_notice(args: Args) -> str | None:
+    """The one-line notice for the redpak 2.x options that change nothing here (the native
+    redwrap prints the same when it launches from the cache)."""
+    given = [name for name, on in (("--unsafe", args.unsafe),
+                                   ("--bwrap", args.bwrap is not None)) if on]
+    if not given:
+        return None
+    return (f"{PROG}: {' and '.join(given)} {'has' if len(given) == 1 else 'have'} no effect "
+            "(accepted for redpak 2.x command lines)")
 
 
 def parse_args(argv: list[str]) -> Args:
@@ -168,6 +188,9 @@ def run(argv: list[str]) -> int:
     except UsageError as err:
         sys.stderr.write(f"{PROG}: {err}\n")
         return EXIT_REDPAK
+    notice = no_effect_notice(args)
+    if notice:
+        sys.stderr.write(notice + "\n")
     try:
         return _launch(args)
     except RedpakError as err:
