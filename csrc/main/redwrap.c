@@ -323,20 +323,25 @@ static int run(const unsigned char *buf, size_t len, const struct rp_args *args,
     struct rp_child child;
     struct rp_error err;
     sigset_t set, old;
-    int status;
+    char notice[128];
+    int status, r;
 
     sigemptyset(&set);
     for (size_t i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++)
         sigaddset(&set, forwarded[i]);
     sa.sa_mask = set;
     sigprocmask(SIG_BLOCK, &set, &old);
-    if (rp_launch_early(buf, len, args->program, &opts, &child, &err) < 0) {
-        if (err.step == RP_STEP_DEPS) {
-            struct why why;
-            sigprocmask(SIG_SETMASK, &old, NULL);
-            because(&why, "cached plan is stale: %s", err.msg);
-            cold_path(argc, argv, args->verbose, &why);
-        }
+    r = rp_launch_early(buf, len, args->program, &opts, &child, &err);
+    if (r < 0 && err.step == RP_STEP_DEPS) {
+        struct why why;
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        because(&why, "cached plan is stale: %s", err.msg);
+        cold_path(argc, argv, args->verbose, &why);
+    }
+    /* Here, once: a stale plan above goes to the cold path, which prints its own. */
+    if (rp_args_notice(args, notice, sizeof(notice)))
+        fputs(notice, stderr);
+    if (r < 0) {
         fprintf(stderr, "redwrap: %s: %s\n", rp_step_name(err.step), err.msg);
         return failure_status(&err);
     }
@@ -396,8 +401,6 @@ int main(int argc, char **argv)
     }
     if (load_cache(node, args.admin, &buf, &len, &why) < 0)
         cold_path(argc, argv, args.verbose, &why);
-    if (rp_args_notice(&args, msg, sizeof(msg))) /* here: the cold path prints its own */
-        fputs(msg, stderr);
     if (args.verbose)
         fprintf(stderr, "redwrap: using the cached plan %s\n", why.text);
     free(node);

@@ -329,12 +329,15 @@ def test_2x_redwrap_command_line_on_both_paths(any_fam, busybox):
     node = fam.leaf("busybox")
     argv = [fam.redwrap, "--verbose=1", "--rp", str(node), "--unsafe", "--bwrap",
             "/usr/bin/bwrap", "busybox", "echo", "--unsafe", "-l"]
-    for path in ("cold", "cached"):
+    for path in ("cold", "cached", "stale"):
+        if path == "stale":
+            fam.add_export(node, "Tmpfs", "/scratch", "")
         r = fam.run(node, argv=argv)
         ok(r)
         assert r.stdout == "--unsafe -l\n"
         assert r.stderr.count("no effect") == 1 and NOTICE in r.stderr.splitlines(), r.stderr
         assert ("using the cached plan" in r.stderr) == (path == "cached"), r.stderr
+        assert ("is stale" in r.stderr) == (path == "stale"), r.stderr
     r = fam.run(node, argv=[fam.redwrap, "--rpath", str(node), "busybox", "true"])
     ok(r)
     assert r.stderr == ""
