@@ -374,3 +374,16 @@ def test_2x_family_tree_and_merged_config(fam):
     ]
     out = fam.redconf("mergeconfig", "-r", fam.system / "restricted", "-e")
     assert f"path: {fam.system}/restricted/etc/motd" in out
+
+
+def test_file_bound_with_a_plain_mode_under_landlock(fam):
+    """Landlock grants a plain-mode bind on a file the file rights only (the C core masks
+    the directory rights): the file reads, and stays read-only for PrivateRestricted."""
+    node = fam.leaf("restricted")
+    (node / "etc" / "motd").write_text("under landlock\n")
+    conf = node / "etc" / "redpak.yaml"
+    conf.write_text(conf.read_text().replace("exports:\n", "config:\n  landlock:\n"
+                                             "    enabled: true\n\nexports:\n", 1))
+    r = fam.run(node, "sh", "-c", "cat /etc/node-motd; echo x >> /etc/node-motd; echo $?")
+    ok(r)
+    assert r.stdout == "under landlock\n2\n", r.stderr
