@@ -57,6 +57,9 @@ class CompletedRun(int):
         if self:
             raise CalledProcessError(int(self), self.args, self.stdout, self.stderr)
 
+    def __str__(self) -> str:  # prints as the status, like before
+        return int.__repr__(self)
+
     def __repr__(self) -> str:
         return (f"CompletedRun(args={self.args!r}, returncode={int(self)}, "
                 f"stdout={self.stdout!r}, stderr={self.stderr!r})")

@@ -46,6 +46,7 @@ def test_run_captures_output_and_feeds_input(node):
     done = node.run(["sh", "-c", "tr a-z A-Z; echo oops >&2; exit 3"], input=b"hello\n",
                     capture_output=True)
     assert done == 3 and done.returncode == 3  # still the int status of the old API
+    assert f"{done}" == str(done) == "3" and done + 1 == 4
     assert done.stdout == b"HELLO\n"
     assert done.stderr == b"oops\n"
     assert done.args == ["sh", "-c", "tr a-z A-Z; echo oops >&2; exit 3"]
