@@ -97,7 +97,9 @@ def complete(prog: str, words: list[str], cwd: Path | None = None) -> list[str]:
 
 
 def test_redconf_completes_commands_and_their_options(tmp_path):
-    assert complete("redconf", ["redconf", "c"]) == ["create", "config", "check"]
+    assert complete("redconf", ["redconf", "c"]) == ["create", "config", "check", "compile"]
+    assert complete("redconf", ["redconf", "compile", "--"]) == [
+        "--help", "--redpath", "--admin", "--env", "--unset-env", "--verbose", "--yaml", "--json"]
     assert "mergeconfig" in complete("redconf", ["redconf", "-v", ""])
     opts = complete("redconf", ["redconf", "create", "--"])
     assert {"--alias", "--update", "--templates", "--root", "--json"} <= set(opts)
