@@ -185,9 +185,19 @@ class Process:
         timeout (seconds), raises TimeoutExpired if it still runs then."""
         if timeout is not None and self.returncode is None:
             import select
-            fd, own = self._pidfd()
             try:
-                ready, _, _ = select.select([fd], [], [], max(timeout, 0))
+                fd, own = self._pidfd()
+            except OSError:  # no pidfd (kernel before 5.3): poll the status instead
+                deadline = time.monotonic() + timeout
+                while self.poll() is None:
+                    if time.monotonic() >= deadline:
+                        raise TimeoutExpired(self.args, timeout) from None
+                    time.sleep(0.005)
+                return self.returncode
+            try:
+                poller = select.poll()  # any descriptor number, unlike select()
+                poller.register(fd, select.POLLIN)
+                ready = poller.poll(max(timeout, 0) * 1000)
             finally:
                 if own:
                     os.close(fd)
