@@ -509,7 +509,9 @@ class Node:
             status = exec_failure_status(err)
             if status == 125:
                 raise
-            done = CompletedRun(list(argv), status)
+            empty = "" if text else b""  # the program never ran: nothing was written
+            done = CompletedRun(list(argv), status, empty if stdout == PIPE else None,
+                                empty if stderr == PIPE else None)
         else:
             with proc:
                 try:

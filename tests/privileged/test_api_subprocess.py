@@ -154,6 +154,8 @@ def test_check_raises_called_process_error(node):
     assert exc.value.returncode == 4 and exc.value.stderr == b"bad\n"
     assert node.run(["true"], check=True) == 0
     assert node.run(["no-such-program"]) == 127  # launch failures keep their statuses
+    missing = node.run(["no-such-program"], capture_output=True, text=True)
+    assert missing == 127 and (missing.stdout, missing.stderr) == ("", "")
 
 
 def test_context_manager_closes_pipes_and_waits(node):
