@@ -114,3 +114,27 @@ def test_usage_errors(tree):
     (tree / "empty").mkdir()
     r = redconf(tree, "compile", str(tree / "empty"))
     assert r.returncode == 1 and "no node at or below" in r.stderr
+
+
+def test_an_unprivileged_user_compiles_for_its_own_cache(tree, unpriv_user, public_package):
+    """A user compiles its family into its own cache; its launches then need no Python,
+    while root's cache stays empty (a plan is per caller)."""
+    uid, gid = unpriv_user.pw_uid, unpriv_user.pw_gid
+    for p in [tree, *tree.rglob("*")]:
+        os.lchown(p, uid, gid)
+    cache = tree / "user-cache"
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(public_package),
+           "REDPAK_CACHE_DIR": str(cache)}
+    kw = dict(user=uid, group=gid, extra_groups=[], capture_output=True, text=True,
+              timeout=300, cwd="/")
+    r = subprocess.run(["/usr/bin/python3", "-P", "-m", "redpak.cli.redconf", "compile",
+                        str(tree / "sys/platform")], env=env, **kw)
+    assert r.returncode == 0, r.stderr
+    plans = sorted(p.name for p in cache.iterdir())
+    assert len(plans) == 2 and all(p.endswith(f"-normal-{uid}.bin") for p in plans)
+    assert cache.stat().st_uid == uid and cache.stat().st_mode & 0o077 == 0
+    run = subprocess.run([str(public_package / "bin" / "redwrap"), "-v", "--redpath",
+                          str(tree / "sys/platform/app2"), "--", "id", "-u"],
+                         env={**env, "REDPAK_PYTHON": "/bin/false"}, **kw)
+    assert run.returncode == 0, run.stderr
+    assert "using the cached plan" in run.stderr and run.stdout.strip() == str(uid)
