@@ -224,6 +224,10 @@ class Process:
             raise ValueError("communicate(input=...) needs stdin=PIPE")
         with selectors.DefaultSelector() as sel:
             if self.stdin is not None and not self.stdin.closed:
+                try:
+                    self.stdin.flush()  # what the caller wrote already goes first
+                except BrokenPipeError:
+                    pass
                 if self._input is not None and len(self._input):
                     os.set_blocking(self.stdin.fileno(), False)
                     sel.register(self.stdin.fileno(), selectors.EVENT_WRITE)
@@ -271,7 +275,10 @@ class Process:
             if getattr(self, name) is None:
                 return None
             data = b"".join(self._output.get(name, ()))
-            return data.decode("utf-8") if self.text else data
+            if not self.text:
+                return data
+            # universal newlines, as subprocess's text mode
+            return data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
         return collected("stdout"), collected("stderr")
 
     def send_signal(self, sig: int) -> None:

@@ -50,8 +50,11 @@ def test_run_captures_output_and_feeds_input(node):
     assert done.stdout == b"HELLO\n"
     assert done.stderr == b"oops\n"
     assert done.args == ["sh", "-c", "tr a-z A-Z; echo oops >&2; exit 3"]
-    text = node.run(["cat"], input="été\n", stdout=PIPE, text=True)
-    assert text.stdout == "été\n" and text.stderr is None
+    text = node.run(["cat"], input="été\r\nb\n", stdout=PIPE, text=True)
+    assert text.stdout == "été\nb\n" and text.stderr is None
+    with node.spawn(["cat"], stdin=PIPE, stdout=PIPE, text=True) as proc:
+        proc.stdin.write("first ")  # buffered in the text file: sent before the input
+        assert proc.communicate("second", timeout=30) == ("first second", None)
 
 
 def test_large_input_and_output_do_not_deadlock(node):
