@@ -133,3 +133,12 @@ def test_redwrap_completes_options_then_the_program(tmp_path):
     assert complete("redwrap", ["redwrap", "-r", "/n", "--", "ls", "--red"],
                     cwd=tmp_path) == ["--redfile"]
     assert "root" in complete("redwrap", ["redwrap", "-U", "ro"])
+
+
+def test_redpak_run_has_redwrap_completion_and_man_page():
+    script = REPO / "data" / "completion" / "redpak-run"
+    r = subprocess.run(["bash", "--norc", "--noprofile", "-c",
+                        f"source '{script}'; complete -p redpak-run"],
+                       capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "complete -F _redwrap redpak-run"
+    assert (REPO / "data" / "man" / "redpak-run.1").read_text() == ".so man1/redwrap.1\n"

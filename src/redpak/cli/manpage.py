@@ -334,6 +334,11 @@ def outputs(man_dir: str, completion_dir: str) -> dict[str, str]:
         p = page(prog)
         files[os.path.join(man_dir, f"{prog}.1")] = render_man(p)
         files[os.path.join(completion_dir, prog)] = render_completion(p)
+    # redpak-run is redwrap under another name: bash-completion looks the script up by
+    # the command's name, man by the page's
+    files[os.path.join(completion_dir, "redpak-run")] = files[os.path.join(completion_dir,
+                                                                           "redwrap")]
+    files[os.path.join(man_dir, "redpak-run.1")] = ".so man1/redwrap.1\n"
     return files
 
 
