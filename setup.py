@@ -44,7 +44,10 @@ class build_native(build_scripts):
         tmp = os.path.join(self.get_finalized_command("build").build_temp, "redwrap")
         os.makedirs(tmp, exist_ok=True)
         with open(os.path.join(tmp, "redwrap_build.h"), "w", encoding="utf-8") as f:
-            f.write(gen_header.header(os.fsencode(sys.executable)))
+            # the cold path's interpreter: this build's, unless a package build names
+            # the target's (packaging/redpak.spec: REDPAK_COLD_PYTHON=/usr/bin/python3)
+            python = os.environ.get("REDPAK_COLD_PYTHON") or sys.executable
+            f.write(gen_header.header(os.fsencode(python)))
         if not self.build_musl(tmp):
             cc = new_compiler(force=True)
             customize_compiler(cc)
@@ -80,7 +83,7 @@ class build_native(build_scripts):
             link = os.path.join(kh, name)
             if os.path.isdir(target) and not os.path.lexists(link):
                 os.symlink(target, link)
-        cmd = (["musl-gcc", "-static", *CFLAGS, "-idirafter", kh, "-I", tmp,
+        cmd = (["musl-gcc", "-static", "-Wl,--build-id", *CFLAGS, "-idirafter", kh, "-I", tmp,
                 "-I", os.path.join("csrc", "main"), "-I", "csrc", *NATIVE_SOURCES,
                 "-o", os.path.join(tmp, "redwrap")])
         r = subprocess.run(cmd, capture_output=True, text=True)

@@ -214,7 +214,7 @@ static int apply_op(struct rp_ctx *ctx, const struct rp_env *e, char **env, size
 int rp_env_build(struct rp_ctx *ctx, struct rp_error *err)
 {
     const struct rp_plan *plan = ctx->plan;
-    size_t ncaller = 0, n = 0, nowned = 0;
+    size_t ncaller = 0, nadd = 0, n = 0, nowned = 0;
     char **env, **owned;
     const char *path;
 
@@ -222,7 +222,9 @@ int rp_env_build(struct rp_ctx *ctx, struct rp_error *err)
     if (plan->proc->flags & RP_PROC_INHERIT_ENV)
         while (ctx->caller_env && ctx->caller_env[ncaller])
             ncaller++;
-    env = calloc(ncaller + plan->nenv + 1, sizeof(*env));
+    while (ctx->env_add && ctx->env_add[nadd])
+        nadd++;
+    env = calloc(ncaller + plan->nenv + nadd + 1, sizeof(*env));
     owned = calloc(plan->nenv + 1, sizeof(*owned));
     ctx->envp = env;
     ctx->env_owned = owned;
@@ -236,6 +238,18 @@ int rp_env_build(struct rp_ctx *ctx, struct rp_error *err)
             err->step = RP_STEP_ENV;
             return -1;
         }
+    }
+    err->step = RP_STEP_ENV;
+    for (size_t i = 0; i < nadd; i++) { /* the launch's additions win */
+        const char *eq = strchr(ctx->env_add[i], '=');
+        char name[256];
+
+        if (!eq || eq == ctx->env_add[i] || (size_t)(eq - ctx->env_add[i]) >= sizeof(name))
+            return rp_fail(err, EINVAL, "environment addition '%.64s' is not NAME=value", ctx->env_add[i]);
+        memcpy(name, ctx->env_add[i], (size_t)(eq - ctx->env_add[i]));
+        name[eq - ctx->env_add[i]] = '\0';
+        remove_all(env, &n, name);
+        env[n++] = ctx->env_add[i];
     }
     env[n] = NULL;
     path = lookup(env, "PATH");

@@ -48,6 +48,9 @@ struct rp_ctx {
     size_t *execfd_len;
     const int *pass_fds;
     int npass_fds;
+    const int *stdio;            /* opts->stdio: 3 fds for 0-2, -1 = kept; NULL = none */
+    char *const *env_add;        /* opts->env_add: "NAME=value" after the plan's ops   */
+    const char *chdir;           /* opts->chdir: after the plan's chdir; NULL = none   */
     unsigned features;           /* RP_FEAT_* usable for this launch         */
     int cap_last;                /* highest capability number of the kernel  */
     int sock_fd;                 /* child's end of the status socket         */

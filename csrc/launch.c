@@ -177,6 +177,24 @@ static int fork_node(struct rp_ctx *ctx, struct rp_error *err)
     _exit(0);
 }
 
+/* The caller's stdin/stdout/stderr for the program (opts->stdio): every
+ * source is copied above 2 first, so sources among 0-2 (stderr on stdout)
+ * are not overwritten before they are used. The copies close at exec. */
+static int redirect_stdio(const struct rp_ctx *ctx, struct rp_error *err)
+{
+    int copy[3] = {-1, -1, -1};
+
+    if (!ctx->stdio)
+        return 0;
+    for (int i = 0; i < 3; i++)
+        if (ctx->stdio[i] >= 0 && (copy[i] = fcntl(ctx->stdio[i], F_DUPFD_CLOEXEC, 3)) < 0)
+            return rp_fail(err, errno, "descriptor %d for the program's descriptor %d", ctx->stdio[i], i);
+    for (int i = 0; i < 3; i++)
+        if (copy[i] >= 0 && dup2(copy[i], i) < 0)
+            return rp_fail(err, errno, "descriptor %d on the program's descriptor %d", ctx->stdio[i], i);
+    return 0;
+}
+
 /* Everything but 0-2 becomes close-on-exec (so the status socket works until
  * exec), then the listed descriptors are made inheritable. Runs before the
  * pivot: the fallback lists the host's /proc/self/fd. */
@@ -209,7 +227,7 @@ int rp_fds_prepare(const struct rp_ctx *ctx, struct rp_error *err)
     for (int i = 0; i < ctx->npass_fds; i++)
         if (fcntl(ctx->pass_fds[i], F_SETFD, 0) < 0)
             return rp_fail(err, errno, "pass descriptor %d", ctx->pass_fds[i]);
-    return 0;
+    return redirect_stdio(ctx, err);
 }
 
 /* No pid 1 to hold the locks: hand them to the launcher, which keeps them
@@ -273,6 +291,8 @@ static int run_program(struct rp_ctx *ctx, struct rp_error *err)
     err->step = RP_STEP_CHDIR;
     if (*dir && chdir(dir) < 0)
         return rp_fail_path(err, errno, dir, "chdir %s", dir);
+    if (ctx->chdir && *ctx->chdir && chdir(ctx->chdir) < 0)
+        return rp_fail_path(err, errno, ctx->chdir, "chdir %s (the launch's working directory)", ctx->chdir);
     if (rp_smack_apply(ctx, err) < 0)         /* needs CAP_MAC_ADMIN: before the drop */
         return -1;
     if (rp_caps_drop(ctx, err) < 0)           /* identity, exact sets, no_new_privs */
@@ -613,6 +633,10 @@ static int check_fds(const struct rp_plan *plan, const struct rp_launch_opts *op
     for (int i = 0; i < opts->npass_fds; i++)
         if (opts->pass_fds[i] < 3 || fcntl(opts->pass_fds[i], F_GETFD) < 0)
             return rp_fail(err, EBADF, "descriptor %d to pass is not open (or below 3)", opts->pass_fds[i]);
+    for (int i = 0; opts->stdio && i < 3; i++)
+        if (opts->stdio[i] >= 0 && fcntl(opts->stdio[i], F_GETFD) < 0)
+            return rp_fail(err, EBADF, "descriptor %d for the program's descriptor %d is not open",
+                           opts->stdio[i], i);
     for (uint32_t i = 0; i < plan->nmounts; i++)
         if (plan->mounts[i].kind == RP_MOUNT_FD && fcntl(plan->mounts[i].fd, F_GETFD) < 0)
             return rp_fail(err, EBADF, "descriptor %d for %s is not open", plan->mounts[i].fd,
@@ -668,6 +692,9 @@ static int launch(const void *buf, size_t len, char *const argv[], const struct 
     ctx.caller_env = opts->envp ? opts->envp : environ;
     ctx.pass_fds = opts->pass_fds;
     ctx.npass_fds = opts->npass_fds;
+    ctx.stdio = opts->stdio;
+    ctx.env_add = opts->env_add;
+    ctx.chdir = opts->chdir;
     ctx.features = rp_features() & ~opts->disable;
     ctx.cap_last = rp_cap_last();
     ctx.host_fd = ctx.root_fd = ctx.parent_fd = ctx.stage_fd = ctx.proc_fd = -1;

@@ -381,6 +381,11 @@ struct rp_launch_opts {
     const int *pass_fds;      /* extra descriptors left open in the program       */
     int npass_fds;
     unsigned disable;         /* RP_FEAT_* forced off                             */
+    const int *stdio;         /* the program's descriptors 0, 1, 2: 3 fds, -1 = the
+                               * caller's; NULL = the caller's three (Python API)    */
+    char *const *env_add;     /* "NAME=value" set after the plan's env ops; NULL = none */
+    const char *chdir;        /* working directory after the plan's, relative to it;
+                               * NULL = the plan's                                 */
 };
 
 /* The running node. Keep it until rp_wait(): held_fds carry the LOCK ops'

@@ -9,6 +9,7 @@ DEBS=(
     gcc make rpm librpm-dev createrepo-c libsolv-dev libsolvext-dev
     libseccomp-dev libcap-dev busybox-static bubblewrap crun hyperfine strace
     util-linux procps musl-tools gnupg iproute2
+    systemd man-db groff-base cpio rpm2cpio
 )
 
 missing=()

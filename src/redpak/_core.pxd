@@ -26,6 +26,9 @@ cdef extern from "redpak.h":
         const int *pass_fds
         int npass_fds
         unsigned disable
+        const int *stdio
+        char **env_add
+        const char *chdir
 
     struct rp_child:
         pid_t pid

@@ -134,15 +134,21 @@ def check_deps(plan):
     return r == 0
 
 
-def spawn(plan, argv, pass_fds=(), disable=0):
+def spawn(plan, argv, pass_fds=(), disable=0, stdio=None, env_add=None, cwd=None):
     """Starts argv in a node as the plan says and returns its pid once the program runs.
 
     Raises LaunchError (its __cause__ an OSError) if a step failed: then nothing ran.
     `disable` forces kernel features off (FEAT_* bits) to exercise fallbacks in tests.
+    `stdio`: 3 descriptors that become the program's 0, 1, 2 (-1 keeps the caller's);
+    `env_add`: b"NAME=value" entries set after the plan's environment; `cwd`: a
+    directory in the node, entered after the plan's chdir (relative to it).
     """
     cdef _Buffer buf = _Buffer(plan)
     cdef _CStrings args = _CStrings(argv)
     cdef _CStrings env = _CStrings(_environ())
+    cdef _CStrings extra = _CStrings(env_add or ())
+    cdef int std[3]
+    cdef bytes cwd_b = os.fsencode(cwd) if cwd is not None else None
     cdef rp_launch_opts opts
     cdef rp_child child
     cdef rp_error err
@@ -159,6 +165,15 @@ def spawn(plan, argv, pass_fds=(), disable=0):
     opts.pass_fds = fds
     opts.npass_fds = len(fd_list)
     opts.disable = disable
+    opts.stdio = NULL
+    if stdio is not None:
+        for i in range(3):
+            std[i] = int(stdio[i])
+        opts.stdio = std
+    opts.env_add = extra.array if env_add else NULL
+    if cwd_b is not None and b"\0" in cwd_b:
+        raise ValueError(f"embedded NUL byte in {cwd_b!r}")
+    opts.chdir = PyBytes_AS_STRING(cwd_b) if cwd_b is not None else NULL
     try:
         with nogil:
             r = rp_launch(buf.data, buf.size, args.array, &opts, &child, &err)

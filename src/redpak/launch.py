@@ -38,11 +38,16 @@ def exec_failure_status(err: LaunchError) -> int:
     return EXIT_REDPAK
 
 
-def spawn_plan(plan: bytes, argv: list[str], pass_fds: tuple[int, ...] = ()) -> int:
+def spawn_plan(plan: bytes, argv: list[str], pass_fds: tuple[int, ...] = (),
+               stdio: tuple[int, int, int] | None = None, env_add: list[bytes] | None = None,
+               cwd: str | None = None) -> int:
     """Start ARGV in the node described by PLAN; returns the pid to wait for.
-    Raises LaunchError (nothing ran) naming the failed step and path."""
+    Raises LaunchError (nothing ran) naming the failed step and path. stdio: the
+    descriptors for the program's 0, 1, 2 (-1 keeps the caller's); env_add: b"NAME=value"
+    set after the plan's environment; cwd: entered after the plan's chdir."""
     from . import _core
-    return _core.spawn(plan, [os.fsencode(a) for a in argv], tuple(pass_fds))
+    return _core.spawn(plan, [os.fsencode(a) for a in argv], tuple(pass_fds), stdio=stdio,
+                       env_add=env_add, cwd=cwd)
 
 
 def wait_pid(pid: int) -> int:

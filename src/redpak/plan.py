@@ -181,7 +181,10 @@ def build_plan(redpath: str, options: LaunchOptions = LaunchOptions(),
     from dataclasses import replace
     plan = replace(plan, file_deps=deps, env_deps=env_deps,
                    cacheable=not (expanded.volatile or options.keep_fds or dry_run))
-    return CompiledPlan(plan, tuple(warnings) + compiled.warnings, compiled.absent_sources)
+    from .sdnotify import pass_notify_socket  # systemd Type=notify: docs/integrations.md
+    plan, notify_warnings = pass_notify_socket(plan, env)
+    return CompiledPlan(plan, tuple(warnings) + compiled.warnings + notify_warnings,
+                        compiled.absent_sources)
 
 
 # ---- the pure part ----------------------------------------------------------------------

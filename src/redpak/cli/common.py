@@ -7,8 +7,10 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing and dataclasses cost ~15 ms at start: not for `--help`
+    from typing import Any
 
 from redpak.errors import RedpakError
 
@@ -111,12 +113,27 @@ def emit(data: Any, fmt: str, human: Callable[[Any], str] | None = None) -> None
     sys.stdout.write(text)
 
 
-@dataclass(frozen=True)
 class Annotated:
-    """A value printed with a trailing `# comment` in human YAML output."""
+    """A value printed with a trailing `# comment` in human YAML output (immutable)."""
 
-    value: Any
-    comment: str
+    __slots__ = ("value", "comment")
+
+    def __init__(self, value: Any, comment: str) -> None:
+        object.__setattr__(self, "value", value)
+        object.__setattr__(self, "comment", comment)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"Annotated is immutable (cannot set {name})")
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, Annotated) and
+                (self.value, self.comment) == (other.value, other.comment))
+
+    def __hash__(self) -> int:
+        return hash((self.value, self.comment))
+
+    def __repr__(self) -> str:
+        return f"Annotated(value={self.value!r}, comment={self.comment!r})"
 
 
 def strip_annotations(data: Any) -> Any:

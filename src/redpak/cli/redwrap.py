@@ -163,9 +163,9 @@ def cache_path(node_path: str, admin: bool, uid: int, environ: dict | None = Non
                         f"plan-{key:016x}-{'admin' if admin else 'normal'}-{uid}.bin")
 
 
-def write_cache(path: str, data: bytes) -> None:
+def write_cache(path: str, data: bytes, strict: bool = False) -> None:
     """Atomically store a plan in the caller's cache; where it cannot be written there
-    is simply no cache."""
+    is simply no cache (strict: raise the OSError instead, for `redconf compile`)."""
     directory = os.path.dirname(path)
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -178,7 +178,8 @@ def write_cache(path: str, data: bytes) -> None:
             os.close(fd)
         os.rename(tmp, path)
     except OSError:
-        pass
+        if strict:
+            raise
 
 
 def run(argv: list[str]) -> int:

@@ -7,7 +7,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # not imported at run time: `--help` starts faster
+    from typing import Any
 
 from redpak.cli.common import emit, run_guarded
 
