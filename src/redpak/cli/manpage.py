@@ -90,7 +90,7 @@ def _from_argparse(parser: argparse.ArgumentParser, summary: str, synopsis: list
                 positionals, sections)
 
 
-_USAGE_OPTION = re.compile(r"^  (-\w), (--[\w-]+)(\[=(\w+)\]| (\w+))?\s{2,}(.*)$")
+_USAGE_OPTION = re.compile(r"^  (?:(-\w), |    )(--[\w-]+)(\[=(\w+)\]| (\w+))?\s{2,}(.*)$")
 
 
 def _redwrap_page() -> Page:
@@ -101,13 +101,21 @@ def _redwrap_page() -> Page:
     start, end = lines.index("options:"), None
     description = "\n".join(lines[1:start]).strip()
     options = []
-    for i in range(start + 1, len(lines)):
+    # option blocks: "options:" then more blocks whose heading ends with ':' (e.g. the
+    # redpak 2.x options); the first other paragraph starts the trailing text
+    i = start + 1
+    while i < len(lines):
         m = _USAGE_OPTION.match(lines[i])
         if m:
-            options.append(Option([m[1], m[2]], m[4] or m[5], m[6], optional_value=bool(m[4])))
+            names = [m[1], m[2]] if m[1] else [m[2]]
+            options.append(Option(names, m[4] or m[5], m[6], optional_value=bool(m[4])))
+        elif not lines[i].strip() and i + 2 < len(lines) and lines[i + 1].endswith(":") \
+                and _USAGE_OPTION.match(lines[i + 2]):
+            i += 1
         elif not lines[i].strip():
             end = i
             break
+        i += 1
     after = "\n".join(lines[end:]).strip() if end else ""
     sections = [("ARGUMENTS AND EXIT STATUS", after)] + _EXTRA["redwrap"]
     return Page("redwrap", "run a program in a redpak node", synopsis, description,
