@@ -97,11 +97,7 @@ def read_verified(node: str) -> _Db:
             ts.setVSFlags(rpm.RPMVSF_MASK_NOSIGNATURES)      # header digests on
             rpmdb.take_log()
             try:
-                rc = ts.verifyDB()
-                messages = rpmdb.take_log()
-                if rc not in (0, None) or _errors(messages):
-                    raise rpmdb.corrupt_db(node, (_errors(messages) or
-                                                  [f"verification failed ({rc})"])[0])
+                _integrity(node)
                 if ts.openDB() != 0:
                     raise rpmdb.corrupt_db(node, "librpm cannot open it")
                 mi = ts.dbMatch()
@@ -117,6 +113,28 @@ def read_verified(node: str) -> _Db:
     except PackageError as err:
         return _Db(node, None, str(err))
     return _Db(node, [p for p in packages if p.name != "gpg-pubkey"])
+
+
+def _integrity(node: str) -> None:
+    """sqlite's integrity check of the database, what `rpm --verifydb` runs, but opened
+    read-only (librpm's verification takes its write lock, which a reader of an image
+    may not be allowed to). Raises PackageError."""
+    import sqlite3
+
+    from redpak.pkg import rpmdb
+
+    path = os.path.join(rpmdb.db_path(node), rpmdb.DB_FILE)
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            rows = con.execute("PRAGMA integrity_check").fetchall()
+        finally:
+            con.close()
+    except sqlite3.Error as err:
+        raise rpmdb.corrupt_db(node, f"sqlite: {err}") from err
+    problems = [r[0] for r in rows if r and r[0] != "ok"]
+    if problems:
+        raise rpmdb.corrupt_db(node, f"sqlite integrity check: {problems[0]}")
 
 
 def _errors(messages: list[str]) -> list[str]:
@@ -542,7 +560,7 @@ def prove_transaction(redpath: str, verb: str, specs: list[str],
     """`redwrap-dnf --proof VERB PKG...`: resolve the request against the node's repos
     and family as the real command would (ancestors never touched, descendants never
     broken) and say whether it is possible; writes nothing in any node's packages or
-    database. Returns 0 when possible, 1 when not (the reason printed)."""
+    database. Returns 0 when possible; raises PackageError saying why when not."""
     from redpak.pkg.ops import summary
     from redpak.pkg.repos import read_repos
     from redpak.pkg.rpmdb import RPM_LOCK
@@ -552,6 +570,7 @@ def prove_transaction(redpath: str, verb: str, specs: list[str],
     if verb not in ("install", "remove", "upgrade"):
         raise PackageError(f"--proof works with install, remove and upgrade, not {verb}")
     session = open_session(redpath)
+    request = " ".join([verb, *specs])
     with RPM_LOCK:
         universe = Universe(session)
         universe.add_family()
@@ -564,16 +583,16 @@ def prove_transaction(redpath: str, verb: str, specs: list[str],
             if not plan.empty:
                 universe.check_descendants(plan, descendants(session))
         except PackageError as err:
-            out(f"proof: {verb} {' '.join(specs)} in node {session.leaf.describe()} is NOT "
-                f"possible:\n{err}")
-            return 1
+            raise PackageError(f"proof: {request} in node {session.leaf.describe()} is "
+                               f"NOT possible:\n{err}") from err
     for note in plan.notes:
         out(note)
     if plan.empty:
-        out(f"proof: {verb} {' '.join(specs)} is possible and changes nothing "
+        out(f"proof: {request} in node {session.leaf.describe()} is possible and changes "
+            "nothing "
             "(nothing to do)")
         return 0
     out(summary(universe, plan))
-    out(f"proof: {verb} {' '.join(specs)} in node {session.leaf.describe()} is possible "
+    out(f"proof: {request} in node {session.leaf.describe()} is possible "
         "without touching any ancestor or breaking any descendant (nothing was changed)")
     return 0
