@@ -533,9 +533,8 @@ def finish_check(args: Any, paths: list[str], problems: list[dict[str, str]],
 
         emit([f.to_dict() for f in report.findings], "yaml")
     else:
-        for f in report.findings:
-            print(f"{f.node}: [{f.rule}] {f.message}" if not f.message.startswith(f.node)
-                  else f"[{f.rule}] {f.message}")
+        for f in report.findings:           # every message names its node
+            print(f"[{f.rule}] {f.message}")
         if args.verbose:
             for text in warnings:
                 print(f"warning: {text}", file=sys.stderr)

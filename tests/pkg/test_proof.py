@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from pkghelp import add_repo, dnf, run
 pytestmark = pytest.mark.privileged     # installs: librpm chroots into the node
 
 REDCONF = [sys.executable, "-m", "redpak.cli.redconf"]
+SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 def _spec(name: str, files: dict[str, str], requires: tuple[str, ...] = ()) -> str:
@@ -318,3 +320,35 @@ def test_proof_option_with_other_commands_is_a_usage_error(clean) -> None:
     proc = dnf("--redpath", str(clean.app), "--proof", "list")
     assert proc.returncode == 2 and "--proof works with install, remove and upgrade" in \
         proc.stderr
+
+
+def test_database_redirected_out_of_its_node_is_named(clean) -> None:
+    db = clean.app / "var/lib/rpm"
+    shutil.rmtree(db)
+    db.symlink_to(clean.platform / "var/lib/rpm")
+    proc = redconf("check", "--packages", str(clean.top))
+    assert proc.returncode == 1
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("[rpmdb]"))
+    assert str(db) in line and "symlink" in line
+
+
+def test_copied_image_is_proven_by_an_unprivileged_user_without_writing(clean) -> None:
+    # an image directory as CI has it: a copy, readable by all, proven by another user
+    image = Path(tempfile.mkdtemp(prefix="redpak-proof-image-"))
+    try:
+        os.chmod(image, 0o755)
+        shutil.copytree(clean.top, image / "nodes", symlinks=True)
+        before = {p: p.stat().st_mtime_ns for p in (image / "nodes").rglob("*")
+                  if not p.name.endswith("-shm")}
+        proc = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534",
+                               "--clear-groups", *REDCONF, "check", "--packages", "--verify",
+                               str(image / "nodes")], capture_output=True, text=True,
+                              check=False, timeout=120, cwd="/",
+                              env=dict(os.environ, PYTHONPATH=str(SRC)))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "proof holds: 3 nodes, 3 packages" in proc.stdout
+        after = {p: p.stat().st_mtime_ns for p in (image / "nodes").rglob("*")
+                 if not p.name.endswith("-shm")}
+        assert after == before
+    finally:
+        shutil.rmtree(image)
