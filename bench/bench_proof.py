@@ -25,7 +25,6 @@ import json
 import os
 import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
+sys.path.insert(0, str(HERE))
+
+from bench_pkg import _cpu, _stats  # noqa: E402 (the same statistics as the other benches)
 
 LEVELS = (("system", "lib", 80), ("platform", "mid", 60), ("app", "top", 60))
 FILES = 5
@@ -102,13 +104,6 @@ def tree(rebuild: bool) -> Path:
     return CACHE / "nodes"
 
 
-def _stats(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
-    return {"median_ms": statistics.median(ordered) * 1000, "p95_ms": p95 * 1000,
-            "runs": len(ordered)}
-
-
 def _timed(cmd: list[str], ok: tuple[int, ...] = (0,)) -> float:
     t = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -172,16 +167,6 @@ def main() -> int:
     goal = results["redconf check"]["median_ms"] / 1000
     print(f"proof of the tree: {goal:.2f} s (goal < 5 s: {'met' if goal < 5 else 'MISSED'})")
     return 0
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown cpu"
 
 
 if __name__ == "__main__":

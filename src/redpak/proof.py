@@ -138,7 +138,17 @@ def _integrity(node: str) -> None:
 
 
 def _errors(messages: list[str]) -> list[str]:
-    return [m.removeprefix("error: ") for m in messages if m.startswith("error:")]
+    """librpm's error lines, each with the detail line it logs after it (a header digest
+    that does not match, for instance)."""
+    out = []
+    for i, line in enumerate(messages):
+        if line.startswith("error:"):
+            text = line.removeprefix("error:").strip()
+            if i + 1 < len(messages) and not messages[i + 1].startswith(("error:",
+                                                                          "warning:")):
+                text += ": " + messages[i + 1].strip()
+            out.append(text)
+    return out
 
 
 # --------------------------------------------------------------------------- the proof
@@ -282,7 +292,9 @@ class _Prover:
     # ------------------------------------------------------------------ files
 
     def files(self, node: str, packages: list[Any]) -> None:
-        rpm = sys.modules.get("rpm") or __import__("rpm")
+        from redpak.pkg.rpmdb import rpm_module
+
+        rpm = rpm_module()
         resolver = _NodePaths(node)
         for pkg in packages:
             algo = _DIGESTS.get(pkg.hdr[_TAG_FILEDIGESTALGO] or 1)
@@ -568,8 +580,13 @@ def prove_transaction(redpath: str, verb: str, specs: list[str],
 
     if verb not in ("install", "remove", "upgrade"):
         raise PackageError(f"--proof works with install, remove and upgrade, not {verb}")
+    from redpak.pkg import journal
+
     session = open_session(redpath)
     request = " ".join([verb, *specs])
+    if journal.read(session.leaf.path) is not None:
+        out(f"note: an earlier transaction in node {session.leaf.describe()} was "
+            "interrupted; the real command cleans it up first (this proof does not)")
     with RPM_LOCK:
         universe = Universe(session)
         universe.add_family()

@@ -81,6 +81,15 @@ def records(proc: subprocess.CompletedProcess) -> list[dict[str, str]]:
     return data
 
 
+def findings(top: Path, rule: str, *options: str) -> list[dict[str, str]]:
+    """The records of one rule from `redconf check --packages --json`; the exit status
+    must say whether there was any finding at all."""
+    proc = redconf("check", "--packages", "--json", *options, str(top))
+    found = records(proc)
+    assert proc.returncode == (1 if found else 0), proc.stderr
+    return [r for r in found if r["rule"] == rule]
+
+
 @pytest.fixture
 def clean(family):
     """system: libfoo 1.0; platform: bar (needs the system's /usr/bin/foo-tool);
@@ -107,9 +116,7 @@ def test_requirement_met_above_root_counts(clean) -> None:
 
 def test_unmet_requirement_is_named(clean, built) -> None:
     rpm_direct(clean.app, built.rpms / "needsmissing-1.0-1.noarch.rpm")
-    proc = redconf("check", "--packages", "--json", str(clean.top))
-    assert proc.returncode == 1
-    found = [r for r in records(proc) if r["rule"] == "requires"]
+    found = findings(clean.top, "requires")
     assert len(found) == 1
     assert found[0]["node"] == str(clean.app)
     assert found[0]["package"] == "needsmissing-1.0-1.noarch"
@@ -133,8 +140,7 @@ def test_requirement_met_only_by_a_sibling_or_child_is_unmet(clean, built) -> No
 
 def test_rich_dependency_is_judged_by_libsolv(clean, proofrepo) -> None:
     rpm_direct(clean.app, proofrepo / "richdep-1.0-1.noarch.rpm")
-    proc = redconf("check", "--packages", "--json", str(clean.top))
-    found = [r for r in records(proc) if r["rule"] == "requires"]
+    found = findings(clean.top, "requires")
     assert [r["package"] for r in found] == ["richdep-1.0-1.noarch"]
     assert "libmissing" in found[0]["message"]
 
@@ -142,8 +148,7 @@ def test_rich_dependency_is_judged_by_libsolv(clean, proofrepo) -> None:
 def test_conflict_with_an_ancestor_is_named(clean, built) -> None:
     install(clean.system, "conflictb")
     rpm_direct(clean.app, built.rpms / "conflicta-1.0-1.noarch.rpm")
-    proc = redconf("check", "--packages", "--json", str(clean.top))
-    found = [r for r in records(proc) if r["rule"] == "conflicts"]
+    found = findings(clean.top, "conflicts")
     assert len(found) == 1 and found[0]["node"] == str(clean.app)
     assert "conflictb-1.0-1.noarch" in found[0]["message"] and "'system'" in found[0]["message"]
 
@@ -161,8 +166,7 @@ def test_package_twice_on_a_family_line_is_named(clean, built) -> None:
 def test_same_package_twice_in_one_node_is_named(clean, built) -> None:
     # two instances side by side (as rpm -i allows for kernels)
     rpm_direct(clean.app, built.rpms / "foo-2.0-1.noarch.rpm", "--replacefiles")
-    found = [r for r in records(redconf("check", "--packages", "--json", str(clean.top)))
-             if r["rule"] == "duplicate"]
+    found = findings(clean.top, "duplicate")
     assert [(r["node"], r["package"]) for r in found] == [(str(clean.app),
                                                           "foo-1.0-1.noarch")]
     assert "installed 2 times" in found[0]["message"]
@@ -185,9 +189,7 @@ def test_same_file_in_two_nodes_with_overlapping_exports_is_named(family, proofr
     assert redconf("check", "--packages", str(family.top)).returncode == 0
     # app now also shows its /usr/share at the place platform's /usr/share is shown
     _export(family.app, "/nodes/platform/usr/share/common", "$NODE_PATH/usr/share/common")
-    proc = redconf("check", "--packages", "--json", str(family.top))
-    assert proc.returncode == 1
-    found = [r for r in records(proc) if r["rule"] == "overlap"]
+    found = findings(family.top, "overlap")
     assert len(found) == 1
     assert found[0]["node"] == str(family.app)
     assert found[0]["file"] == "/usr/share/common/data.txt"
@@ -218,8 +220,7 @@ def test_file_replaced_by_a_symlink_out_of_the_node_is_named(clean) -> None:
     target = clean.app / "usr/bin/foo"
     target.unlink()
     target.symlink_to("/etc/passwd")
-    found = [r for r in records(redconf("check", "--packages", "--json", str(clean.top)))
-             if r["rule"] == "files"]
+    found = findings(clean.top, "files")
     assert len(found) == 1 and "symlink" in found[0]["message"]
 
 
@@ -320,6 +321,23 @@ def test_proof_option_with_other_commands_is_a_usage_error(clean) -> None:
     proc = dnf("--redpath", str(clean.app), "--proof", "list")
     assert proc.returncode == 2 and "--proof works with install, remove and upgrade" in \
         proc.stderr
+
+
+def test_tampered_header_in_a_database_is_named(clean) -> None:
+    import sqlite3
+
+    db = sqlite3.connect(clean.app / "var/lib/rpm/rpmdb.sqlite")
+    try:
+        hnum, blob = db.execute("SELECT hnum, blob FROM Packages").fetchone()
+        at = blob.index(b"the foo program")
+        blob = blob[:at] + b"THE" + blob[at + 3:]       # same size, header digest broken
+        db.execute("UPDATE Packages SET blob = ? WHERE hnum = ?", (blob, hnum))
+        db.commit()
+    finally:
+        db.close()
+    found = findings(clean.top, "rpmdb")
+    assert [r["node"] for r in found] == [str(clean.app)]
+    assert "digest: BAD" in found[0]["message"]
 
 
 def test_database_redirected_out_of_its_node_is_named(clean) -> None:

@@ -30,12 +30,17 @@ def run_sh(script: str, env: dict[str, str]) -> subprocess.CompletedProcess:
                           stdin=subprocess.DEVNULL, check=False, timeout=300)
 
 
+def ci_env(image: Path, repo: Path, system: str, platform: str, app: str
+           ) -> dict[str, str]:
+    """The script's environment; the commands are the ones installed next to Python."""
+    return dict(os.environ, IMAGE=str(image), REPO=f"file://{repo}", SYSTEM_PKGS=system,
+                PLATFORM_PKGS=platform, APP_PKGS=app, REDPAK_REDWRAP="",
+                PATH=f"{os.path.dirname(sys.executable)}:{os.environ.get('PATH', '')}")
+
+
 def test_ci_script_of_the_docs_builds_and_proves_an_image(tmp_path, built) -> None:
     image = tmp_path / "image"
-    env = dict(os.environ, IMAGE=str(image), REPO=f"file://{built.repo}",
-               SYSTEM_PKGS="libfoo-1.0", PLATFORM_PKGS="bar", APP_PKGS="foo-1.0",
-               REDPAK_REDWRAP="",
-               PATH=f"{os.path.dirname(sys.executable)}:{os.environ.get('PATH', '')}")
+    env = ci_env(image, built.repo, "libfoo-1.0", "bar", "foo-1.0")
     script = ci_script()
     proc = run_sh(script, env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -64,11 +69,7 @@ def test_ci_script_of_the_docs_builds_and_proves_an_image(tmp_path, built) -> No
 
 def test_ci_script_stops_at_an_impossible_transaction(tmp_path, built) -> None:
     image = tmp_path / "image"
-    env = dict(os.environ, IMAGE=str(image), REPO=f"file://{built.repo}",
-               SYSTEM_PKGS="libfoo-1.0", PLATFORM_PKGS="", APP_PKGS="foo-2.0",
-               REDPAK_REDWRAP="",
-               PATH=f"{os.path.dirname(sys.executable)}:{os.environ.get('PATH', '')}")
-    proc = run_sh(ci_script(), env)
+    proc = run_sh(ci_script(), ci_env(image, built.repo, "libfoo-1.0", "", "foo-2.0"))
     assert proc.returncode == 1
     assert "redwrap-dnf: proof: install foo-2.0" in proc.stderr
     assert "is NOT possible" in proc.stderr and "ancestor node 'system'" in proc.stderr
