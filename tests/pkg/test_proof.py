@@ -123,19 +123,26 @@ def test_unmet_requirement_is_named(clean, built) -> None:
     assert "libmissing" in found[0]["message"]
 
 
-def test_requirement_met_only_by_a_sibling_or_child_is_unmet(clean, built) -> None:
-    # foo in platform needs libfoo: the system has it -> fine; but bar in a sibling of
-    # app needs foo-tool, which only app's child would have: install libfoo 2 into a
-    # second leaf and make the system lose libfoo by removing it with rpm itself.
+def test_requirement_met_only_by_a_sibling_or_a_child_is_unmet(clean, built) -> None:
+    # the system loses libfoo (and /usr/bin/foo-tool); a sibling of app and app itself
+    # get libfoo 2 (with its own foo-tool)
+    sibling = clean.platform / "other"
+    assert dnf("--redpath", str(sibling), "manager").returncode == 0
     run(["rpm", "--root", str(clean.system), "--dbpath", "/var/lib/rpm", "-e", "--nodeps",
          "--noscripts", "libfoo"])
+    rpm_direct(sibling, built.rpms / "libfoo-2.0-1.noarch.rpm")
     rpm_direct(clean.app, built.rpms / "libfoo-2.0-1.noarch.rpm")
-    proc = redconf("check", "--packages", "--json", str(clean.top))
-    found = {(r["node"], r["package"]) for r in records(proc) if r["rule"] == "requires"}
-    # platform's bar needed the system's /usr/bin/foo-tool: app (a child) has one now,
-    # which does not count; app's foo is satisfied by app's own libfoo 2.
+    rpm_direct(sibling, built.rpms / "foo-1.0-1.noarch.rpm")
+    found = {(r["node"], r["package"]) for r in findings(clean.top, "requires")}
+    # platform's bar needs /usr/bin/foo-tool: its children have one, which does not
+    # count; app's and the sibling's foo are met by their own libfoo
     assert found == {(str(clean.platform), "bar-1.0-1.noarch")}
-    assert proc.returncode == 1
+    # the sibling without its own libfoo: app's does not count either
+    run(["rpm", "--root", str(sibling), "--dbpath", "/var/lib/rpm", "-e", "--nodeps",
+         "--noscripts", "libfoo"])
+    found = {(r["node"], r["package"]) for r in findings(clean.top, "requires")}
+    assert found == {(str(clean.platform), "bar-1.0-1.noarch"),
+                     (str(sibling), "foo-1.0-1.noarch")}
 
 
 def test_rich_dependency_is_judged_by_libsolv(clean, proofrepo) -> None:
@@ -338,6 +345,13 @@ def test_tampered_header_in_a_database_is_named(clean) -> None:
     found = findings(clean.top, "rpmdb")
     assert [r["node"] for r in found] == [str(clean.app)]
     assert "digest: BAD" in found[0]["message"]
+
+
+def test_node_without_database_is_named(clean) -> None:
+    shutil.rmtree(clean.platform / "var/lib/rpm")
+    found = findings(clean.top, "rpmdb")
+    assert [r["node"] for r in found] == [str(clean.platform)]
+    assert "no rpm database" in found[0]["message"] and "--initdb" in found[0]["message"]
 
 
 def test_database_redirected_out_of_its_node_is_named(clean) -> None:

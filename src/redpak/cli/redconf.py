@@ -396,7 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="validate every node of a tree",
                        description="Parse every node at or below ROOT and merge and expand "
-                                   "its family in normal and admin modes; list every problem.")
+                                   "its family in normal and admin modes; list every problem. "
+                                   "With --packages, also prove every node's packages "
+                                   "(docs/proof.md).")
     _add_node(p, "ROOT", "directory to search")
     p.add_argument("--packages", action="store_true",
                    help="also prove the packages, offline (docs/proof.md): rpm databases "
