@@ -191,25 +191,27 @@ class _Prover:
     def run(self) -> Report:
         from redpak.node import find_family
 
+        chains: dict[str, list[str]] = {}
         for node in self.paths:
-            db = self.db(node)
-            if db.packages is None:
-                self.add(node, "rpmdb", db.error)
+            try:
+                chains[node] = find_family(node)
+            except RedpakError as err:
+                self.add(node, "config", str(err))
+                continue
+            for member in chains[node]:         # ancestors above ROOT too
+                db = self.db(member)
+                if db.packages is None:
+                    self.add(member, "rpmdb", db.error, key=("rpmdb", member))
         total = 0
-        for node in self.paths:
+        for node, chain in chains.items():
             db = self.db(node)
             if db.packages is None:
                 continue
             total += len(db.packages)
-            try:
-                chain = find_family(node)
-            except RedpakError as err:
-                self.add(node, "config", str(err))
-                continue
             self.duplicates(node, chain)
-            self.requirements(node, chain)
             self.files(node, db.packages)
             self.exports(node, chain)
+        self.requirements(chains)
         return Report(list(self.paths), self.findings, total, self.nfiles)
 
     # ------------------------------------------------------------------ duplicates
@@ -233,61 +235,96 @@ class _Prover:
 
     # ------------------------------------------------------------------ libsolv
 
-    def requirements(self, node: str, chain: list[str]) -> None:
-        if any(self.db(p).packages is None for p in chain):
-            return          # an unreadable database is reported; nothing to resolve
-        from redpak.pkg.session import NodeRef, Session
-        from redpak.pkg.solver import HOST, Universe
+    def requirements(self, chains: dict[str, list[str]]) -> None:
+        """One libsolv pool holds every node's packages, each tagged with its node; a node
+        counts only the providers of its own family line (and the host)."""
+        from redpak.pkg.solver import HOST
 
-        session = Session(tuple(NodeRef(p, self.alias(p)) for p in chain), False, "", "", "")
-        universe = Universe(session)
-        try:
-            universe.add_family()
-        except PackageError as err:
-            self.add(node, "rpmdb", str(err))
+        # a family line with an unreadable database is reported, not resolved
+        chains = {n: c for n, c in chains.items()
+                  if all(self.db(p).packages is not None for p in c)}
+        members = list(dict.fromkeys(p for c in chains.values() for p in c))
+        if not members:
             return
-        universe.finish()
+        universe = self._universe(members)
+        if universe is None:
+            return
         solv, pool = universe.solv, universe.pool
-        leaf = len(chain) - 1
-        for sid, index in list(universe.owner.items()):
-            s = pool.solvables[sid]
-            if index == HOST:
-                continue
-            if index == leaf:
-                rich = False
+        index = {p: i for i, p in enumerate(members)}
+        owned: dict[int, list[Any]] = {}
+        for sid, i in universe.owner.items():
+            owned.setdefault(i, []).append(pool.solvables[sid])
+        conflicts = {s.id: list(s.lookup_deparray(solv.SOLVABLE_CONFLICTS))
+                     for sol in owned.values() for s in sol}
+        for node, chain in chains.items():
+            leaf = index[node]
+            line = {index[p] for p in chain} | {HOST}
+            rich = []
+            for s in owned.get(leaf, ()):
                 for dep in s.lookup_deparray(solv.SOLVABLE_REQUIRES):
                     text = str(dep)
                     if text.startswith("solvable:"):
                         continue
                     if text.startswith("("):
-                        rich = True
-                    elif not pool.whatprovides(dep):
+                        rich.append(s)
+                    elif not any(universe.owner.get(p.id) in line
+                                 for p in pool.whatprovides(dep)):
                         self.add(node, "requires", f"{s.str()} in node {self.name(node)} "
                                  f"requires {text}, which nothing in the node, its ancestors "
                                  "or the host provides", s.str())
-                if rich:
-                    self._verify_solvable(universe, node, s)
-            for dep in s.lookup_deparray(solv.SOLVABLE_CONFLICTS):
-                for other in pool.whatprovides(dep):
-                    where = universe.owner.get(other.id, HOST)
-                    if other.id == s.id or where == HOST or leaf not in (index, where):
-                        continue
-                    mine, theirs = (s, other) if index == leaf else (other, s)
-                    holder = chain[where if index == leaf else index]
-                    self.add(node, "conflicts", f"{mine.str()} in node {self.name(node)} "
-                             f"conflicts with {theirs.str()} in node {self.name(holder)} "
-                             f"({s.str()} conflicts with {dep})", mine.str(),
-                             key=("conflicts", node, *sorted((mine.str(), theirs.str()))))
+            if rich:
+                self._verify_rich(node, chain, list(dict.fromkeys(s.str() for s in rich)))
+            for i in line - {HOST}:
+                for s in owned.get(i, ()):
+                    for dep in conflicts[s.id]:
+                        for other in pool.whatprovides(dep):
+                            where = universe.owner.get(other.id, HOST)
+                            if other.id == s.id or where not in line or where == HOST \
+                                    or leaf not in (i, where):
+                                continue
+                            mine, theirs = (s, other) if i == leaf else (other, s)
+                            holder = members[where if i == leaf else i]
+                            self.add(node, "conflicts", f"{mine.str()} in node "
+                                     f"{self.name(node)} conflicts with {theirs.str()} in "
+                                     f"node {self.name(holder)} ({s.str()} conflicts with "
+                                     f"{dep})", mine.str(),
+                                     key=("conflicts", node,
+                                          *sorted((mine.str(), theirs.str()))))
 
-    def _verify_solvable(self, universe: Any, node: str, s: Any) -> None:
-        """Rich dependencies ('(a and b)') are judged by the solver itself."""
-        Job = universe.solv.Job
-        solver = universe.pool.Solver()     # kept alive: problems point into it
-        problems = solver.solve([universe.pool.Job(Job.SOLVER_VERIFY | Job.SOLVER_SOLVABLE,
-                                                   s.id)])
-        for problem in problems:
-            self.add(node, "requires", f"{problem} (in node {self.name(node)}; nothing in "
-                     "the node, its ancestors or the host satisfies it)", s.str())
+    def _universe(self, members: list[str]) -> Any:
+        """redwrap-dnf's libsolv view (solver.Universe) of the given nodes' packages, or
+        None when a database cannot be read after all (reported)."""
+        from redpak.pkg.session import NodeRef, Session
+        from redpak.pkg.solver import Universe
+
+        session = Session(tuple(NodeRef(p, self.alias(p)) for p in members), False, "",
+                          "", "")
+        universe = Universe(session)
+        try:
+            universe.add_family()
+        except PackageError as err:
+            self.add(members[-1], "rpmdb", str(err))
+            return None
+        universe.finish()
+        return universe
+
+    def _verify_rich(self, node: str, chain: list[str], nevras: list[str]) -> None:
+        """Rich dependencies ('(a and b)') are judged by libsolv's solver, in a pool of the
+        node's family line only."""
+        universe = self._universe(chain)
+        if universe is None:
+            return
+        Job, pool = universe.solv.Job, universe.pool
+        leaf = len(chain) - 1
+        for sid, i in universe.owner.items():
+            s = pool.solvables[sid]
+            if i != leaf or s.str() not in nevras:
+                continue
+            solver = pool.Solver()          # kept alive: problems point into it
+            for problem in solver.solve([pool.Job(Job.SOLVER_VERIFY | Job.SOLVER_SOLVABLE,
+                                                  sid)]):
+                self.add(node, "requires", f"{problem} (in node {self.name(node)}; nothing "
+                         "in the node, its ancestors or the host satisfies it)", s.str())
 
     # ------------------------------------------------------------------ files
 
