@@ -384,3 +384,27 @@ def test_copied_image_is_proven_by_an_unprivileged_user_without_writing(clean) -
         assert after == before
     finally:
         shutil.rmtree(image)
+
+
+def test_file_reached_only_through_a_symlink_out_of_the_node_is_missing(clean,
+                                                                          tmp_path) -> None:
+    # app's usr/bin now points at a host directory holding a `foo`: librpm (chrooted in
+    # the node) would not see it, and neither does the proof
+    outside = tmp_path / "outside-bin"
+    outside.mkdir()
+    (outside / "foo").write_text("foo 1\n")
+    shutil.rmtree(clean.app / "usr/bin")
+    (clean.app / "usr/bin").symlink_to(outside)
+    found = findings(clean.top, "files")
+    assert [(r["node"], r["file"]) for r in found] == [(str(clean.app), "/usr/bin/foo")]
+    # a symlink loop on the way is a finding too, never a hang or a crash
+    (clean.app / "usr/bin").unlink()
+    (clean.app / "usr/bin").symlink_to("bin")
+    found = findings(clean.top, "files")
+    assert [(r["node"], r["file"]) for r in found] == [(str(clean.app), "/usr/bin/foo")]
+    # a link inside the node, absolute as the package world sees it, is followed
+    (clean.app / "usr/bin").unlink()
+    (clean.app / "usr/real-bin").mkdir()
+    (clean.app / "usr/real-bin/foo").write_text("foo 1\n")
+    (clean.app / "usr/bin").symlink_to("/usr/real-bin")
+    assert findings(clean.top, "files", "--verify") == []
