@@ -407,10 +407,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "nodes' exports, every listed file present; with --json, one "
                         "record per finding")
     p.add_argument("--verify", action="store_true",
-                   help="with --packages (implied): also compare each file's size, "
-                        "digest and symlink target with its rpm database")
+                   help="also compare each file's size, digest and symlink target with "
+                        "its rpm database (implies --packages)")
     p.add_argument("--junit", metavar="FILE",
-                   help="with --packages (implied): also write a JUnit XML report to FILE")
+                   help="also write a JUnit XML report to FILE (implies --packages)")
     _add_output_options(p, top=False)
     p.set_defaults(func=cmd_check)
     return parser
