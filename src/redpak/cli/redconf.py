@@ -215,6 +215,10 @@ def cmd_check(args: argparse.Namespace) -> int:
             except RedpakError as err:
                 problem(path, _naming(path, f"{mode} mode: ", err), str(err))
 
+    if args.packages or args.verify or args.junit:     # issue 14: the package half
+        from redpak.proof import finish_check
+
+        return finish_check(args, paths, problems, warnings)
     summary = {"nodes": len(paths), "problems": problems, "warnings": warnings}
     if args.fmt != "human":
         emit(summary, args.fmt)
@@ -446,8 +450,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="validate every node of a tree",
                        description="Parse every node at or below ROOT and merge and expand "
-                                   "its family in normal and admin modes; list every problem.")
+                                   "its family in normal and admin modes; list every problem. "
+                                   "With --packages, also prove every node's packages "
+                                   "(docs/proof.md).")
     _add_node(p, "ROOT", "directory to search")
+    p.add_argument("--packages", action="store_true",
+                   help="also prove the packages, offline (docs/proof.md): rpm databases "
+                        "verify, requirements met by each node and its ancestors, no "
+                        "package twice on a family line, no file overlapping between "
+                        "nodes' exports, every listed file present; with --json, one "
+                        "record per finding")
+    p.add_argument("--verify", action="store_true",
+                   help="also compare each file's size, digest and symlink target with "
+                        "its rpm database (implies --packages)")
+    p.add_argument("--junit", metavar="FILE",
+                   help="also write a JUnit XML report to FILE (implies --packages)")
     _add_output_options(p, top=False)
     p.set_defaults(func=cmd_check)
 

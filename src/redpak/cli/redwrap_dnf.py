@@ -66,6 +66,11 @@ def cmd_manager(args: argparse.Namespace) -> int:
 def cmd_change(args: argparse.Namespace) -> int:
     from redpak.pkg import ops
 
+    if args.proof:      # issue 14: say whether the transaction is possible, change nothing
+        from redpak.proof import prove_transaction
+
+        return prove_transaction(args.redpath, args.op, args.specs,
+                                 (lambda text: None) if args.quiet else _out)
     return getattr(ops, args.op)(args.redpath, args.specs, _options(args))
 
 
@@ -225,6 +230,10 @@ def _add_common(parser: argparse.ArgumentParser, top: bool) -> None:
                         default=default("human"), help="JSON output (queries)")
     parser.add_argument("--yaml", dest="fmt", action="store_const", const="yaml",
                         default=default("human"), help="YAML output (queries)")
+    parser.add_argument("--proof", action="store_true", default=default(False),
+                        help="install, remove, upgrade: only say whether the transaction "
+                             "is possible (ancestors untouched, descendants unbroken); "
+                             "nothing is changed, exit 1 when it is not")
     parser.add_argument("--lock-timeout", type=_seconds, metavar="SECONDS",
                         default=default(_lock_timeout_default() if top else None),
                         help="how long to wait for another transaction of the family "
@@ -324,6 +333,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not args.redpath:
         parser.error(f"{args.op}: missing --redpath NODE (the node to work on)")
+    if args.proof and args.op not in ("install", "remove", "upgrade"):
+        parser.error(f"{args.op}: --proof works with install, remove and upgrade only")
     if args.lock_timeout is None:
         args.lock_timeout = _lock_timeout_default()
     return args
