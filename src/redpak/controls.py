@@ -510,6 +510,10 @@ DEFAULT_PROFILE: dict[str, tuple[str, str]] = {
     "request_key": (DENY, "kernel keyrings"), "bpf": (DENY, "eBPF"),
     "perf_event_open": (DENY, "performance monitoring"),
     "userfaultfd": (DENY, "a classic exploitation aid"),
+    # io_uring runs file and socket operations on kernel workers: they never pass through
+    # this filter, and its own attack surface has been a steady source of kernel exploits
+    "io_uring_setup": (DENY, "io_uring"), "io_uring_enter": (DENY, "io_uring"),
+    "io_uring_register": (DENY, "io_uring"),
     "init_module": (DENY, "kernel modules"), "finit_module": (DENY, "kernel modules"),
     "delete_module": (DENY, "kernel modules"), "create_module": (DENY, "kernel modules"),
     "kexec_load": (DENY, "kexec"), "kexec_file_load": (DENY, "kexec"),
