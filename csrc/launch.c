@@ -259,6 +259,26 @@ static void reset_signals(void)
     sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
+/* The working directory, resolved inside the new root: a path through a
+ * descriptor the caller left open (/proc/self/fd/N, runc CVE-2024-21626)
+ * or any other magic link is refused, never followed to the host. */
+static int enter_dir(const struct rp_ctx *ctx, const char *dir, struct rp_error *err)
+{
+    struct stat st;
+    int fd = rp_open_in_root(ctx, dir);
+
+    if (fd < 0)
+        return rp_fail_path(err, -fd, dir, "chdir %s%s", dir,
+                            fd == -ELOOP || fd == -EXDEV ? " (leads through a magic link or out of the node)" : "");
+    if (fstat(fd, &st) < 0 || (!S_ISDIR(st.st_mode) && (errno = ENOTDIR)) || fchdir(fd) < 0) {
+        int e = errno;
+        close(fd);
+        return rp_fail_path(err, e, dir, "chdir %s", dir);
+    }
+    close(fd);
+    return 0;
+}
+
 /* In the program's own process, after pivot. */
 static int run_program(struct rp_ctx *ctx, struct rp_error *err)
 {
@@ -271,8 +291,8 @@ static int run_program(struct rp_ctx *ctx, struct rp_error *err)
         return rp_fail(err, errno, "start a new session");
     umask(pr->flags & RP_PROC_SET_UMASK ? pr->umask : ctx->caller_umask);
     err->step = RP_STEP_CHDIR;
-    if (*dir && chdir(dir) < 0)
-        return rp_fail_path(err, errno, dir, "chdir %s", dir);
+    if (*dir && enter_dir(ctx, dir, err) < 0)
+        return -1;
     if (rp_smack_apply(ctx, err) < 0)         /* needs CAP_MAC_ADMIN: before the drop */
         return -1;
     if (rp_caps_drop(ctx, err) < 0)           /* identity, exact sets, no_new_privs */

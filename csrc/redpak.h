@@ -172,7 +172,9 @@ enum rp_mount_kind {
 #define RP_MOUNT_LOCK_EXCL   0x08u /* LOCK: exclusive (default shared)                 */
 #define RP_MOUNT_LOCK_WAIT   0x10u /* LOCK: wait for the lock (default: fail if held)  */
 #define RP_MOUNT_NOEXEC      0x20u /* TMPFS/binds: add noexec                          */
-#define RP_MOUNT_FLAGS_ALL   0x3fu
+#define RP_MOUNT_BENEATH     0x40u /* binds: `data` names the node directory holding the
+                                    * source; below it no component may be a symlink  */
+#define RP_MOUNT_FLAGS_ALL   0x7fu
 
 #define RP_MAX_LOCKS 16           /* LOCK ops per plan; their fds are held by the node */
 
@@ -180,7 +182,10 @@ enum rp_mount_kind {
  * absolute path resolved inside that root without leaving it (symlinks are
  * resolved as if the root were "/"); missing parents are created 0755. Host
  * sources are resolved as on the host (absolute symlinks relative to the host
- * root). */
+ * root), except with RP_MOUNT_BENEATH: then `data` is a node directory, a
+ * prefix of `source`, resolved as on the host, and the rest of `source` is
+ * opened beneath it without following any symlink (a node's own files never
+ * lead the mount out of it). */
 struct rp_mount {
     uint32_t kind;            /* enum rp_mount_kind                          */
     uint32_t flags;           /* RP_MOUNT_*                                  */

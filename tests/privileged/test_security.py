@@ -6,11 +6,16 @@ if it succeeded (writes put back the value already there).
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
+import uuid
 from pathlib import Path
 
 import pytest
 from rp_testutil import value
+
+from redpak.planfile import Mount, MountFlag, MountKind
 
 pytestmark = pytest.mark.privileged
 
@@ -45,3 +50,142 @@ def test_default_seccomp_profile_denies_io_uring(attacker):
     r, lines = attack(attacker, "io_uring")
     ok(r)
     assert value(lines, "io_uring") == "EPERM"
+
+
+# ---- item 1: bind sources through symlinks the node controls --------------------------------
+
+def test_node_symlink_never_leads_a_bind_to_the_host(attacker):
+    """The payload of an admin launch (it writes /nodes/app/var through the stock Public
+    export) turns var/lib/rpm into a link to /etc: the next admin launch, from the cached
+    plan, must refuse it, naming the link, and never show the host's /etc."""
+    unique = f"rp-escape-{uuid.uuid4().hex[:8]}"
+    ok(attacker.run("attack", opts=("-a",)))          # plan compiled and cached
+    assert attacker.cache(admin=True).exists()
+    rpm = attacker.app / "var" / "lib" / "rpm"
+    # the payload, from inside: the rpm directory is busy (mounted at /var/lib/rpm), so
+    # it moves its parent aside
+    r = attacker.run("/bin/sh", "-c", "cd /nodes/app/var && mv lib lib.old && mkdir lib && "
+                     "ln -s /etc lib/rpm", opts=("-a",))
+    ok(r)
+    assert rpm.is_symlink() and os.readlink(rpm) == "/etc"
+    try:
+        for opts in (("-a",), ("-a", "-f"), ()):      # cached plan, cold path, normal mode
+            r = attacker.run("probe", "write", f"/var/lib/rpm/{unique}", "read",
+                             "/var/lib/rpm/hostname", opts=opts)
+            ok(r, 125)
+            last = r.stderr.splitlines()[-1]
+            assert last.startswith("redwrap: mount: ") and str(rpm) in last, r.stderr
+            assert "symbolic link" in last, r.stderr
+            assert not Path(f"/etc/{unique}").exists()
+            assert "read /var/lib/rpm/hostname" not in r.stdout
+    finally:
+        if Path(f"/etc/{unique}").exists():
+            os.unlink(f"/etc/{unique}")
+
+
+def test_a_link_above_the_source_inside_the_family_is_refused_too(attacker):
+    """A link anywhere between the family's outermost node directory and the source (here
+    the leaf's var itself, pointing at a host directory) is refused the same way."""
+    outside = attacker.hostdir("outside")
+    (outside / "lib" / "rpm").mkdir(parents=True)  # every source under it exists
+    var = attacker.app / "var"
+    shutil.rmtree(var)
+    var.symlink_to(outside)
+    attacker.own()
+    r = attacker.run("probe", "write", "/nodes/app/var/x")
+    ok(r, 125)
+    assert f"{var} is a symbolic link inside the node" in r.stderr, r.stderr
+    assert sorted(p.name for p in outside.iterdir()) == ["lib"]
+
+
+@pytest.mark.parametrize("disable", [0, "all"], ids=["openat2", "walk"])
+def test_core_opens_beneath_sources_without_following_links(probe, hostdir, disable):
+    """The C core itself (with openat2, and with the component walk it falls back to):
+    a BENEATH bind whose path holds a link is refused naming it, whatever the link's
+    target (absolute, relative, inside the node or out); a plain path is mounted."""
+    from redpak.errors import LaunchError
+    from test_core import ALL_FEATURES, make_plan, run
+
+    node = hostdir / "node"
+    (node / "data" / "real").mkdir(parents=True)
+    (node / "data" / "real" / "f").write_text("inside\n")
+    (hostdir / "secret").mkdir()
+    (node / "data" / "abs").symlink_to(hostdir / "secret")
+    (node / "data" / "rel").symlink_to("real")           # even one staying inside
+    flags = MountFlag.RDONLY | MountFlag.BENEATH
+    off = ALL_FEATURES if disable else 0
+
+    def plan(path: str):
+        return make_plan(probe, Mount(MountKind.BIND, "/d", str(node / path), flags,
+                                      data=str(node).encode()))
+    status, lines = run(plan("data/real"), "read", "/d/f", disable=off)
+    assert status == 0 and value(lines, "read /d/f") == "inside\\n"
+    for path in ("data/abs", "data/rel", "data/rel/sub"):
+        with pytest.raises(LaunchError) as err:
+            run(plan(path), "info", disable=off)
+        text = str(err.value)
+        assert "is a symbolic link inside the node" in text, text
+        assert str(node / "data" / path.split("/")[1]) in text, text
+
+
+# ---- item 3: chdir through a leaked descriptor, descriptors reaching the node -----------------
+
+def _leak_root_on(fd: int):
+    """Opens the host's / on descriptor fd (inheritable); returns a function undoing it."""
+    saved = None
+    try:
+        saved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 100)
+    except OSError:
+        pass
+    leak = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
+    os.dup2(leak, fd, inheritable=True)
+    os.close(leak)
+
+    def undo():
+        if saved is not None:
+            os.dup2(saved, fd, inheritable=False)
+            os.close(saved)
+        else:
+            os.close(fd)
+    return undo
+
+
+def test_chdir_through_a_leaked_descriptor_never_starts_on_the_host(attacker):
+    host_root = os.stat("/")
+    attacker.edit(attacker.app, lambda d: d["config"].update({"chdir": "/proc/self/fd/9"}))
+    undo = _leak_root_on(9)
+    try:
+        for opts in ((), ()):  # cold path, then the cached plan if one was written
+            r = attacker.run("attack", "cwd", "fds", opts=opts, pass_fds=(9,))
+            assert f"cwdino {host_root.st_dev}:{host_root.st_ino}" not in r.stdout, r.stdout
+            ok(r, 125)
+            assert "/proc/self/fd/9" in r.stderr, r.stderr
+    finally:
+        undo()
+
+
+@pytest.mark.parametrize("path", ["/proc/self/fd/9", "/proc/self/cwd", "/proc/1/root"])
+def test_core_resolves_chdir_inside_the_new_root(probe, path):
+    """The C core's side, whatever the plan compiler lets through: the working directory is
+    resolved inside the new root and a magic link is refused (fd 9 is the host's /)."""
+    from redpak.errors import LaunchError
+    from test_core import make_plan, run
+
+    plan = make_plan(probe, Mount(MountKind.PROC, "/proc"), chdir=path)
+    undo = _leak_root_on(9)
+    try:
+        with pytest.raises(LaunchError) as err:
+            run(plan, "info", pass_fds=(9,))
+    finally:
+        undo()
+    assert f"chdir {path}" in str(err.value), str(err.value)
+
+
+def test_only_standard_and_passed_descriptors_reach_the_node(attacker):
+    undo = _leak_root_on(9)
+    try:
+        r = attacker.run("attack", "fds", pass_fds=(9,))
+        ok(r)
+        assert value(r.stdout.splitlines(), "fds") == "0 1 2"
+    finally:
+        undo()

@@ -452,7 +452,9 @@ def test_strict_host_sources_are_not_optional(mode):
 @pytest.mark.parametrize("path", [f"{APP}/var", f"{SYS}/usr", APP])
 def test_node_dir_sources_are_never_optional(path):
     plan = compile_one(exports=[exp("Restricted", "/x", path)])
-    assert plan.mounts[0].flags == MountFlag.RDONLY
+    # opened beneath the family's outermost node directory, no symlink followed (issue 9)
+    assert plan.mounts[0].flags == MountFlag.RDONLY | MountFlag.BENEATH
+    assert plan.mounts[0].data == SYS.encode()
 
 
 def test_a_sibling_dir_with_a_node_prefix_is_a_host_path():
