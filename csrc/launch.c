@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -618,13 +619,26 @@ fail:
     return -1;
 }
 
+int rp_check_descriptors(struct rp_error *err)
+{
+    struct rlimit nofile;
+
+    err->step = RP_STEP_SPAWN;
+    for (int fd = 0; fd < 3; fd++)
+        if (fcntl(fd, F_GETFD) < 0)
+            return rp_fail(err, EBADF, "descriptor %d is closed (open /dev/null on it before launching)", fd);
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < RP_MIN_FDS)
+        return rp_fail(err, EMFILE, "the open-file limit is %llu (ulimit -n): a launch needs at least %d descriptors",
+                       (unsigned long long)nofile.rlim_cur, RP_MIN_FDS);
+    return 0;
+}
+
 /* Before the launcher opens anything: a closed fd 0-2, or a kept descriptor
  * that is not open, would otherwise be taken by our own status socket. */
 static int check_fds(const struct rp_plan *plan, const struct rp_launch_opts *opts, struct rp_error *err)
 {
-    for (int fd = 0; fd < 3; fd++)
-        if (fcntl(fd, F_GETFD) < 0)
-            return rp_fail(err, EBADF, "descriptor %d is closed (open /dev/null on it before launching)", fd);
+    if (rp_check_descriptors(err) < 0)
+        return -1;
     for (uint32_t i = 0; i < plan->nkeep_fds; i++)
         if (fcntl(plan->keep_fds[i].fd, F_GETFD) < 0)
             return rp_fail(err, EBADF, "descriptor %d to keep is not open", plan->keep_fds[i].fd);

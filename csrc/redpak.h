@@ -403,6 +403,13 @@ struct rp_child {
  * says. Returns 0 once the program was exec'd, -1 with err filled if any step
  * failed, in which case nothing of the node is left running. argv reaches
  * the program verbatim. Blocks only for the setup of the node. */
+/* Descriptors a launch needs: 0, 1 and 2 open, and an open-file limit
+ * (RLIMIT_NOFILE) of at least RP_MIN_FDS, so that a tiny `ulimit -n` fails
+ * here with a message rather than half-way (or in an interpreter the cold
+ * path starts). 0, or -1 with err (step SPAWN, EBADF or EMFILE). */
+#define RP_MIN_FDS 16
+int rp_check_descriptors(struct rp_error *err);
+
 int rp_launch(const void *plan, size_t len, char *const argv[],
               const struct rp_launch_opts *opts, struct rp_child *child, struct rp_error *err);
 /* rp_launch() for a caller that may return as soon as the program ended: with a

@@ -439,6 +439,29 @@ class _Encoder:
         return _SECCOMP.pack(off, length, 0, 0)
 
 
+def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
+    """Store DATA at PATH atomically: a temporary file in the same directory, written in
+    full, then renamed over PATH. Raises OSError; a failed write removes the temporary
+    file, so nothing but a complete file ever appears (the old one stays otherwise)."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW,
+                 mode)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]  # a short write goes on, or raises
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
 def _fnv1a64_py(data: bytes) -> int:
     h = 0xCBF29CE484222325
     for b in data:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import resource
 import shutil
 import uuid
 from pathlib import Path
@@ -189,3 +190,36 @@ def test_only_standard_and_passed_descriptors_reach_the_node(attacker):
         assert value(r.stdout.splitlines(), "fds") == "0 1 2"
     finally:
         undo()
+
+
+# ---- item 9: a failed cache write, a tiny open-file limit -------------------------------------
+
+def _limit(which: int, value: int):
+    return lambda: resource.setrlimit(which, (value, value))
+
+
+def test_failed_plan_cache_write_leaves_no_temporary_file(attacker):
+    """RLIMIT_FSIZE 1024 lets the launch write its small files (the user database) but
+    cuts the cold path's write of the plan (about 2.5 KiB) short, then fails it with EFBIG
+    (Python ignores SIGXFSZ): the launch still runs, and the cache directory holds neither
+    a temporary file nor a truncated plan."""
+    cache = attacker.cache()
+    r = attacker.run("attack", "fds", preexec_fn=_limit(resource.RLIMIT_FSIZE, 1024),
+                     env={"PYTHONDONTWRITEBYTECODE": "1"})  # nor cut a .pyc short
+    ok(r)
+    assert os.path.isdir(os.path.dirname(cache))
+    assert os.listdir(os.path.dirname(cache)) == []
+    ok(attacker.run("attack"))  # without the limit the plan is cached
+    assert os.listdir(os.path.dirname(cache)) == [os.path.basename(cache)]
+    assert os.path.getsize(cache) > 1024
+
+
+@pytest.mark.parametrize("limit", [3, 4, 8])
+def test_tiny_open_file_limit_is_125_with_a_message(attacker, limit):
+    ok(attacker.run("attack"))  # the cached path first, then the cold path (-f)
+    for opts in ((), ("-f",)):
+        r = attacker.run("attack", opts=opts, preexec_fn=_limit(resource.RLIMIT_NOFILE, limit))
+        ok(r, 125)
+        assert r.stderr.splitlines()[-1].startswith("redwrap: spawn: the open-file limit is "
+                                                   f"{limit} (ulimit -n)"), r.stderr
+        assert "Traceback" not in r.stderr
