@@ -652,6 +652,25 @@ static int check_fds(const struct rp_plan *plan, const struct rp_launch_opts *op
     return 0;
 }
 
+/* die-with-parent, the launcher's side: when our parent dies, we are killed,
+ * and the node's first process (whose parent-death signal is armed for us)
+ * with us; with a pid namespace that takes every process of the node, setsid
+ * daemons included. A parent that died before the signal was armed was
+ * replaced by a reaper: ESRCH, nothing is started. */
+static int tie_to_parent(const struct rp_plan *plan, const struct rp_launch_opts *opts, struct rp_error *err)
+{
+    pid_t parent = getppid();
+
+    if (!(plan->proc->flags & RP_PROC_DIE_WITH_PARENT) || (opts->flags & RP_LAUNCH_OWN_LIFE))
+        return 0;
+    err->step = RP_STEP_PARENT;
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+        return rp_fail(err, errno, "set the launcher's parent-death signal");
+    if (getppid() != parent)
+        return rp_fail(err, ESRCH, "the launcher's parent exited");
+    return 0;
+}
+
 /* The early-status pipe, only where pid 1 exists and nothing waits on the
  * node's processes being gone. pid 1 keeps the write end (close-on-exec, so
  * the program never has it); the launcher keeps the read end. */
@@ -690,6 +709,8 @@ static int launch(const void *buf, size_t len, char *const argv[], const struct 
     if (!argv || !argv[0] || !argv[0][0])
         return rp_fail(err, EINVAL, "no program to run (empty argv)");
     if (check_fds(&plan, opts, err) < 0)
+        return -1;
+    if (tie_to_parent(&plan, opts, err) < 0)
         return -1;
     if (rp_cgroup_check(&plan, err) < 0)   /* a stale plan: step DEPS */
         return -1;

@@ -385,7 +385,15 @@ struct rp_launch_opts {
     const int *pass_fds;      /* extra descriptors left open in the program       */
     int npass_fds;
     unsigned disable;         /* RP_FEAT_* forced off                             */
+    unsigned flags;           /* RP_LAUNCH_*                                      */
 };
+
+/* struct rp_launch_opts.flags. With die-with-parent in the plan, the node
+ * dies when the launcher's parent dies: the launcher (redwrap) gets the
+ * parent-death signal SIGKILL itself, and the node's first process gets it
+ * for the launcher. A long-lived program launching nodes (the Python API)
+ * sets OWN_LIFE: its life is not tied to its parent's, only the node's to it. */
+#define RP_LAUNCH_OWN_LIFE 0x1u
 
 /* The running node. Keep it until rp_wait(): held_fds carry the LOCK ops'
  * locks when no process of the node can hold them (no pid namespace). */

@@ -134,11 +134,14 @@ def check_deps(plan):
     return r == 0
 
 
-def spawn(plan, argv, pass_fds=(), disable=0):
+def spawn(plan, argv, pass_fds=(), disable=0, die_with_caller=False):
     """Starts argv in a node as the plan says and returns its pid once the program runs.
 
     Raises LaunchError (its __cause__ an OSError) if a step failed: then nothing ran.
     `disable` forces kernel features off (FEAT_* bits) to exercise fallbacks in tests.
+    `die_with_caller` (redwrap's cold path): with die-with-parent in the plan, this
+    process is killed when its parent dies, and the node with it; otherwise (the API)
+    only the node is tied to this process.
     """
     cdef _Buffer buf = _Buffer(plan)
     cdef _CStrings args = _CStrings(argv)
@@ -159,6 +162,7 @@ def spawn(plan, argv, pass_fds=(), disable=0):
     opts.pass_fds = fds
     opts.npass_fds = len(fd_list)
     opts.disable = disable
+    opts.flags = 0 if die_with_caller else RP_LAUNCH_OWN_LIFE
     try:
         with nogil:
             r = rp_launch(buf.data, buf.size, args.array, &opts, &child, &err)

@@ -97,7 +97,10 @@ def harden(plan: LaunchPlan, fam: FamilyConfig, privileged: bool, host: Host) ->
     """The plan with the isolation rules above applied; raises PlanError for a capability
     that would reach the host."""
     mounts = _beneath(plan.mounts, tuple(n.path for n in fam.nodes))
-    return replace(plan, mounts=mounts)
+    seccomp = plan.seccomp
+    if not plan.new_session:  # the program can reach the caller's terminal
+        seccomp = compile_seccomp(fam, host.arch, [], tty_guard=True)
+    return replace(plan, mounts=mounts, seccomp=seccomp)
 
 
 __all__ = ["MAPPED_ROOT_REFUSED", "SAFE_WITH_HOST_USERNS", "capability_scope", "harden"]

@@ -8,8 +8,13 @@ from __future__ import annotations
 
 import fcntl
 import os
+import pty
 import resource
+import select
 import shutil
+import signal
+import termios
+import time
 import uuid
 from pathlib import Path
 
@@ -26,7 +31,8 @@ if os.geteuid() != 0:
 
 # The stock two-level family and its callers, shared with test_redwrap.py.
 from test_redwrap import (  # noqa: E402,F401
-    caller, export, family, ok, root_caller, root_family, user_caller, user_family)
+    caller, children, export, family, finish, in_pid_ns, ok, read_until, root_caller,
+    root_family, user_caller, user_family)
 
 
 @pytest.fixture
@@ -223,3 +229,126 @@ def test_tiny_open_file_limit_is_125_with_a_message(attacker, limit):
         assert r.stderr.splitlines()[-1].startswith("redwrap: spawn: the open-file limit is "
                                                    f"{limit} (ulimit -n)"), r.stderr
         assert "Traceback" not in r.stderr
+
+
+# ---- item 5: typing into the caller's terminal --------------------------------------------------
+
+def _tiocsti_in_a_pty(popen) -> tuple[int, str, bytes, int]:
+    """Runs popen(stdin=..., preexec_fn=...) with a fresh pty as its controlling terminal
+    on fd 0; returns its status, output, what the terminal echoed and what its input
+    queue holds (the injected "x" shows in one of the two when TIOCSTI worked)."""
+    master, slave = pty.openpty()
+    try:
+        def controlling_tty():
+            os.setsid()
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+        proc = popen(slave, controlling_tty)
+        status, out, err = finish(proc)
+        ready, _, _ = select.select([master], [], [], 0.3)
+        echoed = os.read(master, 100) if ready else b""
+        queued = int.from_bytes(fcntl.ioctl(slave, termios.FIONREAD, b"\0" * 4), "little")
+        return status, out + err, echoed, queued
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+@pytest.mark.parametrize("config", [{}, {"new-session": "enabled"},
+                                    {"seccomp": {"profile": "none", "allow": ["ioctl"]}}],
+                         ids=["stock", "new-session", "seccomp-none-allow-ioctl"])
+def test_tiocsti_never_reaches_the_callers_terminal(family, helper_bin, config):
+    """The stock family, then with new-session, then with a config that turns seccomp off
+    and even allows ioctl: the node's TIOCSTI never types into the caller's terminal."""
+    if Path("/proc/sys/dev/tty/legacy_tiocsti").read_text().strip() != "1":
+        pytest.skip("this kernel refuses TIOCSTI to everyone (dev.tty.legacy_tiocsti = 0)")
+    family.install(helper_bin / "tiocsti")
+    tool = family.app / "usr" / "bin" / "tiocsti"
+
+    def on_host(slave, preexec):  # the harness: a program of the caller's session can type
+        return family.caller.popen([str(tool)], stdin=slave, preexec_fn=preexec)
+    status, out, echoed, queued = _tiocsti_in_a_pty(on_host)
+    assert status == 0 and "tiocsti ok" in out, out
+    assert queued == 1 or b"x" in echoed
+
+    family.edit(family.sys, lambda d: d["config"].update(config))
+
+    def in_node(slave, preexec):
+        return family.caller.popen(family.argv("tiocsti"), stdin=slave, preexec_fn=preexec)
+    for _ in range(2):  # cold path, then the cached plan
+        status, out, echoed, queued = _tiocsti_in_a_pty(in_node)
+        assert status == 3, out
+        assert "tiocsti EPERM" in out or "tiocsti EIO" in out, out
+        assert echoed == b"" and queued == 0
+
+
+# ---- item 7: die-with-parent -------------------------------------------------------------------
+
+@pytest.mark.parametrize("opts", [(), ("-f",)], ids=["cached", "cold"])
+def test_killing_the_launchers_parent_kills_every_process_of_the_node(attacker, opts):
+    """The stock family says die-with-parent: SIGKILL to the shell that started redwrap
+    leaves nothing of the node alive 1 s later: not redwrap, not the program, not a
+    daemon that left its session with setsid."""
+    ok(attacker.run("attack"))  # compiles and caches the plan
+    argv = attacker.argv("attack", "daemon", "sleep", "60", opts=opts)
+    shell = attacker.caller.popen(["/bin/sh", "-c", '"$@"; echo never', "sh", *argv])
+    try:
+        read_until(shell, "daemon ")
+        (redwrap,) = children(shell.pid)
+        init = children(redwrap)[0]
+        ns = os.readlink(f"/proc/{init}/ns/pid")
+        assert len(in_pid_ns(ns)) == 3, in_pid_ns(ns)  # init, the program, the daemon
+        shell.kill()
+        shell.wait()
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline and (_living(ns) or _alive(redwrap)):
+            time.sleep(0.02)
+        left = {p: _describe(p) for p in _living(ns)}  # zombies are dead, waiting for a reaper
+        assert not left, f"processes survived in {ns}: {left}"
+        assert not _alive(redwrap)
+    finally:
+        finish(shell)
+        for pid in _living(ns) if "ns" in locals() else ():
+            os.kill(pid, signal.SIGKILL)
+
+
+def _living(ns: str) -> list[int]:
+    return [pid for pid in in_pid_ns(ns) if _alive(pid)]
+
+
+def _describe(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return "gone"
+    return stat[stat.index("(") + 1:stat.rindex(")")] + " " + stat.rsplit(")", 1)[1].split()[0]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_without_die_with_parent_the_launcher_outlives_its_parent(attacker):
+    """The parent-death signal is the plan's choice: without die-with-parent, redwrap and
+    its node go on when the shell that started them is killed."""
+    attacker.edit(attacker.sys, lambda d: d["config"].update({"die-with-parent": "disabled"}))
+    argv = attacker.argv("attack", "sleep", "60")
+    shell = attacker.caller.popen(["/bin/sh", "-c", '"$@"; echo never', "sh", *argv])
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not any(
+                children(r) for r in children(shell.pid)):
+            time.sleep(0.05)
+        (redwrap,) = children(shell.pid)
+        shell.kill()
+        shell.wait()
+        time.sleep(0.5)
+        assert _alive(redwrap)
+    finally:
+        if "redwrap" in locals() and _alive(redwrap):
+            os.kill(redwrap, signal.SIGTERM)  # forwarded to the program, which ends
+        finish(shell)
+

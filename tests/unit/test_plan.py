@@ -720,10 +720,13 @@ CONTROLS = [
                                                           enumerate(CONTROLS)])
 @pytest.mark.parametrize("where", ["sys", "app"])
 def test_controls_are_compiled_into_the_plan(field, settings, where):
-    nodes = [mknode(SYS, "sys", **(settings if where == "sys" else {})),
+    # new-session: a node sharing the caller's terminal always gets the TIOCSTI filter
+    alone = {"new_session": Tristate.ENABLED}
+    nodes = [mknode(SYS, "sys", **alone, **(settings if where == "sys" else {})),
              mknode(APP, "app", **(settings if where == "app" else {}))]
     assert getattr(compile_nodes(nodes, ROOT).plan, field)
-    assert not getattr(compile_nodes([mknode(SYS, "sys"), mknode(APP, "app")], ROOT).plan, field)
+    assert not getattr(compile_nodes([mknode(SYS, "sys", **alone), mknode(APP, "app")],
+                                     ROOT).plan, field)
 
 
 def test_smack_option_labels_the_program():
@@ -739,7 +742,7 @@ def test_smack_option_labels_the_program():
     {"landlock": LandlockSettings(enabled=False, line=5)},
 ])
 def test_controls_that_ask_for_nothing_add_nothing(settings):
-    plan = compile_one(ROOT, **settings)
+    plan = compile_one(ROOT, root={"new_session": Tristate.ENABLED}, **settings)
     assert (plan.seccomp, plan.landlock, plan.cgroup, plan.smack) == ((), (), (), None)
 
 
