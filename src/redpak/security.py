@@ -96,6 +96,7 @@ def _check_caps(plan: LaunchPlan, fam: FamilyConfig, privileged: bool) -> None:
 def harden(plan: LaunchPlan, fam: FamilyConfig, privileged: bool, host: Host) -> LaunchPlan:
     """The plan with the isolation rules above applied; raises PlanError for a capability
     that would reach the host."""
+    _check_caps(plan, fam, privileged)
     mounts = _beneath(plan.mounts, tuple(n.path for n in fam.nodes))
     seccomp = plan.seccomp
     if not plan.new_session:  # the program can reach the caller's terminal

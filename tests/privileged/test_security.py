@@ -352,3 +352,72 @@ def test_without_die_with_parent_the_launcher_outlives_its_parent(attacker):
             os.kill(redwrap, signal.SIGTERM)  # forwarded to the program, which ends
         finish(shell)
 
+
+# ---- items 2 and 4: added capabilities must not reach the host ----------------------------------
+
+ESCAPES = ("remount", "/bin", "umount", "/proc/sys", "rewrite", "/proc/sys/kernel/core_pattern",
+           "mountcg", "/tmp/cg", "memory", "rewrite", "/tmp/cg/memory.limit_in_bytes")
+"""Remount a read-only export read-write, unmount the read-only /proc/sys, write the
+global core_pattern and the caller's memory limit (v1 memory hierarchy mounted in the
+node): each write puts back the value already there, so nothing changes if it works."""
+
+
+def _grant(doc, config: dict) -> None:
+    doc["config"].update({"capabilities": [{"cap": "cap_sys_admin", "add": True}],
+                          "seccomp": {"profile": "none"}, **config})
+
+
+def _escaped(lines: list[str]) -> list[str]:
+    """The attempts that reached the host: a write that worked, on a knob or a limit."""
+    return [ln for ln in lines if ln.startswith("rewrite ") and ln.endswith(" ok")]
+
+
+def test_cap_sys_admin_in_a_node_mapping_host_root_is_refused(root_family, helper_bin):
+    """A root caller's node whose uid 0 is host root: cap_sys_admin would let it remount
+    read-only exports, unmount /proc/sys and write core_pattern or the caller's cgroup
+    limits as host root. The launch is refused before anything runs."""
+    fam = root_family
+    fam.install(helper_bin / "attack")
+    fam.edit(fam.app, lambda d: _grant(d, {}))
+    r = fam.run("attack", *ESCAPES)
+    assert "remount /bin ok" not in r.stdout and not _escaped(r.stdout.splitlines()), r.stdout
+    ok(r, 125)
+    last = r.stderr.splitlines()[-1]
+    assert "cap_sys_admin" in last and "node 'app'" in last and "maps host root" in last, last
+
+
+def test_capabilities_of_the_hosts_user_namespace_are_refused(root_family, helper_bin):
+    fam = root_family
+    fam.install(helper_bin / "attack")
+    fam.edit(fam.sys, lambda d: d["config"].update({"share_user": "enabled"}))
+    fam.edit(fam.app, lambda d: d["config"].update(
+        {"capabilities": [{"cap": "cap_sys_module", "add": True}]}))
+    r = fam.run("attack")
+    ok(r, 125)
+    assert "cap_sys_module" in r.stderr and "host's user namespace" in r.stderr, r.stderr
+    fam.edit(fam.app, lambda d: d["config"].update(  # a harmless one still works
+        {"capabilities": [{"cap": "cap_net_bind_service", "add": True}]}))
+    ok(fam.run("attack"))
+
+
+@pytest.mark.parametrize("who", ["user", "root-mapped-to-nobody"])
+def test_contained_cap_sys_admin_cannot_reach_the_host(request, probe, helper_bin, who):
+    """Where cap_sys_admin is allowed (an unprivileged caller's user namespace, or root
+    with map-root-user onto another user), it acts on the node's own namespaces only:
+    every write to a host knob or to the caller's cgroup is refused by the kernel."""
+    from test_redwrap import Family
+    caller = request.getfixturevalue("user_caller" if who == "user" else "root_caller")
+    fam = Family(caller, probe)
+    try:
+        fam.install(helper_bin / "attack")
+        extra = {} if who == "user" else {"map-root-user": True, "set-user": "65534"}
+        fam.edit(fam.app, lambda d: _grant(d, extra))
+        r = fam.run("attack", "rewrite", "/bin/sh", *ESCAPES)
+        ok(r)
+        lines = r.stdout.splitlines()
+        assert not _escaped(lines), lines
+        assert value(lines, "rewrite /proc/sys/kernel/core_pattern") in (
+            "EACCES", "EPERM", "EROFS"), lines
+        assert value(lines, "rewrite /bin/sh") in ("EACCES", "EPERM", "EROFS"), lines
+    finally:
+        fam.remove()
