@@ -923,7 +923,7 @@ def test_mount_target_through_a_link_to_a_missing_path_is_refused(family):
     assert Path("/proc/self/mountinfo").read_text() == before
 
 
-# TIOCSTI: tests/privileged/test_security.py (with and without new-session).
+# TIOCSTI: tests/privileged/test_security_attacks.py (with and without new-session).
 
 
 # ---- the plan cache -------------------------------------------------------------------------

@@ -335,6 +335,11 @@ ALL_CAPS = (1 << len(CAP_NAMES)) - 1
     (USER, {"map_root_user": True}, True),
 ])
 def test_capability_masks(entries, mask, who, settings, root_inside):
+    if who.privileged and mask & (1 << 21):
+        # root's identity map: cap_sys_admin would be host root's, refused (security.py)
+        with pytest.raises(PlanError, match="cap_sys_admin"):
+            compile_one(who, capabilities=caps(*entries), **settings)
+        return
     plan = compile_one(who, capabilities=caps(*entries), **settings)
     c = plan.caps
     assert (c.bounding, c.permitted, c.effective) == (mask, mask, mask)
