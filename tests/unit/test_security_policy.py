@@ -61,3 +61,28 @@ def test_the_hosts_user_namespace_allows_only_the_short_list(cap):
     assert cap in str(err.value) and "host's user namespace" in str(err.value)
     for ok in sorted(SAFE_WITH_HOST_USERNS):
         _plan(ROOT, root=shared, capabilities=caps((ok, True)))
+
+
+@pytest.mark.parametrize("arch,audit", [("x86_64", 0xC000003E), ("aarch64", 0xC00000B7)])
+@pytest.mark.parametrize("name", ["io_uring_setup", "io_uring_enter", "io_uring_register"])
+def test_default_profile_denies_io_uring_on_both_architectures(arch, audit, name):
+    from redpak.controls import Host
+    from redpak.family import SeccompSettings
+    from test_controls_compile import EPERM, controls_of, nr, run_filter
+    (prog,) = controls_of({"seccomp": SeccompSettings(profile="default")},
+                          host=Host(arch=arch)).seccomp
+    assert nr(name, arch) in (425, 426, 427)  # the generic numbers, on both
+    assert run_filter(prog, nr(name, arch), audit) == EPERM
+
+
+@pytest.mark.parametrize("request_word", [0x5412, 0x541C, 0x1_0000_5412])
+def test_tty_guard_alone_denies_only_the_injection_ioctls(request_word):
+    import os
+    from test_controls_compile import ALLOW, ARM, EPERM, X86, nr, run_filter
+    arch = os.uname().machine  # the plan is compiled for this machine
+    audit = X86 if arch == "x86_64" else ARM
+    (prog,) = _plan(USER).seccomp
+    ioctl = nr("ioctl", arch)
+    assert run_filter(prog, ioctl, audit, (0, request_word, 0, 0, 0, 0)) == EPERM
+    assert run_filter(prog, ioctl, audit, (0, 0x5413, 0, 0, 0, 0)) == ALLOW  # TIOCGWINSZ
+    assert run_filter(prog, nr("mount", arch), audit) == ALLOW
