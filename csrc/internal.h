@@ -92,6 +92,7 @@ int rp_ns_loopback(const struct rp_plan *plan, struct rp_error *err); /* lo up i
 /* mount.c: build the new root in the stage, then pivot into it */
 int rp_mount_apply(struct rp_ctx *ctx, struct rp_error *err);
 int rp_pivot(struct rp_ctx *ctx, struct rp_error *err);
+int rp_open_in_root(const struct rp_ctx *ctx, const char *path);
 
 /* caps.c: identity switch, capability sets, no_new_privs */
 int rp_caps_drop(const struct rp_ctx *ctx, struct rp_error *err);

@@ -21,10 +21,12 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -277,6 +279,26 @@ static void reset_signals(void)
     sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
+/* The working directory, resolved inside the new root: a path through a
+ * descriptor the caller left open (/proc/self/fd/N, runc CVE-2024-21626)
+ * or any other magic link is refused, never followed to the host. */
+static int enter_dir(const struct rp_ctx *ctx, const char *dir, struct rp_error *err)
+{
+    struct stat st;
+    int fd = rp_open_in_root(ctx, dir);
+
+    if (fd < 0)
+        return rp_fail_path(err, -fd, dir, "chdir %s%s", dir,
+                            fd == -ELOOP || fd == -EXDEV ? " (leads through a magic link or out of the node)" : "");
+    if (fstat(fd, &st) < 0 || (!S_ISDIR(st.st_mode) && (errno = ENOTDIR)) || fchdir(fd) < 0) {
+        int e = errno;
+        close(fd);
+        return rp_fail_path(err, e, dir, "chdir %s", dir);
+    }
+    close(fd);
+    return 0;
+}
+
 /* In the program's own process, after pivot. */
 static int run_program(struct rp_ctx *ctx, struct rp_error *err)
 {
@@ -289,10 +311,18 @@ static int run_program(struct rp_ctx *ctx, struct rp_error *err)
         return rp_fail(err, errno, "start a new session");
     umask(pr->flags & RP_PROC_SET_UMASK ? pr->umask : ctx->caller_umask);
     err->step = RP_STEP_CHDIR;
-    if (*dir && chdir(dir) < 0)
-        return rp_fail_path(err, errno, dir, "chdir %s", dir);
-    if (ctx->chdir && *ctx->chdir && chdir(ctx->chdir) < 0)
-        return rp_fail_path(err, errno, ctx->chdir, "chdir %s (the launch's working directory)", ctx->chdir);
+    if (*dir && enter_dir(ctx, dir, err) < 0)
+        return -1;
+    if (ctx->chdir && *ctx->chdir) { /* the launch's own (Python API cwd): relative to the plan's */
+        char path[PATH_MAX];
+        int n = ctx->chdir[0] == '/' ? snprintf(path, sizeof(path), "%s", ctx->chdir)
+                                     : snprintf(path, sizeof(path), "%s/%s", *dir ? dir : "", ctx->chdir);
+
+        if (n < 0 || (size_t)n >= sizeof(path))
+            return rp_fail_path(err, ENAMETOOLONG, ctx->chdir, "chdir %s", ctx->chdir);
+        if (enter_dir(ctx, path, err) < 0)
+            return -1;
+    }
     if (rp_smack_apply(ctx, err) < 0)         /* needs CAP_MAC_ADMIN: before the drop */
         return -1;
     if (rp_caps_drop(ctx, err) < 0)           /* identity, exact sets, no_new_privs */
@@ -620,13 +650,26 @@ fail:
     return -1;
 }
 
+int rp_check_descriptors(struct rp_error *err)
+{
+    struct rlimit nofile;
+
+    err->step = RP_STEP_SPAWN;
+    for (int fd = 0; fd < 3; fd++)
+        if (fcntl(fd, F_GETFD) < 0)
+            return rp_fail(err, EBADF, "descriptor %d is closed (open /dev/null on it before launching)", fd);
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < RP_MIN_FDS)
+        return rp_fail(err, EMFILE, "the open-file limit is %llu (ulimit -n): a launch needs at least %d descriptors",
+                       (unsigned long long)nofile.rlim_cur, RP_MIN_FDS);
+    return 0;
+}
+
 /* Before the launcher opens anything: a closed fd 0-2, or a kept descriptor
  * that is not open, would otherwise be taken by our own status socket. */
 static int check_fds(const struct rp_plan *plan, const struct rp_launch_opts *opts, struct rp_error *err)
 {
-    for (int fd = 0; fd < 3; fd++)
-        if (fcntl(fd, F_GETFD) < 0)
-            return rp_fail(err, EBADF, "descriptor %d is closed (open /dev/null on it before launching)", fd);
+    if (rp_check_descriptors(err) < 0)
+        return -1;
     for (uint32_t i = 0; i < plan->nkeep_fds; i++)
         if (fcntl(plan->keep_fds[i].fd, F_GETFD) < 0)
             return rp_fail(err, EBADF, "descriptor %d to keep is not open", plan->keep_fds[i].fd);
@@ -641,6 +684,25 @@ static int check_fds(const struct rp_plan *plan, const struct rp_launch_opts *op
         if (plan->mounts[i].kind == RP_MOUNT_FD && fcntl(plan->mounts[i].fd, F_GETFD) < 0)
             return rp_fail(err, EBADF, "descriptor %d for %s is not open", plan->mounts[i].fd,
                            rp_plan_str(plan, plan->mounts[i].target));
+    return 0;
+}
+
+/* die-with-parent, the launcher's side: when our parent dies, we are killed,
+ * and the node's first process (whose parent-death signal is armed for us)
+ * with us; with a pid namespace that takes every process of the node, setsid
+ * daemons included. A parent that died before the signal was armed was
+ * replaced by a reaper: ESRCH, nothing is started. */
+static int tie_to_parent(const struct rp_plan *plan, const struct rp_launch_opts *opts, struct rp_error *err)
+{
+    pid_t parent = getppid();
+
+    if (!(plan->proc->flags & RP_PROC_DIE_WITH_PARENT) || (opts->flags & RP_LAUNCH_OWN_LIFE))
+        return 0;
+    err->step = RP_STEP_PARENT;
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+        return rp_fail(err, errno, "set the launcher's parent-death signal");
+    if (getppid() != parent)
+        return rp_fail(err, ESRCH, "the launcher's parent exited");
     return 0;
 }
 
@@ -682,6 +744,8 @@ static int launch(const void *buf, size_t len, char *const argv[], const struct 
     if (!argv || !argv[0] || !argv[0][0])
         return rp_fail(err, EINVAL, "no program to run (empty argv)");
     if (check_fds(&plan, opts, err) < 0)
+        return -1;
+    if (tie_to_parent(&plan, opts, err) < 0)
         return -1;
     if (rp_cgroup_check(&plan, err) < 0)   /* a stale plan: step DEPS */
         return -1;

@@ -168,6 +168,116 @@ static int resolve(const struct rp_ctx *ctx, int root_fd, const char *path, int 
     return walk(root_fd, path, no_symlinks);
 }
 
+/* After the pivot: the O_PATH fd of a directory of the node's root, symlinks
+ * resolved inside it, magic links (/proc/self/fd/N, /proc/PID/cwd) refused
+ * so that a descriptor still open never leads out. -errno on failure. */
+int rp_open_in_root(const struct rp_ctx *ctx, const char *path)
+{
+    int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC), fd;
+
+    if (root < 0)
+        return -errno;
+    fd = resolve(ctx, root, path, 0);
+    close(root);
+    return fd;
+}
+
+/* RP_MOUNT_BENEATH, without openat2() or to name the culprit: one component
+ * at a time below dfd (owned), O_NOFOLLOW. Returns an O_PATH fd or -1 with
+ * err naming the first component that is a symlink. */
+static int walk_beneath(int dfd, const char *src, size_t skip, struct rp_error *err)
+{
+    char buf[PATH_MAX];
+    size_t len = strlen(src);
+
+    if (len >= sizeof(buf)) {
+        close(dfd);
+        return rp_fail_path(err, ENAMETOOLONG, src, "bind source %s", src);
+    }
+    memcpy(buf, src, len + 1);
+    for (char *p = buf + skip;;) {
+        struct stat st;
+        char *end, save;
+        int next;
+
+        while (*p == '/')
+            p++;
+        if (!*p)
+            return dfd;
+        end = p + strcspn(p, "/");
+        save = *end;
+        *end = '\0';
+        if (!strcmp(p, ".") || !strcmp(p, "..")) {
+            close(dfd);
+            return rp_fail_path(err, EINVAL, src, "bind source %s: '%s' is not allowed in a node path", src, p);
+        }
+        next = openat(dfd, p, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        close(dfd);
+        if (next < 0 || fstat(next, &st) < 0) {
+            int e = errno;
+            if (next >= 0)
+                close(next);
+            return rp_fail_path(err, e, src, "bind source %s: open %s", src, buf);
+        }
+        if (S_ISLNK(st.st_mode)) {
+            close(next);
+            return rp_fail_path(err, ELOOP, buf,
+                                "bind source %s: %s is a symbolic link inside the node (refused: a node's "
+                                "files must not lead its mounts elsewhere; replace the link by the directory)",
+                                src, buf);
+        }
+        *end = save;
+        p = end;
+        dfd = next;
+    }
+}
+
+/* The O_PATH fd of a bind's source: resolved as on the host, or with
+ * RP_MOUNT_BENEATH, its node directory resolved as on the host and the rest
+ * opened beneath it with no symlink followed (openat2 when the kernel has
+ * it; the walk names the link). Returns the fd, -ENOENT for a missing
+ * optional source, or -1 with err. */
+static int open_bind_source(struct rp_ctx *ctx, const struct rp_mount *m, struct rp_error *err)
+{
+    const char *src = rp_plan_str(ctx->plan, m->source);
+    char dir[PATH_MAX];
+    size_t n = m->data.length;
+    int dfd, fd;
+
+    if (!(m->flags & RP_MOUNT_BENEATH)) {
+        fd = resolve(ctx, ctx->host_fd, src, m->flags & RP_MOUNT_NO_SYMLINKS);
+        if (fd == -ENOENT && (m->flags & RP_MOUNT_OPTIONAL))
+            return -ENOENT;
+        return fd < 0 ? rp_fail_path(err, -fd, src, "bind source %s", src) : fd;
+    }
+    memcpy(dir, rp_plan_blob(ctx->plan, m->data), n); /* validated: n < strlen(src) */
+    dir[n] = '\0';
+    dfd = resolve(ctx, ctx->host_fd, dir, 0);
+    if (dfd < 0)
+        return rp_fail_path(err, -dfd, dir, "node directory %s of bind source %s", dir, src);
+    if (ctx->features & RP_FEAT_OPENAT2) {
+        struct rp_open_how how = {
+            .flags = O_PATH | O_CLOEXEC,
+            .resolve = RP_RESOLVE_BENEATH | RP_RESOLVE_NO_SYMLINKS | RP_RESOLVE_NO_MAGICLINKS,
+        };
+        const char *rest = src + n + (src[n] == '/');
+        long r;
+
+        while ((r = syscall(RP_NR_openat2, dfd, rest, &how, sizeof(how))) < 0 && errno == EAGAIN)
+            ;
+        if (r >= 0) {
+            close(dfd);
+            return (int)r;
+        }
+        if (errno != ELOOP && errno != EXDEV && errno != ENOTDIR && errno != EINVAL) {
+            int e = errno;
+            close(dfd);
+            return rp_fail_path(err, e, src, "bind source %s", src);
+        }
+    }
+    return walk_beneath(dfd, src, n, err); /* names the link (or fails as openat2 did) */
+}
+
 static int check_type(int fd, int kind, const char *path, struct rp_error *err)
 {
     struct stat st;
@@ -635,8 +745,10 @@ static int bind_kind(uint32_t kind, const struct stat *st, const char *src, stru
     return S_ISDIR(st->st_mode) ? 1 : 0;
 }
 
-static int bind(struct rp_ctx *ctx, const char *src, const char *dst, uint32_t kind, uint32_t flags,
-                struct rp_error *err)
+/* m: the plan's op (its source opened by open_bind_source()); NULL for a
+ * bind of the launcher's own (a /dev device), src resolved as on the host. */
+static int bind(struct rp_ctx *ctx, const struct rp_mount *m, const char *src, const char *dst, uint32_t kind,
+                uint32_t flags, struct rp_error *err)
 {
     int ro = flags & RP_MOUNT_RDONLY;
     char tp[PATH_MAX];
@@ -644,11 +756,14 @@ static int bind(struct rp_ctx *ctx, const char *src, const char *dst, uint32_t k
     struct stat st;
     char sp[48];
 
-    sfd = resolve(ctx, ctx->host_fd, src, flags & RP_MOUNT_NO_SYMLINKS);
+    if (m)
+        sfd = open_bind_source(ctx, m, err);
+    else if ((sfd = resolve(ctx, ctx->host_fd, src, 0)) < 0 && sfd != -ENOENT)
+        return rp_fail_path(err, -sfd, src, "bind source %s", src);
     if (sfd == -ENOENT && (flags & RP_MOUNT_OPTIONAL))
         return 0;
     if (sfd < 0)
-        return rp_fail_path(err, -sfd, src, "bind source %s", src);
+        return m ? -1 : rp_fail_path(err, -sfd, src, "bind source %s", src);
     if (fstat(sfd, &st) < 0) {
         rp_fail_path(err, errno, src, "stat %s", src);
         goto out;
@@ -707,11 +822,11 @@ static int bind_detached(struct rp_ctx *ctx, const struct rp_mount *m, struct rp
     } else {
         if (prev)
             close(ctx->bind_tree);
-        sfd = resolve(ctx, ctx->host_fd, src, m->flags & RP_MOUNT_NO_SYMLINKS);
-        if (sfd == -ENOENT && (m->flags & RP_MOUNT_OPTIONAL))
+        sfd = open_bind_source(ctx, m, err);
+        if (sfd == -ENOENT)
             return 0;
         if (sfd < 0)
-            return rp_fail_path(err, -sfd, src, "bind source %s", src);
+            return -1;
         if (fstat(sfd, &st) < 0) {
             rp_fail_path(err, errno, src, "stat %s", src);
             close(sfd);
@@ -1014,7 +1129,7 @@ static int devfs(struct rp_ctx *ctx, const struct rp_mount *m, struct rp_error *
             return -1;
         rp_format(src, sizeof(src), "/dev/%s", devices[i]);
         /* a host without one of them gets a /dev without it */
-        if (bind(ctx, src, path, 0, RP_MOUNT_OPTIONAL, err) < 0)
+        if (bind(ctx, NULL, src, path, 0, RP_MOUNT_OPTIONAL, err) < 0)
             return -1;
     }
     if (join(path, dst, "pts", err) < 0)
@@ -1211,7 +1326,7 @@ static int apply_op(struct rp_ctx *ctx, const struct rp_mount *m, uint32_t i, st
     case RP_MOUNT_BIND_FILE:
         if (new_api(ctx))
             return bind_detached(ctx, m, err);
-        return bind(ctx, rp_plan_str(ctx->plan, m->source), dst, m->kind, m->flags, err);
+        return bind(ctx, m, rp_plan_str(ctx->plan, m->source), dst, m->kind, m->flags, err);
     case RP_MOUNT_DIR:
         return make_dir(ctx, dst, m->mode ? m->mode : 0755, err);
     case RP_MOUNT_SYMLINK:

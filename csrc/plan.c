@@ -164,6 +164,21 @@ static int check_process(const struct rp_plan *p, struct rp_error *err)
     return 0;
 }
 
+/* RP_MOUNT_BENEATH: a bind whose `data` is an absolute directory, a proper
+ * prefix of its source ending at a component boundary. */
+static int beneath_ok(const struct rp_plan *p, const struct rp_mount *m)
+{
+    const char *src = p->strings + m->source;
+    const char *dir = (const char *)p->blobs + m->data.offset;
+    size_t n = m->data.length;
+
+    if (m->kind != RP_MOUNT_BIND && m->kind != RP_MOUNT_BIND_FILE)
+        return 0;
+    if (n == 0 || dir[0] != '/' || memchr(dir, '\0', n) || strlen(src) <= n || memcmp(src, dir, n))
+        return 0;
+    return src[n] == '/' || dir[n - 1] == '/';
+}
+
 static int check_mount(const struct rp_plan *p, const struct rp_mount *m, uint32_t i, struct rp_error *err)
 {
     if (m->kind >= RP_MOUNT_KIND_COUNT)
@@ -175,6 +190,8 @@ static int check_mount(const struct rp_plan *p, const struct rp_mount *m, uint32
     if (check_abs_path(p, m->target, "mount target", err) < 0 || check_str(p, m->source, "mount source", err) < 0 ||
         check_blob(p, m->data, "mount data", err) < 0)
         return -1;
+    if ((m->flags & RP_MOUNT_BENEATH) && !beneath_ok(p, m))
+        return bad(err, "beneath flag without a node directory prefixing the bind source in op", i);
     switch (m->kind) {
     case RP_MOUNT_BIND:
     case RP_MOUNT_BIND_FILE:

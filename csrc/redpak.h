@@ -173,7 +173,9 @@ enum rp_mount_kind {
 #define RP_MOUNT_LOCK_EXCL   0x08u /* LOCK: exclusive (default shared)                 */
 #define RP_MOUNT_LOCK_WAIT   0x10u /* LOCK: wait for the lock (default: fail if held)  */
 #define RP_MOUNT_NOEXEC      0x20u /* TMPFS/binds: add noexec                          */
-#define RP_MOUNT_FLAGS_ALL   0x3fu
+#define RP_MOUNT_BENEATH     0x40u /* binds: `data` names the node directory holding the
+                                    * source; below it no component may be a symlink  */
+#define RP_MOUNT_FLAGS_ALL   0x7fu
 
 #define RP_MAX_LOCKS 16           /* LOCK ops per plan; their fds are held by the node */
 
@@ -181,7 +183,10 @@ enum rp_mount_kind {
  * absolute path resolved inside that root without leaving it (symlinks are
  * resolved as if the root were "/"); missing parents are created 0755. Host
  * sources are resolved as on the host (absolute symlinks relative to the host
- * root). */
+ * root), except with RP_MOUNT_BENEATH: then `data` is a node directory, a
+ * prefix of `source`, resolved as on the host, and the rest of `source` is
+ * opened beneath it without following any symlink (a node's own files never
+ * lead the mount out of it). */
 struct rp_mount {
     uint32_t kind;            /* enum rp_mount_kind                          */
     uint32_t flags;           /* RP_MOUNT_*                                  */
@@ -386,7 +391,15 @@ struct rp_launch_opts {
     char *const *env_add;     /* "NAME=value" set after the plan's env ops; NULL = none */
     const char *chdir;        /* working directory after the plan's, relative to it;
                                * NULL = the plan's                                 */
+    unsigned flags;           /* RP_LAUNCH_*                                      */
 };
+
+/* struct rp_launch_opts.flags. With die-with-parent in the plan, the node
+ * dies when the launcher's parent dies: the launcher (redwrap) gets the
+ * parent-death signal SIGKILL itself, and the node's first process gets it
+ * for the launcher. A long-lived program launching nodes (the Python API)
+ * sets OWN_LIFE: its life is not tied to its parent's, only the node's to it. */
+#define RP_LAUNCH_OWN_LIFE 0x1u
 
 /* The running node. Keep it until rp_wait(): held_fds carry the LOCK ops'
  * locks when no process of the node can hold them (no pid namespace). */
@@ -404,6 +417,13 @@ struct rp_child {
  * says. Returns 0 once the program was exec'd, -1 with err filled if any step
  * failed, in which case nothing of the node is left running. argv reaches
  * the program verbatim. Blocks only for the setup of the node. */
+/* Descriptors a launch needs: 0, 1 and 2 open, and an open-file limit
+ * (RLIMIT_NOFILE) of at least RP_MIN_FDS, so that a tiny `ulimit -n` fails
+ * here with a message rather than half-way (or in an interpreter the cold
+ * path starts). 0, or -1 with err (step SPAWN, EBADF or EMFILE). */
+#define RP_MIN_FDS 16
+int rp_check_descriptors(struct rp_error *err);
+
 int rp_launch(const void *plan, size_t len, char *const argv[],
               const struct rp_launch_opts *opts, struct rp_child *child, struct rp_error *err);
 /* rp_launch() for a caller that may return as soon as the program ended: with a

@@ -365,6 +365,7 @@ int main(int argc, char **argv)
 {
     struct rp_args args;
     struct why why = {""};
+    struct rp_error err;
     char msg[512];
     const char *option;
     unsigned char *buf;
@@ -385,11 +386,10 @@ int main(int argc, char **argv)
     default:
         break;
     }
-    for (int fd = 0; fd < 3; fd++)
-        if (fcntl(fd, F_GETFD) < 0) { /* refused like the C core does, before we take it */
-            fprintf(stderr, "redwrap: spawn: descriptor %d is closed (open /dev/null on it before launching)\n", fd);
-            return EXIT_REDPAK;
-        }
+    if (rp_check_descriptors(&err) < 0) { /* fds 0-2 and ulimit -n: before we take any */
+        fprintf(stderr, "redwrap: spawn: %s\n", err.msg);
+        return EXIT_REDPAK;
+    }
     if ((option = policy_option(&args))) {
         because(&why, "option %s needs the plan compiler", option);
         cold_path(argc, argv, args.verbose, &why);

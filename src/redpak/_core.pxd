@@ -12,6 +12,7 @@ cdef extern from "redpak.h":
         RP_FEAT_CLOSE_RANGE
         RP_FEAT_PIDFD
         RP_FEAT_MOUNT_API
+        RP_LAUNCH_OWN_LIFE
 
     struct rp_error:
         int errnum
@@ -29,6 +30,7 @@ cdef extern from "redpak.h":
         const int *stdio
         char **env_add
         const char *chdir
+        unsigned flags
 
     struct rp_child:
         pid_t pid

@@ -134,7 +134,8 @@ def check_deps(plan):
     return r == 0
 
 
-def spawn(plan, argv, pass_fds=(), disable=0, stdio=None, env_add=None, cwd=None):
+def spawn(plan, argv, pass_fds=(), disable=0, stdio=None, env_add=None, cwd=None,
+          die_with_caller=False):
     """Starts argv in a node as the plan says and returns its pid once the program runs.
 
     Raises LaunchError (its __cause__ an OSError) if a step failed: then nothing ran.
@@ -142,6 +143,9 @@ def spawn(plan, argv, pass_fds=(), disable=0, stdio=None, env_add=None, cwd=None
     `stdio`: 3 descriptors that become the program's 0, 1, 2 (-1 keeps the caller's);
     `env_add`: b"NAME=value" entries set after the plan's environment; `cwd`: a
     directory in the node, entered after the plan's chdir (relative to it).
+    `die_with_caller` (redwrap's cold path): with die-with-parent in the plan, this
+    process is killed when its parent dies, and the node with it; otherwise (the API)
+    only the node is tied to this process.
     """
     cdef _Buffer buf = _Buffer(plan)
     cdef _CStrings args = _CStrings(argv)
@@ -174,6 +178,7 @@ def spawn(plan, argv, pass_fds=(), disable=0, stdio=None, env_add=None, cwd=None
     if cwd_b is not None and b"\0" in cwd_b:
         raise ValueError(f"embedded NUL byte in {cwd_b!r}")
     opts.chdir = PyBytes_AS_STRING(cwd_b) if cwd_b is not None else NULL
+    opts.flags = 0 if die_with_caller else RP_LAUNCH_OWN_LIFE
     try:
         with nogil:
             r = rp_launch(buf.data, buf.size, args.array, &opts, &child, &err)

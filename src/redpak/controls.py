@@ -510,6 +510,10 @@ DEFAULT_PROFILE: dict[str, tuple[str, str]] = {
     "request_key": (DENY, "kernel keyrings"), "bpf": (DENY, "eBPF"),
     "perf_event_open": (DENY, "performance monitoring"),
     "userfaultfd": (DENY, "a classic exploitation aid"),
+    # io_uring runs file and socket operations on kernel workers: they never pass through
+    # this filter, and its own attack surface has been a steady source of kernel exploits
+    "io_uring_setup": (DENY, "io_uring"), "io_uring_enter": (DENY, "io_uring"),
+    "io_uring_register": (DENY, "io_uring"),
     "init_module": (DENY, "kernel modules"), "finit_module": (DENY, "kernel modules"),
     "delete_module": (DENY, "kernel modules"), "create_module": (DENY, "kernel modules"),
     "kexec_load": (DENY, "kexec"), "kexec_file_load": (DENY, "kexec"),
@@ -820,10 +824,13 @@ def _unknown_syscall(name: str, what: str, where: str, arch: str, warnings: list
                     + (f" (did you mean {close[0]}?)" if close else ""))
 
 
-def compile_seccomp(fam: FamilyConfig, arch: str, warnings: list[str]) -> tuple[bytes, ...]:
+def compile_seccomp(fam: FamilyConfig, arch: str, warnings: list[str],
+                    tty_guard: bool = False) -> tuple[bytes, ...]:
     """The family's filter: every node with the default profile denies it minus its own
     allows (a node never relaxes an ancestor's profile), plus every node's denials; none if
-    nothing is denied. Raises PlanError on an unknown syscall or errno."""
+    nothing is denied. With tty_guard (the node shares the caller's terminal), TIOCSTI and
+    TIOCLINUX are refused whatever the profile and the allows say. Raises PlanError on an
+    unknown syscall or errno."""
     rules: dict[str, str] = {}
     for node in fam.nodes:
         layers = _layers(node, fam.admin)
@@ -841,6 +848,8 @@ def compile_seccomp(fam: FamilyConfig, arch: str, warnings: list[str]) -> tuple[
         where = sourced.origin.describe() if sourced.origin else "seccomp"
         if not _unknown_syscall(sourced.value, "deny", where, arch, warnings):
             rules[sourced.value] = DENY  # a denial by name covers every argument
+    if tty_guard:
+        rules.setdefault("ioctl", TTY_IOCTLS)
     if not rules:
         return ()
     errno = _errno_number(fam.seccomp.errno.value if fam.seccomp.errno else None,

@@ -40,14 +40,16 @@ def exec_failure_status(err: LaunchError) -> int:
 
 def spawn_plan(plan: bytes, argv: list[str], pass_fds: tuple[int, ...] = (),
                stdio: tuple[int, int, int] | None = None, env_add: list[bytes] | None = None,
-               cwd: str | None = None) -> int:
+               cwd: str | None = None, die_with_caller: bool = False) -> int:
     """Start ARGV in the node described by PLAN; returns the pid to wait for.
     Raises LaunchError (nothing ran) naming the failed step and path. stdio: the
     descriptors for the program's 0, 1, 2 (-1 keeps the caller's); env_add: b"NAME=value"
-    set after the plan's environment; cwd: entered after the plan's chdir."""
+    set after the plan's environment; cwd: entered after the plan's chdir.
+    die_with_caller: redwrap's cold path, a launcher that must die with its parent when
+    the plan says die-with-parent (the API only ties the node to this process)."""
     from . import _core
     return _core.spawn(plan, [os.fsencode(a) for a in argv], tuple(pass_fds), stdio=stdio,
-                       env_add=env_add, cwd=cwd)
+                       env_add=env_add, cwd=cwd, die_with_caller=die_with_caller)
 
 
 def wait_pid(pid: int) -> int:
@@ -81,7 +83,7 @@ def run_plan(plan: bytes, argv: list[str], verbose: int = 0) -> int:
     with the message on stderr); an OOM kill in the node is reported on stderr."""
     import sys
     try:
-        pid = spawn_plan(plan, argv)
+        pid = spawn_plan(plan, argv, die_with_caller=True)
     except LaunchError as err:
         status = exec_failure_status(err)
         sys.stderr.write(f"redwrap: {err}\n")

@@ -16,6 +16,7 @@ import stat as _stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from . import security
 from .controls import Host, compile_controls, needs_host, probe_host
 from .errors import PlanError
 from .family import CAP_BITS, FamilyConfig
@@ -235,6 +236,7 @@ def compile_plan(fam: FamilyConfig, ident: Identity, options: LaunchOptions = La
         smack=controls.smack,
         caller_uid=ident.caller_uid, caller_gid=ident.caller_gid,
     )
+    plan = security.harden(plan, fam, ident.privileged, host or Host())  # issue 9: security.py
     return CompiledPlan(plan, tuple(out.warnings), tuple(out.absent))
 
 

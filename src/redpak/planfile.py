@@ -7,6 +7,7 @@ Only the standard library's struct is used, so the launch path stays light.
 from __future__ import annotations
 
 import enum
+import os
 import struct
 from dataclasses import dataclass, field
 
@@ -59,6 +60,7 @@ class MountFlag(enum.IntFlag):
     LOCK_EXCL = 0x08
     LOCK_WAIT = 0x10
     NOEXEC = 0x20
+    BENEATH = 0x40  # binds: `data` is the node directory holding the source (no symlink below)
 
 
 class EnvAction(enum.IntEnum):
@@ -355,6 +357,12 @@ class _Encoder:
         _abs(m.target, "mount target")
         if kind in (MountKind.BIND, MountKind.BIND_FILE):
             _abs(m.source, "bind source")
+        if m.flags & MountFlag.BENEATH:
+            top = m.data.decode("utf-8", "surrogateescape")
+            if (kind not in (MountKind.BIND, MountKind.BIND_FILE) or not top.startswith("/")
+                    or not m.source.startswith(top.rstrip("/") + "/")):
+                raise PlanError(f"launch plan: op at {m.target}: 'beneath' needs a bind whose "
+                                "source lies in the directory its data names")
         if kind in (MountKind.SYMLINK, MountKind.EXECFD) and not m.source:
             raise PlanError(f"launch plan: {kind.name.lower()} op at {m.target} needs a source")
         if (kind == MountKind.FD) != (m.fd >= 0) or m.fd < -1:
@@ -429,6 +437,29 @@ class _Encoder:
                             "BPF instructions")
         off, length = self.blob(prog)
         return _SECCOMP.pack(off, length, 0, 0)
+
+
+def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
+    """Store DATA at PATH atomically: a temporary file in the same directory, written in
+    full, then renamed over PATH. Raises OSError; a failed write removes the temporary
+    file, so nothing but a complete file ever appears (the old one stays otherwise)."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW,
+                 mode)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]  # a short write goes on, or raises
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def _fnv1a64_py(data: bytes) -> int:
@@ -605,13 +636,15 @@ def _dump(p: LaunchPlan) -> str:
         line = f"mount[{i}] {m.kind.name.lower()} {q(m.target)}"
         if m.source:
             line += f" source {q(m.source)}"
-        if m.flags:
-            line += f" flags {_flag_names(m.flags)}"
+        if m.flags & ~MountFlag.BENEATH:
+            line += f" flags {_flag_names(m.flags & ~MountFlag.BENEATH)}"
         if m.mode:
             line += f" mode {m.mode:04o}"
         if m.fd >= 0:
             line += f" fd {m.fd}"
-        if m.data:
+        if m.data and m.flags & MountFlag.BENEATH:
+            line += f" beneath {q(m.data.decode('utf-8', 'surrogateescape'))}"
+        elif m.data:
             line += f" data {q(m.data)}"
         out.append(line)
     out.append("env: " + ("inherit caller" if p.inherit_env else "empty")

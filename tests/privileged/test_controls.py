@@ -499,8 +499,8 @@ SYSCALLS = ["unshare", "unshare-net", "clone-ns", "setns", "mount", "umount", "o
             "perf_event_open", "userfaultfd", "personality"]
 
 
-def seccomp_run(fam, seccomp: dict | None):
-    leaf = fam.make(root={"seccomp": seccomp} if seccomp else {})
+def seccomp_run(fam, seccomp: dict | None, **root):
+    leaf = fam.make(root={**root, **({"seccomp": seccomp} if seccomp else {})})
     args = ["status", "tiocsti"]
     for name in SYSCALLS + ["unshare-files", "personality-query", "getpid", "clone3"]:
         args += ["sys", name]
@@ -524,7 +524,8 @@ def test_default_seccomp_profile_denies_what_a_node_must_not_reach(fam):
 
 
 def test_without_the_filter_the_same_calls_reach_the_kernel(fam):
-    lines = seccomp_run(fam, None)
+    # a new session: else the node shares the caller's terminal and gets the TIOCSTI filter
+    lines = seccomp_run(fam, None, **{"new-session": "enabled"})
     assert "status Seccomp:\t0" in lines
     got = answers(lines, "sys")
     assert got["unshare"] == "ok" and got["keyctl"] == "ok"
@@ -657,7 +658,8 @@ def test_smack_label_without_smack_fails_closed(fam, tmp_path):
 def test_optional_smack_label_runs_unlabelled(fam):
     if HOST.smack:
         pytest.skip("this kernel has SMACK")
-    leaf = fam.make(root={"smack": "RpApp", "smack-optional": True})
+    # new-session: no TIOCSTI filter, so the program's status shows no seccomp at all
+    leaf = fam.make(root={"smack": "RpApp", "smack-optional": True, "new-session": "enabled"})
     compiled = build_plan(leaf)
     assert compiled.plan.smack.optional
     assert any("runs unlabelled" in w for w in compiled.warnings)

@@ -923,38 +923,7 @@ def test_mount_target_through_a_link_to_a_missing_path_is_refused(family):
     assert Path("/proc/self/mountinfo").read_text() == before
 
 
-def test_tiocsti_cannot_reach_the_callers_terminal_with_new_session(family, helper_bin):
-    family.install(helper_bin / "tiocsti")
-
-    def attempt() -> tuple[int, str, bytes, int]:
-        master, slave = pty.openpty()
-        try:
-            os.fchown(slave, family.caller.uid, family.caller.gid)
-
-            def controlling_tty():
-                os.setsid()
-                fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-            proc = family.caller.popen(family.argv("tiocsti"), stdin=slave,
-                                       preexec_fn=controlling_tty)
-            status, out, err = finish(proc)
-            ready, _, _ = select.select([master], [], [], 0.3)
-            echoed = os.read(master, 100) if ready else b""
-            queued = int.from_bytes(fcntl.ioctl(slave, termios.FIONREAD, b"\0" * 4), "little")
-            return status, out + err, echoed, queued
-        finally:
-            os.close(master)
-            os.close(slave)
-
-    if Path("/proc/sys/dev/tty/legacy_tiocsti").read_text().strip() == "1":
-        # the harness works: a program in the caller's session can type into its terminal
-        status, out, echoed, queued = attempt()
-        assert status == 0 and "tiocsti ok" in out, out
-        assert queued == 1 or b"x" in echoed
-    family.edit(family.app, lambda d: d["config"].update({"new-session": "enabled"}))
-    status, out, echoed, queued = attempt()
-    assert status == 3, out
-    assert "tiocsti EPERM" in out or "tiocsti EIO" in out, out
-    assert echoed == b"" and queued == 0
+# TIOCSTI: tests/privileged/test_security_attacks.py (with and without new-session).
 
 
 # ---- the plan cache -------------------------------------------------------------------------

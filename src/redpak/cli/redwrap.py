@@ -166,17 +166,10 @@ def cache_path(node_path: str, admin: bool, uid: int, environ: dict | None = Non
 def write_cache(path: str, data: bytes, strict: bool = False) -> None:
     """Atomically store a plan in the caller's cache; where it cannot be written there
     is simply no cache (strict: raise the OSError instead, for `redconf compile`)."""
-    directory = os.path.dirname(path)
+    from ..planfile import write_atomic
     try:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW,
-                     0o644)
-        try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
-        os.rename(tmp, path)
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        write_atomic(path, data)  # a failed write leaves no temporary file (issue 9)
     except OSError:
         if strict:
             raise

@@ -234,19 +234,8 @@ def check_digest(data: bytes, kind: str, expected: str, what: str) -> None:
 
 
 def _write_file(path: str, data: bytes) -> None:
-    tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW,
-                 0o644)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    from ..planfile import write_atomic  # NAME.PID.tmp, renamed; removed if the write fails
+    write_atomic(path, data)
 
 
 def _stale_tmp(name: str) -> bool:
