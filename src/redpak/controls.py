@@ -30,7 +30,7 @@ from .family import (
     parse_io_max,
     parse_size,
 )
-from .model import CgroupSettings, Node, NodeConfig
+from .model import CgroupSettings, Node
 from .planfile import (
     LANDLOCK_OPTIONAL,
     CgroupAction,
@@ -803,10 +803,6 @@ def _errno_number(text: str | None, origin: Origin | None) -> int:
     return value
 
 
-def _layers(node: Node, admin: bool) -> list[NodeConfig]:
-    return [node.config] + ([node.admin] if admin and node.admin is not None else [])
-
-
 def _unknown_syscall(name: str, what: str, where: str, arch: str, warnings: list[str]) -> bool:
     """True if name is no syscall of arch: a warning when another architecture has it."""
     if name in syscall_numbers(arch):
@@ -825,11 +821,8 @@ def compile_seccomp(fam: FamilyConfig, arch: str, warnings: list[str]) -> tuple[
     allows (a node never relaxes an ancestor's profile), plus every node's denials; none if
     nothing is denied. Raises PlanError on an unknown syscall or errno."""
     rules: dict[str, str] = {}
-    for node in fam.nodes:
-        layers = _layers(node, fam.admin)
-        said = [c.settings.seccomp for c in layers if c.settings.seccomp is not None]
-        profile = next((s.profile for s in reversed(said) if s.profile is not None), None)
-        allow = next((s.allow for s in reversed(said) if s.allow), ())
+    for node in fam.seccomp.per_node:
+        profile, allow = node.profile, node.allow
         where = f"node '{node.alias}' ({node.path})"
         for name in allow:
             _unknown_syscall(name, "allow", where, arch, warnings)
@@ -893,23 +886,6 @@ def compile_landlock(fam: FamilyConfig, mounts: Sequence[Mount]) -> tuple[Landlo
 _SMACK_BAD = set(" \t\n\r\f\v/\\'\"")
 
 
-def _smack_optional(fam: FamilyConfig) -> bool:
-    """smack-optional of the config file that set the winning label (else of its node)."""
-    origin = fam.smack.origin if fam.smack else None
-    if origin is None:
-        return False
-    for node in fam.nodes:
-        if node.path != origin.path:
-            continue
-        layers = _layers(node, fam.admin)
-        mine = [c for c in layers if c.file == origin.file] + [c for c in layers
-                                                               if c.file != origin.file]
-        for cfg in mine:
-            if cfg.settings.smack_optional is not None:
-                return bool(cfg.settings.smack_optional)
-    return False
-
-
 def compile_smack(fam: FamilyConfig, cli_label: str | None, host: Host,
                   warnings: list[str]) -> Smack | None:
     """The program's label: -S/--smack (never optional) or the family's root-most one.
@@ -919,7 +895,7 @@ def compile_smack(fam: FamilyConfig, cli_label: str | None, host: Host,
     elif fam.smack is not None and fam.smack.value:
         label = fam.smack.value
         where = fam.smack.origin.describe() if fam.smack.origin else "smack"
-        optional = _smack_optional(fam)
+        optional = fam.smack_optional
     else:
         return None
     if not 0 < len(label.encode()) <= 255 or label.startswith("-") \

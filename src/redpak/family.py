@@ -135,19 +135,34 @@ class MergeWarning:
 
 
 @dataclass(frozen=True)
+class NodeSeccomp:
+    """One node's own seccomp stance (admin layered over normal): the plan compiler gives
+    each node with the default profile its own allows, never a descendant's."""
+
+    alias: str
+    path: str
+    profile: str | None = None
+    allow: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class FamilySeccomp:
-    """Merged seccomp section: profile, union of denials, allows not denied anywhere."""
+    """Merged seccomp section: profile, union of denials, allows not denied anywhere, and
+    every node's own stance (per_node, root-most first)."""
 
     profile: Sourced[str] | None = None
     deny: tuple[Sourced[str], ...] = ()
     allow: tuple[Sourced[str], ...] = ()
     errno: Sourced[str] | None = None
+    per_node: tuple[NodeSeccomp, ...] = ()
 
 
 @dataclass(frozen=True)
 class FamilyConfig:
     """The effective configuration of a leaf: every rule of SPEC §3 applied, origins kept.
-    Strings are as written until expand.expand_family() returns a copy with expanded=True."""
+    The single truth of a launch: `redconf mergeconfig` prints it and the plan compiler reads
+    nothing else. expanded is True when it was merged from expanded nodes (build.py: each
+    node expanded in its own context, then merged); otherwise strings are as written."""
 
     nodes: tuple[Node, ...]
     admin: bool = False
@@ -175,6 +190,7 @@ class FamilyConfig:
     set_user: Sourced[str] | None = None
     set_group: Sourced[str] | None = None
     smack: Sourced[str] | None = None
+    smack_optional: bool = False        # of the config file that set the winning label
     seccomp: FamilySeccomp = FamilySeccomp()
     cgroups: tuple[Sourced[CgroupSettings], ...] = ()
     cgroups_effective: CgroupSettings = CgroupSettings()
@@ -328,6 +344,7 @@ class _View:
     seccomp: dict[str, Any]
     landlock: tuple[bool, Origin] | None
     warnings: list[MergeWarning]
+    below: list[tuple[Export, Origin]]   # normal entries a Private admin entry replaced
 
 
 def _origin(node: Node, cfg: NodeConfig, line: int, key: str) -> Origin:
@@ -362,8 +379,39 @@ def _split_paths(entries: tuple[str, ...] | None, origin: Origin) -> list[tuple[
     return out
 
 
+def layers_of(node: Node, admin: bool) -> list[NodeConfig]:
+    """The config files of a node that apply in a mode: normal, then admin over it."""
+    return [node.config] + ([node.admin] if admin and node.admin is not None else [])
+
+
+def _node_environ(node: Node, layers: list[NodeConfig]) -> list[tuple[EnvEntry, Origin]]:
+    """A node's environ entries; an admin entry replaces the normal one of the same key."""
+    environ: list[tuple[EnvEntry, Origin]] = []
+    first_env: dict[str, int] = {}
+    for cfg in layers:
+        for i, env in enumerate(cfg.environ):
+            item = (env, _origin(node, cfg, env.line, f"environ[{i}]"))
+            if env.key in first_env and cfg is not layers[0]:
+                environ[first_env[env.key]] = item
+            else:
+                first_env.setdefault(env.key, len(environ))
+                environ.append(item)
+    return environ
+
+
+def standing_environ(nodes: Sequence[Node], admin: bool) -> dict[str, tuple[EnvEntry, Origin]]:
+    """The environ entry that stands for each key (the root-most definition, SPEC §3):
+    the variable definitions every node of the family is expanded with. Keys are never
+    expanded, so this is known before expansion."""
+    out: dict[str, tuple[EnvEntry, Origin]] = {}
+    for node in nodes:
+        for env, origin in _node_environ(node, layers_of(node, admin)):
+            out.setdefault(env.key, (env, origin))
+    return out
+
+
 def _node_view(node: Node, admin: bool) -> _View:
-    layers = [node.config] + ([node.admin] if admin and node.admin is not None else [])
+    layers = layers_of(node, admin)
     warnings = [MergeWarning("", f"{_origin(node, cfg, 0, '').describe()}: {text}")
                 for cfg in layers for text in cfg.warnings]
     scalars: dict[str, tuple[Any, Origin]] = {}
@@ -383,25 +431,24 @@ def _node_view(node: Node, admin: bool) -> _View:
                                _origin(node, cfg, _line(cfg, "ldpath"), "ldpath"))
 
     exports: list[tuple[Export, Origin]] = []
-    environ: list[tuple[EnvEntry, Origin]] = []
     first_export: dict[str, int] = {}  # normalised mount -> index of its first entry
-    first_env: dict[str, int] = {}
+    below: list[tuple[Export, Origin]] = []
     for cfg in layers:
         for i, exp in enumerate(cfg.exports):
             item = (exp, _origin(node, cfg, exp.line, f"exports[{i}]"))
             mount = _norm_mount(exp.mount)
             if mount in first_export and cfg is not layers[0]:
+                replaced = exports[first_export[mount]]
+                if exp.mode.private and not replaced[0].mode.private:
+                    # A Private admin entry is the node's own: its descendants keep the
+                    # normal entry it replaces (e.g. the leaf's rpm database, writable for
+                    # its package manager only).
+                    below.append(replaced)
                 exports[first_export[mount]] = item  # admin replaces normal inside the node
             else:
                 first_export.setdefault(mount, len(exports))
                 exports.append(item)
-        for i, env in enumerate(cfg.environ):
-            item = (env, _origin(node, cfg, env.line, f"environ[{i}]"))
-            if env.key in first_env and cfg is not layers[0]:
-                environ[first_env[env.key]] = item
-            else:
-                first_env.setdefault(env.key, len(environ))
-                environ.append(item)
+    environ = _node_environ(node, layers)
 
     cap_groups = [[(cap, _origin(node, cfg, cap.line or _line(cfg, "capabilities"),
                                  f"capabilities[{i}]"))
@@ -448,14 +495,15 @@ def _node_view(node: Node, admin: bool) -> _View:
                                             "landlock"))
 
     return _View(node, scalars, path, ldpath, exports, environ, cap_groups, shares, cgroups,
-                 seccomp, landlock, warnings)
+                 seccomp, landlock, warnings, below)
 
 
 # ---------------------------------------------------------------------------------------
 # The merge
 
 
-def _check_state(node: Node) -> None:
+def check_state(node: Node) -> None:
+    """Refuse a node that is not Enable; raises NodeError."""
     state = node.status.state
     if state is not NodeState.ENABLE:
         raise NodeError(
@@ -564,7 +612,8 @@ def _merge_exports(views: list[_View], warns: list[MergeWarning], notes: list[Me
     out: list[Sourced[Export]] = []
     last = len(views) - 1
     for i, view in enumerate(views):
-        for exp, origin in view.exports:
+        mine = view.exports if i == last else view.exports + view.below
+        for exp, origin in mine:
             if exp.mode.private and i != last:
                 notes.append(MergeWarning(
                     f"exports {exp.mount}", f"exports {exp.mount}: {exp.mode.value} export of "
@@ -703,8 +752,29 @@ def _merge_seccomp(views: list[_View], warns: list[MergeWarning], notes: list[Me
         if str(value).upper() != str(errnos[0][0]).upper():
             warns.append(_lost("seccomp.errno", errnos[0][1], origin,
                                f"sets errno {value}: ignored, the root-most definition wins"))
+    per_node = tuple(NodeSeccomp(v.node.alias, v.node.path,
+                                 v.seccomp["profile"][0] if v.seccomp["profile"] else None,
+                                 tuple(name for name, _ in v.seccomp["allow"]))
+                     for v in views)
     return FamilySeccomp(profile, tuple(Sourced(n, (o,)) for n, o in deny.items()),
-                         tuple(Sourced(n, (o,)) for n, o in allow.items()), errno)
+                         tuple(Sourced(n, (o,)) for n, o in allow.items()), errno, per_node)
+
+
+def _smack_optional(views: list[_View], smack: Sourced[str] | None, admin: bool) -> bool:
+    """smack-optional of the config file that set the winning label, else of its node."""
+    origin = smack.origin if smack is not None else None
+    if origin is None:
+        return False
+    for view in views:
+        if view.node.path != origin.path:
+            continue
+        layers = layers_of(view.node, admin)
+        mine = ([c for c in layers if c.file == origin.file]
+                + [c for c in layers if c.file != origin.file])
+        for cfg in mine:
+            if cfg.settings.smack_optional is not None:
+                return bool(cfg.settings.smack_optional)
+    return False
 
 
 _SIZE_FIELDS = ("mem_min", "mem_low", "mem_high", "mem_max", "mem_swap_high", "mem_swap_max",
@@ -789,15 +859,18 @@ def _merge_cgroups(views: list[_View]
     return tuple(per_node), CgroupSettings(**values), origins
 
 
-def merge_family(nodes: Sequence[Node], admin: bool = False) -> FamilyConfig:
-    """Merge a family (root-most first, leaf last) into its effective config.
+def merge_family(nodes: Sequence[Node], admin: bool = False, expanded: bool = False
+                 ) -> FamilyConfig:
+    """Merge a family (root-most first, leaf last) into its effective config. With
+    expanded=True the nodes were expanded each in its own context (build.family_config) and
+    every Russian-doll rule compares expanded values; otherwise values are as written.
     Raises NodeError (empty family, node not Enable), MergeError (a descendant loosens an
     ancestor's constraint), ConfigError (a value merge cannot interpret)."""
     nodes = tuple(nodes)
     if not nodes:
         raise NodeError("empty family: no node to merge (is --redpath a node directory?)")
     for node in nodes:
-        _check_state(node)
+        check_state(node)
     views = [_node_view(node, admin) for node in nodes]
     warns: list[MergeWarning] = [w for v in views for w in v.warnings]
     notes: list[MergeWarning] = []
@@ -813,7 +886,8 @@ def merge_family(nodes: Sequence[Node], admin: bool = False) -> FamilyConfig:
         ldpath=_cumulative(views, "ldpath"), namespaces=namespaces, capabilities=capabilities,
         exports=exports, environ=environ, seccomp=seccomp, cgroups=cgroups,
         cgroups_effective=effective, cgroups_effective_origins=effective_origins,
-        warnings=tuple(warns), overrides=tuple(notes), **scalars)
+        smack_optional=_smack_optional(views, scalars.get("smack"), admin),
+        warnings=tuple(warns), overrides=tuple(notes), expanded=expanded, **scalars)
 
 
 # ---------------------------------------------------------------------------------------
@@ -858,6 +932,8 @@ def _family_to_dict(fam: FamilyConfig, origins: bool) -> dict[str, Any]:
                  "set_group", "smack", "gpgcheck"):
         if getattr(fam, name) is not None:
             config[yaml_key(name)] = val(getattr(fam, name))
+    if fam.smack is not None:
+        config["smack-optional"] = fam.smack_optional
     if fam.umask is not None:
         config["umask"] = val(fam.umask, lambda m: f"{m:04o}")
     for name in ("die_with_parent", "new_session"):
@@ -917,6 +993,7 @@ def _family_to_dict(fam: FamilyConfig, origins: bool) -> dict[str, Any]:
     }
 
 
-__all__ = ["CAP_NAMES", "CAP_BITS", "FamilyConfig", "FamilySeccomp", "MergeWarning", "Origin",
+__all__ = ["CAP_NAMES", "CAP_BITS", "FamilyConfig", "FamilySeccomp", "MergeWarning",
+           "NodeSeccomp", "Origin", "layers_of", "standing_environ",
            "Sourced", "compare_sizes", "cpu_max_ratio", "format_cpulist", "merge_family",
            "parse_cpulist", "parse_io_max", "parse_size", "yaml_key"]
