@@ -6,6 +6,7 @@ raw text and line, is typed by the schema tables below, and bombs are refused wh
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -68,6 +69,7 @@ class Key:
 KINDS: dict[str, str] = {
     # kind -> what a value must look like; used in messages and docs
     "string": "a string",
+    "path": "a path",
     "alias": "an alias made of letters, digits and + - _ @ :",
     "bool": "a bool (true/false)",
     "int": "a non-negative integer",
@@ -83,6 +85,7 @@ KINDS: dict[str, str] = {
     "landlock": "a mapping {enabled} or a bool",
     "obsolete": "anything (obsolete, ignored)",
     "export_mode": "an export mode",
+    "export_path": "a string",
     "env_mode": "an environ mode",
     "env_key": "a variable name ([A-Za-z_][A-Za-z0-9_]*)",
     "cpulist": "a CPU/node list such as 0-3,5",
@@ -113,14 +116,14 @@ HEADERS = _table(
 CONFIG = _table(
     Key("path", "path", "pathlist"),
     Key("ldpath", "ldpath", "pathlist"),
-    Key("rpmdir", "rpmdir", "string"),
-    Key("persistdir", "persistdir", "string"),
-    Key("cachedir", "cachedir", "string"),
+    Key("rpmdir", "rpmdir", "path"),
+    Key("persistdir", "persistdir", "path"),
+    Key("cachedir", "cachedir", "path"),
     Key("gpgcheck", "gpgcheck", "bool"),
     Key("verbose", "verbose", "int"),
     Key("umask", "umask", "octal"),
     Key("hostname", "hostname", "string"),
-    Key("chdir", "chdir", "string"),
+    Key("chdir", "chdir", "path"),
     Key("set-user", "set_user", "string"),
     Key("set-group", "set_group", "string"),
     Key("smack", "smack", "string"),
@@ -132,7 +135,7 @@ CONFIG = _table(
     Key("new-session", "new_session", "tristate"),
     Key("map-root-user", "map_root_user", "bool"),
     Key("inherit-env", "inherit_env", "bool"),
-    Key("cgrouproot", "cgrouproot", "string"),
+    Key("cgrouproot", "cgrouproot", "path"),
     Key("cgroups", "cgroups", "cgroups"),
     Key("seccomp", "seccomp", "seccomp"),
     Key("landlock", "landlock", "landlock"),
@@ -143,10 +146,11 @@ CONFIG = _table(
 
 EXPORT = _table(
     Key("mode", "mode", "export_mode", required=True),
-    Key("mount", "mount", "string", required=True),
-    Key("path", "path", "string"),
+    Key("mount", "mount", "path", required=True),
+    Key("path", "path", "export_path"),
     Key("info", "info", "string"),
     Key("warn", "warn", "string"),
+    Key("optional", "optional", "bool"),
 )
 
 ENVIRON = _table(
@@ -243,24 +247,63 @@ _IO_MAX_RE = re.compile(r"[0-9]+:[0-9]+(?:\s+(?:rbps|wbps|riops|wiops)=(?:[0-9]+
 _SYSCALL_RE = re.compile(r"[a-z0-9_]+")
 _ERRNO_RE = re.compile(r"E[A-Z0-9]+")
 
+_UNSAFE_RE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+"""Control characters (C0, DEL, C1) and bidi controls: refused in paths and keys."""
+
+_MAGIC_RE = re.compile(r"/+(?:proc/+(?:self|thread-self|[0-9]+)(?:/+task/+[0-9]+)?/+"
+                       r"(?:fd|fdinfo|cwd|root|exe|map_files)|dev/+fd|dev/+std(?:in|out|err))"
+                       r"(?:/|$)")
+"""Paths through /proc magic links (a descriptor, cwd or root of some process): they can
+lead outside the node (e.g. chdir: /proc/self/fd/9 with the caller holding fd 9 on /)."""
+
+
+def unsafe_char(text: str) -> str | None:
+    """The first control or bidi character of text, escaped for a message (else None)."""
+    m = _UNSAFE_RE.search(text)
+    return None if m is None else f"U+{ord(m.group()):04X}"
+
+
+def path_problem(text: str) -> str | None:
+    """Why text cannot be a path key's value (control/bidi character, /proc magic link),
+    else None. Also used on expanded values."""
+    bad = unsafe_char(text)
+    if bad is not None:
+        return f"contains the control or bidi character {bad}"
+    if _MAGIC_RE.match(text):
+        return (f"'{text}' goes through a /proc (or /dev/fd) link to a process's "
+                "descriptors, working directory or root, which can lead outside the node")
+    return None
+
+
 _SCALAR, _SEQ, _MAP = 0, 1, 2
 _KIND_NAMES = ("a scalar", "a list", "a mapping")
 
 
 # --------------------------------------------------------------------------- reading files
 
-def _read_limited(path: str, max_bytes: int) -> bytes:
-    """Read a regular file of at most max_bytes; raises ConfigError."""
+def _read_limited(path: str, max_bytes: int, owners: tuple[int, ...] | None = None) -> bytes:
+    """Read a regular file of at most max_bytes, once, from one O_NOFOLLOW descriptor.
+    With owners, the file must belong to one of them and be writable by its owner only.
+    Raises ConfigError."""
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
+    if owners is not None:
+        flags |= os.O_NOFOLLOW
     try:
         # O_NONBLOCK: opening a FIFO planted as a config must not hang the launcher.
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        fd = os.open(path, flags)
     except OSError as err:
+        if err.errno == errno.ELOOP and owners is not None:
+            raise ConfigError(path, "", "is a symbolic link: refused (whoever controls "
+                              "where it leads would choose the node's config)",
+                              "replace the link with the file itself") from err
         raise ConfigError(path, "", f"cannot open: {err.strerror}",
                           "check that the file exists and is readable") from err
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise ConfigError(path, "", "not a regular file", "a config must be a plain file")
+        if owners is not None:
+            _check_owner(path, st, owners)
         if st.st_size > max_bytes:
             raise ConfigError(path, "", f"file is {st.st_size} bytes, over the "
                               f"{max_bytes}-byte limit", "configs are small: check the file")
@@ -283,10 +326,31 @@ def _read_limited(path: str, max_bytes: int) -> bytes:
     return data
 
 
-def load_config(path: str | os.PathLike[str]) -> NodeConfig:
-    """Read and validate one node config file (normal or admin); raises ConfigError."""
+def _check_owner(path: str, st: os.stat_result, owners: tuple[int, ...]) -> None:
+    if st.st_mode & 0o022:
+        who = "group and others" if st.st_mode & 0o022 == 0o022 else \
+            "its group" if st.st_mode & 0o020 else "everyone"
+        raise ConfigError(path, "", f"is writable by {who} (mode {st.st_mode & 0o7777:04o}): "
+                          "refused, anyone who can write it controls the node",
+                          f"chmod go-w {path}")
+    if st.st_uid not in owners:
+        import pwd
+        try:
+            name = pwd.getpwuid(st.st_uid).pw_name
+        except KeyError:
+            name = str(st.st_uid)
+        allowed = " or ".join(sorted({"root" if u == 0 else str(u) for u in owners}))
+        raise ConfigError(path, "", f"is owned by {name} (uid {st.st_uid}), neither root nor "
+                          f"the node's owner: refused", f"chown it to {allowed}")
+
+
+def load_config(path: str | os.PathLike[str], owners: tuple[int, ...] | None = None
+                ) -> NodeConfig:
+    """Read and validate one node config file (normal or admin); raises ConfigError.
+    With owners (root and the node directory's owner), a symbolic link, a file writable
+    by group or others, or one owned by anybody else is refused."""
     file = os.fspath(path)
-    return parse_config(_read_limited(file, MAX_BYTES), file)
+    return parse_config(_read_limited(file, MAX_BYTES, owners), file)
 
 
 def parse_config(text: bytes, path: str) -> NodeConfig:
@@ -521,6 +585,10 @@ def _add_key(frame: list[Any], event: Any, file: str, stack: list[list[Any]]) ->
     if raw == "<<" and not event.style:
         raise ConfigError(file, _stack_path(stack), "YAML merge keys (<<) are not allowed",
                           "write the keys out in full", line)
+    bad = unsafe_char(raw)
+    if bad is not None:
+        raise ConfigError(file, _stack_path(stack), f"a key contains the control or bidi "
+                          f"character {bad}", "write keys in plain characters", line)
     lk = raw.lower()
     frame[1] = (raw, lk, line)
     first = frame[0].value.get(lk)
@@ -551,6 +619,11 @@ class _Validator:
 
     def fail(self, key: str, line: int, problem: str, hint: str = "") -> ConfigError:
         return ConfigError(self.file, key, problem, hint, line)
+
+    def check_path(self, value: str, key: str, line: int) -> None:
+        problem = path_problem(value)
+        if problem is not None:
+            raise self.fail(key, line, problem, "write a plain path inside the node")
 
     # -- structure
 
@@ -627,7 +700,10 @@ class _Validator:
             if item.kind != _MAP:
                 raise self.fail(ipath, item.line, f"expected an {what} mapping, got "
                                 f"{self.describe(item)}", "keys: " + ", ".join(table))
-            fields, _ = self.mapping(item, ipath, item.line, table)
+            fields, lines = self.mapping(item, ipath, item.line, table)
+            if cls is Export and fields.get("path") is not None and (
+                    fields["mode"].is_bind or fields["mode"] is ExportMode.LOCK):
+                self.check_path(fields["path"], f"{ipath}.path", lines["path"])
             out.append(cls(**fields, line=item.line))
         return tuple(out)
 
@@ -673,6 +749,22 @@ class _Validator:
 
 def _p_string(v: _Validator, node: _Node, path: str, line: int) -> str | None:
     return v.text(node, path, "string")
+
+
+def _p_path(v: _Validator, node: _Node, path: str, line: int) -> str | None:
+    value = v.text(node, path, "path")
+    if value is not None:
+        v.check_path(value, path, node.line)
+    return value
+
+
+def _p_export_path(v: _Validator, node: _Node, path: str, line: int) -> str | None:
+    value = v.text(node, path, "export_path")
+    bad = None if value is None else unsafe_char(value)
+    if bad is not None:
+        raise v.fail(path, node.line, f"contains the control or bidi character {bad}",
+                     "remove it (write the path in plain characters)")
+    return value
 
 
 def _p_alias(v: _Validator, node: _Node, path: str, line: int) -> str | None:
@@ -724,11 +816,13 @@ def _p_pathlist(v: _Validator, node: _Node, path: str, line: int) -> tuple[str, 
             text = v.text(item, f"{path}[{i}]", "string")
             if not text:
                 raise v.fail(f"{path}[{i}]", item.line, "empty path entry", "remove the entry")
+            v.check_path(text, f"{path}[{i}]", item.line)
             out.append(text)
         return tuple(out)
     value = v.text(node, path, "pathlist")
     if value is None:
         return None
+    v.check_path(value, path, node.line)
     return tuple(p for p in value.split(":") if p)
 
 
@@ -740,6 +834,10 @@ def _share(v: _Validator, node: _Node, path: str, line: int, kind: str) -> Share
     if state is not None:
         return ShareValue(state, line=line)
     if kind == "share" and value[:1] in ("/", "$"):
+        bad = unsafe_char(value)
+        if bad is not None:
+            raise v.fail(path, node.line, f"contains the control or bidi character {bad}",
+                         "write the namespace path in plain characters")
         return ShareValue(Share.JOIN, value, line=line)
     raise v.fail(path, node.line, f"'{value}' is not {KINDS[kind]}",
                  _suggest(value, ("enabled", "disabled", "unset")))
@@ -998,7 +1096,7 @@ def _p_landlock(v: _Validator, node: _Node, path: str, line: int) -> LandlockSet
 
 
 _PARSERS: dict[str, Callable[[_Validator, _Node, str, int], Any]] = {
-    "string": _p_string, "alias": _p_alias, "bool": _p_bool, "int": _p_int,
+    "string": _p_string, "path": _p_path, "export_path": _p_export_path, "alias": _p_alias, "bool": _p_bool, "int": _p_int,
     "octal": _p_octal, "pathlist": _p_pathlist, "share": _p_share,
     "share_all": _p_share_all, "tristate": _p_tristate, "capabilities": _p_capabilities,
     "cap": _p_cap, "cgroups": _p_cgroups, "seccomp": _p_seccomp, "landlock": _p_landlock,

@@ -41,7 +41,8 @@ from typing import Any
 
 from .errors import ExpandError
 from .family import FamilyConfig, Origin, yaml_key
-from .model import NAMESPACES, EnvEntry, EnvMode, Node, NodeConfig, Share
+from .config import path_problem
+from .model import NAMESPACES, EnvEntry, EnvMode, ExportMode, Node, NodeConfig, Share
 
 DEFAULT_TIMEOUT = 5.0
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -292,11 +293,21 @@ class ExpansionContext:
         if not s.run_commands:
             return f"$({command})"
         prefix = f"{_where(file, line)}: {key}: command `{command}`"
+        # Never more privileged than whoever can change the config (the node's owner):
+        # root runs it as that owner; another user's command is refused.
+        ids: dict[str, Any] = {}
+        owner = self.node.owner
+        if owner not in (None, 0, os.geteuid()):
+            if os.geteuid() != 0:
+                raise ExpandError(f"{prefix}: refused, the node '{self.node.alias}' belongs "
+                                  f"to uid {owner}, who could make you run anything (launch "
+                                  "it as its owner, or have root own the node)")
+            ids = {"user": owner, "group": self.node.group, "extra_groups": []}
         try:
             proc = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     env=self._command_env(), start_new_session=True,
-                                    close_fds=True)
+                                    close_fds=True, **ids)
         except OSError as err:
             raise ExpandError(f"{prefix} could not start: {err.strerror}") from err
         try:
@@ -384,6 +395,7 @@ class ExpandedFamily:
 
 _STRING_SETTINGS = ("hostname", "chdir", "rpmdir", "persistdir", "cachedir", "cgrouproot",
                     "smack", "set_user", "set_group")
+_PATH_SETTINGS = frozenset({"chdir", "rpmdir", "persistdir", "cachedir", "cgrouproot"})
 IDENTITY_SETTINGS = ("set_user", "set_group")
 """Expanded with the caller's identity, before the launch identity ($UID) is known."""
 
@@ -415,6 +427,16 @@ def expand_config(ctx: ExpansionContext, cfg: NodeConfig,
     def ex(text: str, key: str, line: int) -> str:
         return ctx._expand(text, key, file, line) if "$" in text else text
 
+    def ex_path(text: str, key: str, line: int) -> str:
+        if "$" not in text:
+            return text             # checked at load
+        value = ctx._expand(text, key, file, line)
+        problem = path_problem(value)
+        if problem is not None:
+            raise ExpandError(f"{_where(file, line)}: {key}: '{text}' expands to a value "
+                              f"that is no path key's: {problem}")
+        return value
+
     changes: dict[str, Any] = {}
     for name in only or _STRING_SETTINGS:
         value = getattr(st, name)
@@ -423,13 +445,14 @@ def expand_config(ctx: ExpansionContext, cfg: NodeConfig,
         if preset is not None and (file, name) in preset:
             changes[name] = preset[(file, name)]
         else:
-            changes[name] = ex(value, yaml_key(name), lines.get(name, 0))
+            how = ex_path if name in _PATH_SETTINGS else ex
+            changes[name] = how(value, yaml_key(name), lines.get(name, 0))
     if only is not None:
         return dataclasses.replace(cfg, settings=dataclasses.replace(st, **changes))
     for name in ("path", "ldpath"):
         value = getattr(st, name)
         if value:
-            changes[name] = tuple(ex(p, f"{name} entry '{p}'", lines.get(name, 0))
+            changes[name] = tuple(ex_path(p, f"{name} entry '{p}'", lines.get(name, 0))
                                   for p in value)
     for name in _SHARE_FIELDS:
         sv = getattr(st, name)
@@ -437,9 +460,10 @@ def expand_config(ctx: ExpansionContext, cfg: NodeConfig,
             changes[name] = dataclasses.replace(
                 sv, path=ex(sv.path, name, sv.line or lines.get(name, 0)))
     exports = tuple(
-        dataclasses.replace(e, mount=ex(e.mount, f"exports[{i}].mount", e.line),
+        dataclasses.replace(e, mount=ex_path(e.mount, f"exports[{i}].mount", e.line),
                             path=None if e.path is None
-                            else ex(e.path, f"exports[{i}].path", e.line))
+                            else (ex_path if e.mode.is_bind or e.mode is ExportMode.LOCK
+                                  else ex)(e.path, f"exports[{i}].path", e.line))
         for i, e in enumerate(cfg.exports))
     environ = []
     for env in cfg.environ:

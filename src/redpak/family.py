@@ -969,7 +969,7 @@ def _family_to_dict(fam: FamilyConfig, origins: bool) -> dict[str, Any]:
     for s in fam.exports:
         e = s.value
         data: dict[str, Any] = {"mode": e.mode.value, "mount": e.mount}
-        for name in ("path", "info", "warn"):
+        for name in ("path", "info", "warn", "optional"):
             if getattr(e, name) is not None:
                 data[name] = getattr(e, name)
         exports.append(entry(data, s))

@@ -99,6 +99,7 @@ class Export:
     path: str | None = None     # unexpanded source; None means "same as mount"
     info: str | None = None
     warn: str | None = None
+    optional: bool | None = None  # a missing host source is skipped without a warning
     line: int = 0
 
 
@@ -238,6 +239,8 @@ class Node:
     status: NodeStatus
     config: NodeConfig
     admin: NodeConfig | None = None
+    owner: int | None = None    # uid and gid of the node directory: who can change its
+    group: int | None = None    # configs; commands they hold never run more privileged
 
     @property
     def alias(self) -> str:

@@ -151,6 +151,7 @@ def compile_plan(fam: FamilyConfig, ident: Identity, options: LaunchOptions = La
     create = create_source or (lambda _p, _k, _w: None)
     mounts = _mounts(fam, ident, uid, gid, options, kind_of, create, node_dirs, out)
     env = _environ(fam)
+    _check_commands(fam, ident)
     controls = compile_controls(fam, mounts, host or Host(), options.smack)
     # Security policy checks over the whole family belong here (security.py), before the
     # plan is assembled: fam is the single truth, ident says who launches.
@@ -176,6 +177,23 @@ def compile_plan(fam: FamilyConfig, ident: Identity, options: LaunchOptions = La
         caller_uid=ident.caller_uid, caller_gid=ident.caller_gid,
     )
     return CompiledPlan(plan, tuple(out.warnings), tuple(out.absent))
+
+
+def _check_commands(fam: FamilyConfig, ident: Identity) -> None:
+    """Execfd commands run on the host as the launcher: never more privileged than the
+    owner of the node whose config holds them. Raises PlanError."""
+    owners = {n.path: n.owner for n in fam.nodes}
+    entries = [(s, "exports") for s in fam.exports if s.value.mode is ExportMode.EXECFD]
+    entries += [(s, "environ") for s in fam.environ if s.value.mode is EnvMode.EXECFD]
+    for sourced, what in entries:
+        origin = sourced.origin
+        owner = owners.get(origin.path) if origin is not None else None
+        if owner in (None, 0, ident.caller_uid):
+            continue
+        raise PlanError(f"{what}: the Execfd entry of {origin.describe()} would run on the "
+                        f"host as uid {ident.caller_uid}, but the node belongs to uid "
+                        f"{owner}, who could make it run anything: refused (launch the node "
+                        f"as uid {owner}, or have root own the node directory)")
 
 
 def _namespaces(fam: FamilyConfig, ident: Identity) -> tuple[Ns, tuple[Join, ...]]:
@@ -302,6 +320,9 @@ def _mount_of(exp: Export, target: str, where: str, ident: Identity, uid: int, g
             if _under(source, node_dirs):
                 # redpak creates missing sources inside node directories only (SPEC §4).
                 create(source, want, where)
+            elif exp.optional:
+                out.absent.append(source)   # expected to be missing at times: no warning
+                return None
             elif options.strict:
                 raise PlanError(f"{where}: source '{source}' does not exist (--strict)")
             else:

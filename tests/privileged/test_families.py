@@ -116,6 +116,12 @@ def test_family_of_stock_templates_end_to_end(top, repo, depth):
     nodes = make_family(top, aliases, repo)
     leaf, parent = nodes[-1], nodes[-2]
 
+    # A family made from the stock templates launches silently on a stock host (root has
+    # no /run/user/0: that export is optional), on the cold path and the cached one.
+    for _ in range(2):
+        quiet = redwrap(leaf, "true")
+        assert quiet.stderr == "" and quiet.stdout == ""
+
     # A package installed into the leaf with redwrap-dnf lands in the leaf only.
     r = run(BIN / "redwrap-dnf", "--redpath", leaf, "-y", "install", "famtool",
             env={**os.environ, "REDPAK_REDWRAP": ""})

@@ -440,7 +440,7 @@ SCHEMA_ERRORS = [
     ("string list", with_config("  hostname: [a, b]"), 4, "config.hostname",
      ["expected a string, got a list"]),
     ("string map", with_config("  chdir: {a: b}"), 4, "config.chdir",
-     ["expected a string, got a mapping"]),
+     ["expected a path, got a mapping"]),
     ("int abc", with_config("  verbose: abc"), 4, "config.verbose", ["integer", "'abc'"]),
     ("int negative", with_config("  verbose: -1"), 4, "config.verbose", ["integer"]),
     ("umask decimal", with_config("  umask: 089"), 4, "config.umask", ["octal"]),
