@@ -42,7 +42,7 @@ from typing import Any
 from .errors import ExpandError
 from .family import FamilyConfig, Origin, yaml_key
 from .config import path_problem
-from .model import NAMESPACES, EnvEntry, EnvMode, ExportMode, Node, NodeConfig, Share
+from .model import NAMESPACES, EnvEntry, EnvMode, Export, ExportMode, Node, NodeConfig, Share
 
 DEFAULT_TIMEOUT = 5.0
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -51,6 +51,8 @@ _FIXED = ("NODE_ALIAS", "NODE_NAME", "NODE_PATH", "NODE_INFO", "LEAF_ALIAS", "LE
           "REDNODE_VARDIR", "REDNODE_REPODIR", "REDNODE_LOCK", "UID", "GID", "PID", "TODAY",
           "UUID")
 _VOLATILE = frozenset({"PID", "TODAY", "UUID"})
+_PER_NODE = frozenset(_FIXED) - _VOLATILE - {"UID", "GID"}
+_PLAIN_VAR = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 
 
 def default_templates_dir() -> str:
@@ -107,6 +109,7 @@ class ExpansionContext:
                  templates_dir: str | None = None, definitions: Iterable[Definition] = (),
                  run_commands: bool = True):
         self.node = node
+        self._names: dict[str, str | None] = {}   # NODE_*, LEAF_*, REDNODE_* of this node
         self._s = _Session(leaf if leaf is not None else node, environ, uid, gid, pid,
                            command_timeout, templates_dir or default_templates_dir(),
                            {d.key: d for d in definitions}, run_commands=run_commands)
@@ -114,7 +117,7 @@ class ExpansionContext:
     def with_node(self, node: Node) -> ExpansionContext:
         """A context for another node of the same family, sharing this one's session."""
         other = object.__new__(ExpansionContext)
-        other.node, other._s = node, self._s
+        other.node, other._s, other._names = node, self._s, {}
         return other
 
     def set_identity(self, uid: int, gid: int) -> None:
@@ -190,9 +193,15 @@ class ExpansionContext:
                 "REDNODE_LOCK": f"{base}/.rpm.lock"}.get(name)
 
     def _lookup(self, name: str, where: tuple[str, str, int]) -> str:
-        value = self._fixed(name) if name in _FIXED else None
-        if value is not None:
-            return value
+        if name in _FIXED:
+            if name in _PER_NODE:
+                value = self._names.get(name)
+                if value is None:
+                    value = self._names[name] = self._fixed(name)
+            else:
+                value = self._fixed(name)
+            if value is not None:
+                return value
         s = self._s
         if name in s.definitions:
             return self._definition(s.definitions[name], where)
@@ -233,6 +242,9 @@ class ExpansionContext:
 
     def _expand(self, text: str, key: str, file: str, line: int) -> str:
         where = (key, file, line)
+        if "\\" not in text and "$(" not in text and "${" not in text:
+            # the common case, plain $NAME references: one regex pass
+            return _PLAIN_VAR.sub(lambda m: self._lookup(m.group(1), where), text)
         out: list[str] = []
         i, n = 0, len(text)
         while i < n:
@@ -459,12 +471,17 @@ def expand_config(ctx: ExpansionContext, cfg: NodeConfig,
         if sv is not None and sv.state is Share.JOIN:
             changes[name] = dataclasses.replace(
                 sv, path=ex(sv.path, name, sv.line or lines.get(name, 0)))
-    exports = tuple(
-        dataclasses.replace(e, mount=ex_path(e.mount, f"exports[{i}].mount", e.line),
-                            path=None if e.path is None
-                            else (ex_path if e.mode.is_bind or e.mode is ExportMode.LOCK
-                                  else ex)(e.path, f"exports[{i}].path", e.line))
-        for i, e in enumerate(cfg.exports))
+    exports = []
+    for i, e in enumerate(cfg.exports):
+        if "$" not in e.mount and (e.path is None or "$" not in e.path):
+            exports.append(e)
+            continue
+        path = e.path
+        if path is not None:
+            how = ex_path if e.mode.is_bind or e.mode is ExportMode.LOCK else ex
+            path = how(path, f"exports[{i}].path", e.line)
+        exports.append(Export(e.mode, ex_path(e.mount, f"exports[{i}].mount", e.line), path,
+                              e.info, e.warn, e.optional, e.line))
     environ = []
     for env in cfg.environ:
         mine = standing.get(env.key)
@@ -475,7 +492,7 @@ def expand_config(ctx: ExpansionContext, cfg: NodeConfig,
                 env = dataclasses.replace(env, value="")
         environ.append(env)
     return dataclasses.replace(cfg, settings=dataclasses.replace(st, **changes),
-                               exports=exports, environ=tuple(environ))
+                               exports=tuple(exports), environ=tuple(environ))
 
 
 def expand_node(ctx: ExpansionContext, node: Node, admin: bool,
