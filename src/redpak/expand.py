@@ -230,8 +230,9 @@ class ExpansionContext:
         if d.key in s.resolving:
             chain = " -> ".join(s.resolving[s.resolving.index(d.key):] + [d.key])
             raise ExpandError(f"{_where(d.file, d.line)}: environ {d.key}: variable {d.key} "
-                              f"refers to itself ({chain}) (give it a value that does not "
-                              f"use ${d.key}, or use mode Inherit for the caller's value)")
+                              f"refers to itself ({chain}) (break the cycle: a value may use "
+                              f"its own name for the enclosing value, not go round through "
+                              f"other definitions)")
         s.resolving.append(d.key)
         try:
             value = self.with_node(d.node)._expand(d.value, f"environ {d.key}", d.file, d.line)
