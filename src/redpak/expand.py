@@ -41,7 +41,7 @@ from typing import Any
 
 from .errors import ExpandError
 from .family import FamilyConfig, Origin, yaml_key
-from .config import path_problem
+from .config import HOST_PATH_MODES, path_problem
 from .model import NAMESPACES, EnvEntry, EnvMode, Export, ExportMode, Node, NodeConfig, Share
 
 DEFAULT_TIMEOUT = 5.0
@@ -444,6 +444,9 @@ def expand_config(ctx: ExpansionContext, cfg: NodeConfig,
         if "$" not in text:
             return text             # checked at load
         value = ctx._expand(text, key, file, line)
+        if value.isascii() and value.isprintable() and "proc" not in value \
+                and "dev" not in value:
+            return value
         problem = path_problem(value)
         if problem is not None:
             raise ExpandError(f"{_where(file, line)}: {key}: '{text}' expands to a value "
@@ -479,7 +482,7 @@ def expand_config(ctx: ExpansionContext, cfg: NodeConfig,
             continue
         path = e.path
         if path is not None:
-            how = ex_path if e.mode.is_bind or e.mode is ExportMode.LOCK else ex
+            how = ex_path if e.mode in HOST_PATH_MODES else ex
             path = how(path, f"exports[{i}].path", e.line)
         exports.append(Export(e.mode, ex_path(e.mount, f"exports[{i}].mount", e.line), path,
                               e.info, e.warn, e.optional, e.line))

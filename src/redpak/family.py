@@ -38,7 +38,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from .config import CAPABILITY_NAMES
+from .schema import CAPABILITY_NAMES, CGROUP_KEYS, YAML_KEYS, config_keys
 from .errors import ConfigError, MergeError, NodeError
 from .model import (
     NAMESPACES,
@@ -62,24 +62,22 @@ CAP_NAMES: tuple[str, ...] = CAPABILITY_NAMES
 
 CAP_BITS: Mapping[str, int] = {name: bit for bit, name in enumerate(CAP_NAMES)}
 
-NODE_LOCAL = ("hostname", "chdir", "rpmdir", "persistdir", "cachedir", "verbose", "cgrouproot",
-              "map_root_user", "inherit_env", "unsafe")
-"""Settings where the value closest to the leaf wins."""
+NODE_LOCAL = config_keys("leaf")
+"""Settings where the value closest to the leaf wins (schema rule 'leaf')."""
 
-ROOT_MOST = ("set_user", "set_group", "smack")
-"""Settings where the root-most definition wins."""
+ROOT_MOST = config_keys("root")
+"""Settings where the root-most definition wins (schema rule 'root')."""
+
+ENABLED_WINS = config_keys("enabled")
+"""Tristates where enabled anywhere wins (die-with-parent, new-session)."""
+
+_OR_SCALARS = tuple(k for k in config_keys("or") if k != "landlock")  # landlock: a section
 
 _DEFAULT_SHARE = {ns: Share.DISABLED for ns in NAMESPACES} | {"time": Share.ENABLED}
 
-# YAML spelling of the keys whose field name differs (model uses snake_case everywhere).
-_YAML_KEY = {"set_user": "set-user", "set_group": "set-group", "die_with_parent": "die-with-parent",
-             "new_session": "new-session", "map_root_user": "map-root-user",
-             "inherit_env": "inherit-env", "smack_optional": "smack-optional"}
-
-
 def yaml_key(name: str) -> str:
     """Return the YAML spelling of a Settings field name (set_user -> set-user)."""
-    return _YAML_KEY.get(name, name)
+    return YAML_KEYS.get(name, name)
 
 
 @dataclass(frozen=True)
@@ -415,7 +413,7 @@ def _node_view(node: Node, admin: bool) -> _View:
     warnings = [MergeWarning("", f"{_origin(node, cfg, 0, '').describe()}: {text}")
                 for cfg in layers for text in cfg.warnings]
     scalars: dict[str, tuple[Any, Origin]] = {}
-    names = NODE_LOCAL + ROOT_MOST + ("umask", "gpgcheck", "die_with_parent", "new_session")
+    names = NODE_LOCAL + ROOT_MOST + _OR_SCALARS + ENABLED_WINS
     for cfg in layers:  # later layers (admin) overwrite earlier ones
         for name in names:
             value = getattr(cfg.settings, name)
@@ -695,7 +693,7 @@ def _merge_scalars(views: list[_View], warns: list[MergeWarning], notes: list[Me
     if gpg:
         on = tuple(o for val, o in gpg if val)
         out["gpgcheck"] = Sourced(True, on) if on else Sourced(False, tuple(o for _, o in gpg))
-    for name in ("die_with_parent", "new_session"):
+    for name in ENABLED_WINS:
         said = [v.scalars[name] for v in views if name in v.scalars]
         on = tuple(o for val, o in said if val is Tristate.ENABLED)
         if on:
@@ -777,22 +775,12 @@ def _smack_optional(views: list[_View], smack: Sourced[str] | None, admin: bool)
     return False
 
 
-_SIZE_FIELDS = ("mem_min", "mem_low", "mem_high", "mem_max", "mem_swap_high", "mem_swap_max",
-                "pids_max")
-_LEAF_MOST_FIELDS = ("cpuset_cpus_partition", "mem_oom_group", "cpu_weight", "cpu_weight_nice",
-                     "io_weight")
-_CG_KEY = {"cpuset_cpus": "cpuset.cpus", "cpuset_mems": "cpuset.mems",
-           "cpuset_cpus_partition": "cpuset.cpus_partition", "mem_min": "mem.min",
-           "mem_low": "mem.low", "mem_high": "mem.high", "mem_max": "mem.max",
-           "mem_oom_group": "mem.oom_group", "mem_swap_high": "mem.swap_high",
-           "mem_swap_max": "mem.swap_max", "cpu_weight": "cpu.weight",
-           "cpu_weight_nice": "cpu.weight_nice", "cpu_max": "cpu.max", "io_weight": "io.weight",
-           "io_max": "io.max", "pids_max": "pids.max"}
-
-
 def _tightest(name: str, found: list[tuple[Any, Origin]]) -> tuple[Any, Origin]:
-    """Tightest value of one cgroup key along the chain (found is root -> leaf)."""
-    key = f"cgroups.{_CG_KEY[name]}"
+    """Tightest value of one cgroup key along the chain (found is root -> leaf), by the
+    key's merge rule in the schema."""
+    yaml_path, spec = CGROUP_KEYS[name]
+    key = f"cgroups.{yaml_path}"
+    rule = spec.merge
 
     def parsed(parse: Callable[[Any], Any], value: Any, origin: Origin) -> Any:
         try:
@@ -802,18 +790,18 @@ def _tightest(name: str, found: list[tuple[Any, Origin]]) -> tuple[Any, Origin]:
                              descendant=f"{origin.alias} ({origin.path})",
                              hint="fix the value in that node's config") from err
 
-    if name in _LEAF_MOST_FIELDS:
+    if rule == "leaf":
         return found[-1]
-    if name in _SIZE_FIELDS:
+    if rule == "min":
         best = found[0]
         for item in found[1:]:
             a, b = parsed(parse_size, best[0], best[1]), parsed(parse_size, *item)
             if b is not None and (a is None or b < a):
                 best = item
         return best
-    if name == "cpu_max":
+    if rule == "min-ratio":
         return min(found, key=lambda item: parsed(cpu_max_ratio, *item))
-    if name in ("cpuset_cpus", "cpuset_mems"):
+    if rule == "intersect":
         cpus = parsed(parse_cpulist, *found[0])
         for value, origin in found[1:]:
             mine = parsed(parse_cpulist, value, origin)
@@ -824,7 +812,7 @@ def _tightest(name: str, found: list[tuple[Any, Origin]]) -> tuple[Any, Origin]:
                                  hint="a node's cpuset must be a subset of its ancestors'")
             cpus &= mine
         return format_cpulist(cpus), found[-1][1]
-    if name == "io_max":
+    if rule == "min-per-device":
         limits: dict[str, dict[str, str]] = {}
         for value, origin in found:
             for dev, keys in parsed(parse_io_max, value, origin).items():
@@ -904,7 +892,7 @@ def _cgroup_tree(cg: CgroupSettings, wrap: Callable[[str, Any], Any]) -> dict[st
         value = getattr(cg, f.name)
         if f.name == "line" or value is None:
             continue
-        section, _, key = _CG_KEY[f.name].partition(".")
+        section, _, key = CGROUP_KEYS[f.name][0].partition(".")
         tree.setdefault(section, {})[key] = wrap(f.name, value)
     return tree
 
@@ -927,16 +915,14 @@ def _family_to_dict(fam: FamilyConfig, origins: bool) -> dict[str, Any]:
 
     leaf = fam.leaf.config
     config: dict[str, Any] = {}
-    for name in ("hostname", "chdir", "rpmdir", "persistdir", "cachedir", "verbose",
-                 "cgrouproot", "map_root_user", "inherit_env", "unsafe", "set_user",
-                 "set_group", "smack", "gpgcheck"):
+    for name in NODE_LOCAL + ROOT_MOST + ("gpgcheck",):
         if getattr(fam, name) is not None:
             config[yaml_key(name)] = val(getattr(fam, name))
     if fam.smack is not None:
         config["smack-optional"] = fam.smack_optional
     if fam.umask is not None:
         config["umask"] = val(fam.umask, lambda m: f"{m:04o}")
-    for name in ("die_with_parent", "new_session"):
+    for name in ENABLED_WINS:
         config[yaml_key(name)] = val(getattr(fam, name), lambda t: t.value)
     config["path"] = [val(s) for s in fam.path]
     config["ldpath"] = [val(s) for s in fam.ldpath]

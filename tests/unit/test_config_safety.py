@@ -35,6 +35,7 @@ def refused(text: str) -> ConfigError:
     "/proc/self/fd/9", "/proc/self/fd", "/proc//self/fd/3", "/proc/thread-self/fd/1",
     "/proc/1234/fd/4", "/proc/1/cwd", "/proc/self/root", "/proc/self/task/12/fd/3",
     "/proc/self/map_files/x", "/dev/fd/5", "/dev/stdin", "//proc/self/cwd/etc",
+    "/./proc/self/fd/3", "/a/../proc/1/cwd",
 ])
 def test_chdir_through_a_process_link_is_refused(value):
     err = refused(f"headers:\n  alias: app\nconfig:\n  chdir: {value}\n")
