@@ -32,7 +32,6 @@ UUID, TODAY or a command was used (the result cannot be cached).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -415,6 +414,14 @@ IDENTITY_SETTINGS = ("set_user", "set_group")
 _SHARE_FIELDS = ("share_all",) + tuple(f"share_{ns}" for ns in NAMESPACES)
 
 
+def _with(obj: Any, **changes: Any) -> Any:
+    """A shallow copy of a frozen dataclass with some fields changed: what
+    dataclasses.replace does, without re-running __init__ (a hot path of every launch)."""
+    new = object.__new__(type(obj))
+    new.__dict__.update(obj.__dict__, **changes)
+    return new
+
+
 def definitions_of(standing: Mapping[str, tuple[EnvEntry, Origin]],
                    nodes: Iterable[Node]) -> list[Definition]:
     """Variable definitions from the family's standing environ entries (Default: expanded
@@ -436,14 +443,24 @@ def expand_config(ctx: ExpansionContext, cfg: NodeConfig,
     file = cfg.file
     st = cfg.settings
     lines = st.lines
+    names, lookup, nowhere = ctx._names, ctx._lookup, ("", file, 0)
+
+    def var(m: re.Match[str]) -> str:
+        value = names.get(m.group(1))     # this node's built-ins, once looked up
+        return value if value is not None else lookup(m.group(1), nowhere)
+
+    def expand(text: str, key: str, line: int) -> str:
+        if "\\" in text or "$(" in text or "${" in text:
+            return ctx._expand(text, key, file, line)
+        return _PLAIN_VAR.sub(var, text)  # only plain $NAME: no error is possible
 
     def ex(text: str, key: str, line: int) -> str:
-        return ctx._expand(text, key, file, line) if "$" in text else text
+        return expand(text, key, line) if "$" in text else text
 
     def ex_path(text: str, key: str, line: int) -> str:
         if "$" not in text:
             return text             # checked at load
-        value = ctx._expand(text, key, file, line)
+        value = expand(text, key, line)
         if value.isascii() and value.isprintable() and "proc" not in value \
                 and "dev" not in value:
             return value
@@ -464,7 +481,7 @@ def expand_config(ctx: ExpansionContext, cfg: NodeConfig,
             how = ex_path if name in _PATH_SETTINGS else ex
             changes[name] = how(value, yaml_key(name), lines.get(name, 0))
     if only is not None:
-        return dataclasses.replace(cfg, settings=dataclasses.replace(st, **changes))
+        return _with(cfg, settings=_with(st, **changes))
     for name in ("path", "ldpath"):
         value = getattr(st, name)
         if value:
@@ -473,7 +490,7 @@ def expand_config(ctx: ExpansionContext, cfg: NodeConfig,
     for name in _SHARE_FIELDS:
         sv = getattr(st, name)
         if sv is not None and sv.state is Share.JOIN:
-            changes[name] = dataclasses.replace(
+            changes[name] = _with(
                 sv, path=ex(sv.path, name, sv.line or lines.get(name, 0)))
     exports = []
     for i, e in enumerate(cfg.exports):
@@ -484,19 +501,19 @@ def expand_config(ctx: ExpansionContext, cfg: NodeConfig,
         if path is not None:
             how = ex_path if e.mode in HOST_PATH_MODES else ex
             path = how(path, f"exports[{i}].path", e.line)
-        exports.append(Export(e.mode, ex_path(e.mount, f"exports[{i}].mount", e.line), path,
-                              e.info, e.warn, e.optional, e.line))
+        exports.append(_with(e, mount=ex_path(e.mount, f"exports[{i}].mount", e.line),
+                             path=path))
     environ = []
     for env in cfg.environ:
         mine = standing.get(env.key)
         if mine is not None and mine[1].file == file and mine[0] is env:
             if env.mode is EnvMode.DEFAULT:
-                env = dataclasses.replace(env, value=ctx.definition_value(env.key))
+                env = _with(env, value=ctx.definition_value(env.key))
             elif env.mode is EnvMode.STATIC and env.value is None:
-                env = dataclasses.replace(env, value="")
+                env = _with(env, value="")
         environ.append(env)
-    return dataclasses.replace(cfg, settings=dataclasses.replace(st, **changes),
-                               exports=tuple(exports), environ=tuple(environ))
+    return _with(cfg, settings=_with(st, **changes), exports=tuple(exports),
+                 environ=tuple(environ))
 
 
 def expand_node(ctx: ExpansionContext, node: Node, admin: bool,
@@ -509,7 +526,7 @@ def expand_node(ctx: ExpansionContext, node: Node, admin: bool,
     extra = node.admin
     if admin and node.admin is not None:
         extra = expand_config(here, node.admin, standing, preset)
-    return dataclasses.replace(node, config=config, admin=extra)
+    return _with(node, config=config, admin=extra)
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ from .model import (
     CgroupSettings,
     EnvEntry,
     Export,
+    ExportMode,
     Node,
     NodeConfig,
     NodeState,
@@ -67,6 +68,8 @@ NODE_LOCAL = config_keys("leaf")
 
 ROOT_MOST = config_keys("root")
 """Settings where the root-most definition wins (schema rule 'root')."""
+
+_PRIVATE_MODES = tuple(m for m in ExportMode if m.private)  # tuple: identity test in C
 
 ENABLED_WINS = config_keys("enabled")
 """Tristates where enabled anywhere wins (die-with-parent, new-session)."""
@@ -612,7 +615,7 @@ def _merge_exports(views: list[_View], warns: list[MergeWarning], notes: list[Me
     for i, view in enumerate(views):
         mine = view.exports if i == last else view.exports + view.below
         for exp, origin in mine:
-            if exp.mode.private and i != last:
+            if i != last and exp.mode in _PRIVATE_MODES:
                 notes.append(MergeWarning(
                     f"exports {exp.mount}", f"exports {exp.mount}: {exp.mode.value} export of "
                     f"{origin.describe()} applies to that node only, not to its descendants",
