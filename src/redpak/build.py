@@ -118,6 +118,15 @@ def _identity_preset(nodes: Sequence[Node], admin: bool, ctx: ExpansionContext,
     return preset, winner
 
 
+def _runnable(text: str, key: str, dry_run: bool, warnings: list[str]) -> str | None:
+    """TEXT, or None (with a warning) when a dry run left a $(command) in it."""
+    if dry_run and "$(" in text:
+        warnings.append(f"{key}: '{text}' is computed by a command, not run in a dry run: "
+                        "the plan shows the caller's identity")
+        return None
+    return text
+
+
 def launch_family(redpath: str, options: LaunchOptions = LaunchOptions(),
                   environ: Mapping[str, str] | None = None, dry_run: bool = False
                   ) -> LaunchFamily:
@@ -140,11 +149,9 @@ def launch_family(redpath: str, options: LaunchOptions = LaunchOptions(),
     if has_user or has_group:
         preset, winner = _identity_preset(nodes, options.admin, ctx, standing)
         if has_user:
-            text = options.user or winner.get("set_user", "")
-            if dry_run and "$(" in text:
-                warnings.append(f"set-user: '{text}' is computed by a command, not run in a "
-                                "dry run: the plan shows the caller's identity")
-            else:
+            text = _runnable(options.user or winner.get("set_user", ""), "set-user", dry_run,
+                             warnings)
+            if text is not None:
                 target_uid = resolve_user(text, "-U/--user" if options.user else "set-user")
                 if not has_group:
                     import pwd
@@ -153,11 +160,9 @@ def launch_family(redpath: str, options: LaunchOptions = LaunchOptions(),
                     except KeyError:
                         pass
         if has_group:
-            text = options.group or winner.get("set_group", "")
-            if dry_run and "$(" in text:
-                warnings.append(f"set-group: '{text}' is computed by a command, not run in a "
-                                "dry run: the plan shows the caller's identity")
-            else:
+            text = _runnable(options.group or winner.get("set_group", ""), "set-group",
+                             dry_run, warnings)
+            if text is not None:
                 target_gid = resolve_group(text, "-G/--group" if options.group
                                            else "set-group")
     if privileged:
