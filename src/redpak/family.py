@@ -36,7 +36,7 @@ import dataclasses
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from .schema import CAPABILITY_NAMES, CGROUP_KEYS, YAML_KEYS, config_keys
 from .errors import ConfigError, MergeError, NodeError
@@ -83,9 +83,10 @@ def yaml_key(name: str) -> str:
     return YAML_KEYS.get(name, name)
 
 
-@dataclass(frozen=True)
-class Origin:
-    """Where a merged value came from: node alias and path, config file, line and key."""
+class Origin(NamedTuple):
+    """Where a merged value came from: node alias and path, config file, line and key.
+    (A named tuple: one is made per entry of every node at each launch, and a tuple is
+    built in C where a frozen dataclass sets each field through object.__setattr__.)"""
 
     alias: str
     path: str
@@ -337,7 +338,7 @@ class _View:
     scalars: dict[str, tuple[Any, Origin]]
     path: list[tuple[str, Origin]]
     ldpath: list[tuple[str, Origin]]
-    exports: list[tuple[Export, Origin]]
+    exports: list[tuple[Export, Origin, str]]     # with the normalised mount point
     environ: list[tuple[EnvEntry, Origin]]
     cap_groups: list[list[tuple[Capability, Origin]]]
     shares: dict[str, tuple[ShareValue, Origin]]
@@ -345,7 +346,7 @@ class _View:
     seccomp: dict[str, Any]
     landlock: tuple[bool, Origin] | None
     warnings: list[MergeWarning]
-    below: list[tuple[Export, Origin]]   # normal entries a Private admin entry replaced
+    below: list[tuple[Export, Origin, str]]  # normal entries a Private admin entry replaced
 
 
 def _origin(node: Node, cfg: NodeConfig, line: int, key: str) -> Origin:
@@ -431,13 +432,13 @@ def _node_view(node: Node, admin: bool) -> _View:
         ldpath += _split_paths(cfg.settings.ldpath,
                                _origin(node, cfg, _line(cfg, "ldpath"), "ldpath"))
 
-    exports: list[tuple[Export, Origin]] = []
+    exports: list[tuple[Export, Origin, str]] = []
     first_export: dict[str, int] = {}  # normalised mount -> index of its first entry
-    below: list[tuple[Export, Origin]] = []
+    below: list[tuple[Export, Origin, str]] = []
     for cfg in layers:
         for i, exp in enumerate(cfg.exports):
-            item = (exp, _origin(node, cfg, exp.line, f"exports[{i}]"))
             mount = _norm_mount(exp.mount)
+            item = (exp, _origin(node, cfg, exp.line, f"exports[{i}]"), mount)
             if mount in first_export and cfg is not layers[0]:
                 replaced = exports[first_export[mount]]
                 if exp.mode.private and not replaced[0].mode.private:
@@ -614,14 +615,13 @@ def _merge_exports(views: list[_View], warns: list[MergeWarning], notes: list[Me
     last = len(views) - 1
     for i, view in enumerate(views):
         mine = view.exports if i == last else view.exports + view.below
-        for exp, origin in mine:
+        for exp, origin, mount in mine:
             if i != last and exp.mode in _PRIVATE_MODES:
                 notes.append(MergeWarning(
                     f"exports {exp.mount}", f"exports {exp.mount}: {exp.mode.value} export of "
                     f"{origin.describe()} applies to that node only, not to its descendants",
                     "info", None, origin))
                 continue
-            mount = _norm_mount(exp.mount)
             if mount in standing:
                 prev = standing[mount].origins[0]
                 why = ("defines it again in the same node" if prev.path == origin.path else
