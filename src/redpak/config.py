@@ -6,14 +6,13 @@ raw text and line, is typed by the schema tables below, and bombs are refused wh
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
-from dataclasses import dataclass
 
 from .errors import ConfigError
 from .model import (
-    NAMESPACES,
     Capability,
     CgroupSettings,
     EnvEntry,
@@ -39,183 +38,21 @@ MAX_BYTES = 1 << 20
 MAX_DEPTH = 64
 """Deepest nesting of mappings/lists accepted."""
 
-CAPABILITY_NAMES: tuple[str, ...] = (
-    "cap_chown", "cap_dac_override", "cap_dac_read_search", "cap_fowner", "cap_fsetid",
-    "cap_kill", "cap_setgid", "cap_setuid", "cap_setpcap", "cap_linux_immutable",
-    "cap_net_bind_service", "cap_net_broadcast", "cap_net_admin", "cap_net_raw",
-    "cap_ipc_lock", "cap_ipc_owner", "cap_sys_module", "cap_sys_rawio", "cap_sys_chroot",
-    "cap_sys_ptrace", "cap_sys_pacct", "cap_sys_admin", "cap_sys_boot", "cap_sys_nice",
-    "cap_sys_resource", "cap_sys_time", "cap_sys_tty_config", "cap_mknod", "cap_lease",
-    "cap_audit_write", "cap_audit_control", "cap_setfcap", "cap_mac_override",
-    "cap_mac_admin", "cap_syslog", "cap_wake_alarm", "cap_block_suspend", "cap_audit_read",
-    "cap_perfmon", "cap_bpf", "cap_checkpoint_restore",
+from .schema import (  # noqa: E402  (the schema: keys, kinds, merge rules)
+    CAPABILITY,
+    CAPABILITY_NAMES,
+    CGROUPS,
+    CONFIG,
+    ENVIRON,
+    EXPORT,
+    HEADERS,
+    KINDS,
+    LANDLOCK,
+    SCHEMA,
+    SECCOMP,
+    TOP,
+    Key,
 )
-"""Linux capability names; the index of a name is its capability number."""
-
-
-# --------------------------------------------------------------------------- schema (data)
-
-@dataclass(frozen=True)
-class Key:
-    """One YAML key of the schema: canonical spelling, model field it fills, value kind."""
-
-    name: str
-    field: str | None       # None: obsolete key, accepted with a warning
-    kind: str               # a key of KINDS
-    required: bool = False
-
-
-KINDS: dict[str, str] = {
-    # kind -> what a value must look like; used in messages and docs
-    "string": "a string",
-    "alias": "an alias made of letters, digits and + - _ @ :",
-    "bool": "a bool (true/false)",
-    "int": "a non-negative integer",
-    "octal": "an octal umask such as 027",
-    "pathlist": "a colon-separated string or a list of strings",
-    "share": "enabled, disabled, unset or an absolute namespace path",
-    "share_all": "enabled, disabled or unset",
-    "tristate": "enabled, disabled or unset",
-    "capabilities": "a list of {cap, add} mappings",
-    "cap": "a capability name such as cap_net_admin, or all",
-    "cgroups": "a mapping of cgroup controllers (cpuset, mem, cpu, io, pids)",
-    "seccomp": "a mapping {profile, deny, allow, errno}",
-    "landlock": "a mapping {enabled} or a bool",
-    "obsolete": "anything (obsolete, ignored)",
-    "export_mode": "an export mode",
-    "env_mode": "an environ mode",
-    "env_key": "a variable name ([A-Za-z_][A-Za-z0-9_]*)",
-    "cpulist": "a CPU/node list such as 0-3,5",
-    "partition": "member, root or isolated",
-    "size": "max or an integer with an optional K/M/G/T suffix",
-    "cpu_weight": "an integer from 1 to 10000",
-    "weight_nice": "an integer from -20 to 19",
-    "cpu_max": "max or QUOTA [PERIOD] in microseconds",
-    "pids_max": "max or an integer",
-    "io_weight": "N, 'default N' or 'MAJ:MIN N' (N from 1 to 10000), one per line",
-    "io_max": "'MAJ:MIN rbps=N wbps=N riops=N wiops=N' (N an integer or max), one per line",
-    "profile": "default or none",
-    "syscalls": "a list of syscall names",
-    "errno": "an errno name such as EPERM, or a number",
-}
-
-
-def _table(*keys: Key) -> dict[str, Key]:
-    return {k.name: k for k in keys}
-
-
-HEADERS = _table(
-    Key("alias", "alias", "alias", required=True),
-    Key("name", "name", "string"),
-    Key("info", "info", "string"),
-)
-
-CONFIG = _table(
-    Key("path", "path", "pathlist"),
-    Key("ldpath", "ldpath", "pathlist"),
-    Key("rpmdir", "rpmdir", "string"),
-    Key("persistdir", "persistdir", "string"),
-    Key("cachedir", "cachedir", "string"),
-    Key("gpgcheck", "gpgcheck", "bool"),
-    Key("verbose", "verbose", "int"),
-    Key("umask", "umask", "octal"),
-    Key("hostname", "hostname", "string"),
-    Key("chdir", "chdir", "string"),
-    Key("set-user", "set_user", "string"),
-    Key("set-group", "set_group", "string"),
-    Key("smack", "smack", "string"),
-    Key("smack-optional", "smack_optional", "bool"),
-    Key("capabilities", "capabilities", "capabilities"),
-    Key("share_all", "share_all", "share_all"),
-    *(Key(f"share_{ns}", f"share_{ns}", "share") for ns in NAMESPACES),
-    Key("die-with-parent", "die_with_parent", "tristate"),
-    Key("new-session", "new_session", "tristate"),
-    Key("map-root-user", "map_root_user", "bool"),
-    Key("inherit-env", "inherit_env", "bool"),
-    Key("cgrouproot", "cgrouproot", "string"),
-    Key("cgroups", "cgroups", "cgroups"),
-    Key("seccomp", "seccomp", "seccomp"),
-    Key("landlock", "landlock", "landlock"),
-    Key("unsafe", "unsafe", "bool"),
-    Key("maxage", None, "obsolete"),
-    Key("inherit", None, "obsolete"),
-)
-
-EXPORT = _table(
-    Key("mode", "mode", "export_mode", required=True),
-    Key("mount", "mount", "string", required=True),
-    Key("path", "path", "string"),
-    Key("info", "info", "string"),
-    Key("warn", "warn", "string"),
-)
-
-ENVIRON = _table(
-    Key("key", "key", "env_key", required=True),
-    Key("value", "value", "string"),
-    Key("mode", "mode", "env_mode"),
-    Key("info", "info", "string"),
-    Key("warn", "warn", "string"),
-)
-
-CAPABILITY = _table(
-    Key("cap", "cap", "cap", required=True),
-    Key("add", "add", "bool", required=True),
-)
-
-CGROUPS: dict[str, dict[str, Key]] = {
-    "cpuset": _table(
-        Key("cpus", "cpuset_cpus", "cpulist"),
-        Key("mems", "cpuset_mems", "cpulist"),
-        Key("cpus_partition", "cpuset_cpus_partition", "partition"),
-    ),
-    "mem": _table(
-        Key("min", "mem_min", "size"),
-        Key("low", "mem_low", "size"),
-        Key("high", "mem_high", "size"),
-        Key("max", "mem_max", "size"),
-        Key("oom_group", "mem_oom_group", "bool"),
-        Key("swap_high", "mem_swap_high", "size"),
-        Key("swap_max", "mem_swap_max", "size"),
-    ),
-    "cpu": _table(
-        Key("weight", "cpu_weight", "cpu_weight"),
-        Key("weight_nice", "cpu_weight_nice", "weight_nice"),
-        Key("max", "cpu_max", "cpu_max"),
-    ),
-    "io": _table(
-        Key("weight", "io_weight", "io_weight"),
-        Key("max", "io_max", "io_max"),
-    ),
-    "pids": _table(
-        Key("max", "pids_max", "pids_max"),
-    ),
-}
-
-SECCOMP = _table(
-    Key("profile", "profile", "profile"),
-    Key("deny", "deny", "syscalls"),
-    Key("allow", "allow", "syscalls"),
-    Key("errno", "errno", "errno"),
-)
-
-LANDLOCK = _table(
-    Key("enabled", "enabled", "bool"),
-)
-
-TOP = ("headers", "config", "exports", "environ")
-"""Top-level sections; only headers is required."""
-
-SCHEMA: dict[str, dict[str, Key]] = {
-    "headers": HEADERS,
-    "config": CONFIG,
-    "exports[]": EXPORT,
-    "environ[]": ENVIRON,
-    "config.capabilities[]": CAPABILITY,
-    **{f"config.cgroups.{name}": table for name, table in CGROUPS.items()},
-    "config.seccomp": SECCOMP,
-    "config.landlock": LANDLOCK,
-}
-"""Every mapping of the schema by its key path: the single source for messages and docs."""
 
 _BOOLS = {
     "true": True, "yes": True, "on": True, "1": True, "enabled": True,
@@ -243,24 +80,75 @@ _IO_MAX_RE = re.compile(r"[0-9]+:[0-9]+(?:\s+(?:rbps|wbps|riops|wiops)=(?:[0-9]+
 _SYSCALL_RE = re.compile(r"[a-z0-9_]+")
 _ERRNO_RE = re.compile(r"E[A-Z0-9]+")
 
+_UNSAFE_RE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+"""Control characters (C0, DEL, C1) and bidi controls: refused in paths and keys."""
+
+_MAGIC_RE = re.compile(r"/(?:proc/(?:self|thread-self|[0-9]+)(?:/task/[0-9]+)?/"
+                       r"(?:fd|fdinfo|cwd|root|exe|map_files)|dev/fd|dev/std(?:in|out|err))"
+                       r"(?:/|$)")
+"""Paths through /proc magic links (a descriptor, cwd or root of some process): they can
+lead outside the node (e.g. chdir: /proc/self/fd/9 with the caller holding fd 9 on /)."""
+
+
+def unsafe_char(text: str) -> str | None:
+    """The first control or bidi character of text, escaped for a message (else None)."""
+    m = _UNSAFE_RE.search(text)
+    return None if m is None else f"U+{ord(m.group()):04X}"
+
+
+_PLAIN_BYTES = bytes(b for b in range(0x20, 0x7f) if b != ord("\\")) + b"\n\r"
+"""Bytes through which no decoded value can hold a control or bidi character (printable
+ASCII but the backslash of double-quoted escapes, and line ends): a file made of these
+only needs no check per value (bytes.translate tells in one C pass)."""
+
+
+def path_problem(text: str, chars: bool = True) -> str | None:
+    """Why text cannot be a path key's value (control/bidi character unless chars is
+    False, /proc magic link), else None. Also used on expanded values."""
+    if chars:
+        bad = unsafe_char(text)
+        if bad is not None:
+            return f"contains the control or bidi character {bad}"
+    if ("proc" in text or "dev" in text) and \
+            _MAGIC_RE.match("/" + os.path.normpath(text).lstrip("/")):
+        return (f"'{text}' goes through a /proc (or /dev/fd) link to a process's "
+                "descriptors, working directory or root, which can lead outside the node")
+    return None
+
+
+HOST_PATH_MODES = tuple(m for m in ExportMode if m.is_bind or m is ExportMode.LOCK)
+"""Export modes whose `path` is a host path (checked like a path key). A tuple: `in`
+matches members by identity in C, where a frozenset would call Enum.__hash__."""
+
 _SCALAR, _SEQ, _MAP = 0, 1, 2
 _KIND_NAMES = ("a scalar", "a list", "a mapping")
 
 
 # --------------------------------------------------------------------------- reading files
 
-def _read_limited(path: str, max_bytes: int) -> bytes:
-    """Read a regular file of at most max_bytes; raises ConfigError."""
+def _read_limited(path: str, max_bytes: int, owners: tuple[int, ...] | None = None) -> bytes:
+    """Read a regular file of at most max_bytes, once, from one O_NOFOLLOW descriptor.
+    With owners, the file must belong to one of them and be writable by its owner only.
+    Raises ConfigError."""
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
+    if owners is not None:
+        flags |= os.O_NOFOLLOW
     try:
         # O_NONBLOCK: opening a FIFO planted as a config must not hang the launcher.
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        fd = os.open(path, flags)
     except OSError as err:
+        if err.errno == errno.ELOOP and owners is not None:
+            raise ConfigError(path, "", "is a symbolic link: refused (whoever controls "
+                              "where it leads would choose the node's config)",
+                              "replace the link with the file itself") from err
         raise ConfigError(path, "", f"cannot open: {err.strerror}",
                           "check that the file exists and is readable") from err
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise ConfigError(path, "", "not a regular file", "a config must be a plain file")
+        if owners is not None:
+            _check_owner(path, st, owners)
         if st.st_size > max_bytes:
             raise ConfigError(path, "", f"file is {st.st_size} bytes, over the "
                               f"{max_bytes}-byte limit", "configs are small: check the file")
@@ -283,10 +171,31 @@ def _read_limited(path: str, max_bytes: int) -> bytes:
     return data
 
 
-def load_config(path: str | os.PathLike[str]) -> NodeConfig:
-    """Read and validate one node config file (normal or admin); raises ConfigError."""
+def _check_owner(path: str, st: os.stat_result, owners: tuple[int, ...]) -> None:
+    if st.st_mode & 0o022:
+        who = "group and others" if st.st_mode & 0o022 == 0o022 else \
+            "its group" if st.st_mode & 0o020 else "everyone"
+        raise ConfigError(path, "", f"is writable by {who} (mode {st.st_mode & 0o7777:04o}): "
+                          "refused, anyone who can write it controls the node",
+                          f"chmod go-w {path}")
+    if st.st_uid not in owners:
+        import pwd
+        try:
+            name = pwd.getpwuid(st.st_uid).pw_name
+        except KeyError:
+            name = str(st.st_uid)
+        allowed = " or ".join(sorted({"root" if u == 0 else str(u) for u in owners}))
+        raise ConfigError(path, "", f"is owned by {name} (uid {st.st_uid}), neither root nor "
+                          f"the node's owner: refused", f"chown it to {allowed}")
+
+
+def load_config(path: str | os.PathLike[str], owners: tuple[int, ...] | None = None
+                ) -> NodeConfig:
+    """Read and validate one node config file (normal or admin); raises ConfigError.
+    With owners (root and the node directory's owner), a symbolic link, a file writable
+    by group or others, or one owned by anybody else is refused."""
     file = os.fspath(path)
-    return parse_config(_read_limited(file, MAX_BYTES), file)
+    return parse_config(_read_limited(file, MAX_BYTES, owners), file)
 
 
 def parse_config(text: bytes, path: str) -> NodeConfig:
@@ -297,8 +206,9 @@ def parse_config(text: bytes, path: str) -> NodeConfig:
     if len(text) > MAX_BYTES:
         raise ConfigError(path, "", f"file is {len(text)} bytes, over the {MAX_BYTES}-byte "
                           "limit", "configs are small: check the file")
-    root = _compose(text, path)
-    return _Validator(path).node_config(root)
+    check = bool(text.translate(None, _PLAIN_BYTES))
+    root = _compose(text, path, check)
+    return _Validator(path, check).node_config(root)
 
 
 def load_yaml_mapping(path: str | os.PathLike[str], max_bytes: int = MAX_BYTES
@@ -386,7 +296,7 @@ def _stack_path(stack: list[list[Any]], limit: int = 8) -> str:
     return out + ("..." if len(parts) > limit else "")
 
 
-def _compose(data: bytes, file: str) -> _Node:
+def _compose(data: bytes, file: str, check: bool = True) -> _Node:
     """Check bytes and stream them into a _Node tree; raises ConfigError."""
     if not data.isascii():
         try:
@@ -407,7 +317,7 @@ def _compose(data: bytes, file: str) -> _Node:
             parser = y.parser(data)
         else:
             parser = y.parser(source if isinstance(source, str) else data.decode("ascii"))
-        return _compose_events(parser, y, file, stack)
+        return _compose_events(parser, y, file, stack, check)
     except y.YAMLError as err:
         raise _yaml_error(err, y, data, source, file, _stack_path(stack)) from None
     finally:
@@ -434,7 +344,8 @@ def _yaml_error(err: Exception, y: type[_Yaml], data: bytes, source: bytes | str
     return ConfigError(file, key, f"invalid YAML: {err}")
 
 
-def _compose_events(parser: Any, y: type[_Yaml], file: str, stack: list[list[Any]]) -> _Node:
+def _compose_events(parser: Any, y: type[_Yaml], file: str, stack: list[list[Any]],
+                    check: bool = True) -> _Node:
     # Iterative on purpose: PyYAML's composer recurses (RecursionError on deep input) and
     # expands aliases; here anchors, aliases, tags and depth are refused as they stream by.
     # Frames are [collection node, pending key, label]: a pending key is (as written, lower,
@@ -453,7 +364,7 @@ def _compose_events(parser: Any, y: type[_Yaml], file: str, stack: list[list[Any
             if event.anchor is not None or event.tag is not None:
                 _refuse(event, file, stack)
             if frame is not None and frame[1] is None and frame[0].kind == _MAP:
-                _add_key(frame, event, file, stack)
+                _add_key(frame, event, file, stack, check)
                 continue
             node = _Node(_SCALAR, event.value, event.start_mark.line + 1, not event.style)
         elif t is MapEnd or t is SeqEnd:
@@ -515,12 +426,17 @@ def _refuse(event: Any, file: str, stack: list[list[Any]]) -> None:
                       "remove the tag: redpak types values by key", line)
 
 
-def _add_key(frame: list[Any], event: Any, file: str, stack: list[list[Any]]) -> None:
+def _add_key(frame: list[Any], event: Any, file: str, stack: list[list[Any]],
+             check: bool = True) -> None:
     raw = event.value
     line = event.start_mark.line + 1
     if raw == "<<" and not event.style:
         raise ConfigError(file, _stack_path(stack), "YAML merge keys (<<) are not allowed",
                           "write the keys out in full", line)
+    bad = unsafe_char(raw) if check else None
+    if bad is not None:
+        raise ConfigError(file, _stack_path(stack), f"a key contains the control or bidi "
+                          f"character {bad}", "write keys in plain characters", line)
     lk = raw.lower()
     frame[1] = (raw, lk, line)
     first = frame[0].value.get(lk)
@@ -545,12 +461,20 @@ def _suggest(word: str, choices: Any) -> str:
 class _Validator:
     """Turns a composed tree into a NodeConfig; every failure is a ConfigError."""
 
-    def __init__(self, file: str):
+    def __init__(self, file: str, check: bool = True):
         self.file = file
+        self.check = check        # the file may hold control or bidi characters
         self.warnings: list[str] = []
 
     def fail(self, key: str, line: int, problem: str, hint: str = "") -> ConfigError:
         return ConfigError(self.file, key, problem, hint, line)
+
+    def check_path(self, value: str, key: str, line: int) -> None:
+        if not self.check and "proc" not in value and "dev" not in value:
+            return                  # the common case, decided without a call
+        problem = path_problem(value, self.check)
+        if problem is not None:
+            raise self.fail(key, line, problem, "write a plain path inside the node")
 
     # -- structure
 
@@ -627,7 +551,11 @@ class _Validator:
             if item.kind != _MAP:
                 raise self.fail(ipath, item.line, f"expected an {what} mapping, got "
                                 f"{self.describe(item)}", "keys: " + ", ".join(table))
-            fields, _ = self.mapping(item, ipath, item.line, table)
+            fields, lines = self.mapping(item, ipath, item.line, table)
+            if cls is Export and fields["mode"] in HOST_PATH_MODES:
+                source = fields.get("path")
+                if source is not None and (self.check or "proc" in source or "dev" in source):
+                    self.check_path(source, f"{ipath}.path", lines["path"])
             out.append(cls(**fields, line=item.line))
         return tuple(out)
 
@@ -673,6 +601,27 @@ class _Validator:
 
 def _p_string(v: _Validator, node: _Node, path: str, line: int) -> str | None:
     return v.text(node, path, "string")
+
+
+def _p_path(v: _Validator, node: _Node, path: str, line: int) -> str | None:
+    if node.kind == _SCALAR and (node.value or not node.plain):
+        value = node.value              # v.text()'s common case, inlined: a hot path
+    else:
+        value = v.text(node, path, "path")
+        if value is None:
+            return None
+    if v.check or "proc" in value or "dev" in value:
+        v.check_path(value, path, node.line)
+    return value
+
+
+def _p_export_path(v: _Validator, node: _Node, path: str, line: int) -> str | None:
+    value = v.text(node, path, "export_path")
+    bad = None if value is None or not v.check else unsafe_char(value)
+    if bad is not None:
+        raise v.fail(path, node.line, f"contains the control or bidi character {bad}",
+                     "remove it (write the path in plain characters)")
+    return value
 
 
 def _p_alias(v: _Validator, node: _Node, path: str, line: int) -> str | None:
@@ -724,11 +673,13 @@ def _p_pathlist(v: _Validator, node: _Node, path: str, line: int) -> tuple[str, 
             text = v.text(item, f"{path}[{i}]", "string")
             if not text:
                 raise v.fail(f"{path}[{i}]", item.line, "empty path entry", "remove the entry")
+            v.check_path(text, f"{path}[{i}]", item.line)
             out.append(text)
         return tuple(out)
     value = v.text(node, path, "pathlist")
     if value is None:
         return None
+    v.check_path(value, path, node.line)
     return tuple(p for p in value.split(":") if p)
 
 
@@ -740,6 +691,10 @@ def _share(v: _Validator, node: _Node, path: str, line: int, kind: str) -> Share
     if state is not None:
         return ShareValue(state, line=line)
     if kind == "share" and value[:1] in ("/", "$"):
+        bad = unsafe_char(value)
+        if bad is not None:
+            raise v.fail(path, node.line, f"contains the control or bidi character {bad}",
+                         "write the namespace path in plain characters")
         return ShareValue(Share.JOIN, value, line=line)
     raise v.fail(path, node.line, f"'{value}' is not {KINDS[kind]}",
                  _suggest(value, ("enabled", "disabled", "unset")))
@@ -856,7 +811,8 @@ def _p_partition(v: _Validator, node: _Node, path: str, line: int) -> str | None
     return v.enum(node, path, "partition", {p: p for p in _PARTITIONS}, _PARTITIONS)
 
 
-def _p_size(v: _Validator, node: _Node, path: str, line: int) -> str | None:
+def _p_size(v: _Validator, node: _Node, path: str, line: int) -> int | str | None:
+    """Bytes (binary units: 1K = 1024), or 'max': typed once, here."""
     value = v.text(node, path, "size")
     if value is None:
         return None
@@ -865,7 +821,7 @@ def _p_size(v: _Validator, node: _Node, path: str, line: int) -> str | None:
     m = _SIZE_RE.fullmatch(value)
     if m is None:
         raise v.bad(node, path, "size", value, "for example 64M or max")
-    return m[1] + m[2].upper()
+    return int(m[1]) << (10 * " KMGT".index(m[2].upper() or " "))
 
 
 def _ranged(v: _Validator, node: _Node, path: str, kind: str, lo: int, hi: int) -> int | None:
@@ -900,10 +856,12 @@ def _p_cpu_max(v: _Validator, node: _Node, path: str, line: int) -> str | None:
     if len(parts) == 2 and not 1000 <= int(parts[1]) <= 1000000:
         raise v.fail(path, node.line, f"period {parts[1]} is outside 1000..1000000 "
                      "microseconds")
+    if len(parts) == 1:
+        parts.append("100000")      # the kernel's default period, made explicit once
     return " ".join(parts)
 
 
-def _p_pids_max(v: _Validator, node: _Node, path: str, line: int) -> str | None:
+def _p_pids_max(v: _Validator, node: _Node, path: str, line: int) -> int | str | None:
     value = v.text(node, path, "pids_max")
     if value is None:
         return None
@@ -911,7 +869,7 @@ def _p_pids_max(v: _Validator, node: _Node, path: str, line: int) -> str | None:
         return "max"
     if not _digits(value):
         raise v.bad(node, path, "pids_max", value)
-    return str(int(value))
+    return int(value)
 
 
 def _lines_of(v: _Validator, node: _Node, path: str, kind: str) -> list[str] | None:
@@ -998,7 +956,7 @@ def _p_landlock(v: _Validator, node: _Node, path: str, line: int) -> LandlockSet
 
 
 _PARSERS: dict[str, Callable[[_Validator, _Node, str, int], Any]] = {
-    "string": _p_string, "alias": _p_alias, "bool": _p_bool, "int": _p_int,
+    "string": _p_string, "path": _p_path, "export_path": _p_export_path, "alias": _p_alias, "bool": _p_bool, "int": _p_int,
     "octal": _p_octal, "pathlist": _p_pathlist, "share": _p_share,
     "share_all": _p_share_all, "tristate": _p_tristate, "capabilities": _p_capabilities,
     "cap": _p_cap, "cgroups": _p_cgroups, "seccomp": _p_seccomp, "landlock": _p_landlock,

@@ -30,7 +30,8 @@ from .family import (
     parse_io_max,
     parse_size,
 )
-from .model import CgroupSettings, Node, NodeConfig
+from .model import CgroupSettings, Node
+from .schema import CGROUP_KEYS
 from .planfile import (
     LANDLOCK_OPTIONAL,
     CgroupAction,
@@ -172,24 +173,9 @@ def probe_host() -> Host:
 # ---- cgroups ------------------------------------------------------------------------------
 
 _CG_FIELDS: dict[str, tuple[str, str]] = {
-    "cpuset_cpus": ("cpuset.cpus", "cpuset"),
-    "cpuset_mems": ("cpuset.mems", "cpuset"),
-    "cpuset_cpus_partition": ("cpuset.cpus_partition", "cpuset"),
-    "mem_min": ("mem.min", "memory"),
-    "mem_low": ("mem.low", "memory"),
-    "mem_high": ("mem.high", "memory"),
-    "mem_max": ("mem.max", "memory"),
-    "mem_oom_group": ("mem.oom_group", "memory"),
-    "mem_swap_high": ("mem.swap_high", "memory"),
-    "mem_swap_max": ("mem.swap_max", "memory"),
-    "cpu_weight": ("cpu.weight", "cpu"),
-    "cpu_weight_nice": ("cpu.weight_nice", "cpu"),
-    "cpu_max": ("cpu.max", "cpu"),
-    "io_weight": ("io.weight", "io"),
-    "io_max": ("io.max", "io"),
-    "pids_max": ("pids.max", "pids"),
-}
-"""Every key of a `cgroups` section (CgroupSettings field -> YAML key, v2 controller)."""
+    field: (yaml_path, key.controller) for field, (yaml_path, key) in CGROUP_KEYS.items()}
+"""Every key of a `cgroups` section (CgroupSettings field -> YAML key, v2 controller),
+from the schema."""
 
 # kernel/sched/core.c sched_prio_to_weight: the load weight of nice -20 .. 19, which is
 # what cgroup v1 cpu.shares measures (1024 = nice 0) and what cpu.weight.nice sets on v2.
@@ -239,28 +225,22 @@ def _v2_writes(nodes: Sequence[_NodeCg], i: int, ctrls: set[str]) -> list[tuple[
         if n.value(name) is not None and _CG_FIELDS[name][1] in ctrls:
             out.append((file, value))
 
-    cg = n.cg
-    put("cpuset_cpus", "cpuset.cpus", str(cg.cpuset_cpus))
-    put("cpuset_mems", "cpuset.mems", str(cg.cpuset_mems))
-    put("cpuset_cpus_partition", "cpuset.cpus.partition", str(cg.cpuset_cpus_partition))
-    for name, file in (("mem_min", "memory.min"), ("mem_low", "memory.low"),
-                       ("mem_high", "memory.high"), ("mem_max", "memory.max"),
-                       ("mem_swap_high", "memory.swap.high"),
-                       ("mem_swap_max", "memory.swap.max")):
-        if n.value(name) is not None:
-            put(name, file, _bytes(getattr(cg, name)))
-    put("mem_oom_group", "memory.oom.group", "1" if cg.mem_oom_group else "0")
-    put("cpu_weight", "cpu.weight", str(cg.cpu_weight))
-    put("cpu_weight_nice", "cpu.weight.nice", str(cg.cpu_weight_nice))
-    if n.value("cpu_max") is not None:
-        quota, period = _cpu_max(cg.cpu_max)
-        put("cpu_max", "cpu.max", f"{quota} {period}")
-    if "io" in ctrls:  # the kernel takes one line per write
-        for line in str(cg.io_weight or "").splitlines():
-            out.append(("io.weight", line))
-        for line in str(cg.io_max or "").splitlines():
-            out.append(("io.max", line))
-    put("pids_max", "pids.max", str(cg.pids_max))
+    for name, (_, key) in CGROUP_KEYS.items():    # the schema names each v2 file
+        value = n.value(name)
+        if value is None:
+            continue
+        if key.kind in ("io_weight", "io_max"):
+            if "io" in ctrls:  # the kernel takes one line per write
+                out += [(key.v2, line) for line in str(value).splitlines()]
+        elif key.kind == "size":
+            put(name, key.v2, _bytes(value))
+        elif key.kind == "bool":
+            put(name, key.v2, "1" if value else "0")
+        elif key.kind == "cpu_max":
+            quota, period = _cpu_max(value)
+            put(name, key.v2, f"{quota} {period}")
+        else:
+            put(name, key.v2, str(value))
     return out
 
 
@@ -807,10 +787,6 @@ def _errno_number(text: str | None, origin: Origin | None) -> int:
     return value
 
 
-def _layers(node: Node, admin: bool) -> list[NodeConfig]:
-    return [node.config] + ([node.admin] if admin and node.admin is not None else [])
-
-
 def _unknown_syscall(name: str, what: str, where: str, arch: str, warnings: list[str]) -> bool:
     """True if name is no syscall of arch: a warning when another architecture has it."""
     if name in syscall_numbers(arch):
@@ -832,11 +808,8 @@ def compile_seccomp(fam: FamilyConfig, arch: str, warnings: list[str],
     TIOCLINUX are refused whatever the profile and the allows say. Raises PlanError on an
     unknown syscall or errno."""
     rules: dict[str, str] = {}
-    for node in fam.nodes:
-        layers = _layers(node, fam.admin)
-        said = [c.settings.seccomp for c in layers if c.settings.seccomp is not None]
-        profile = next((s.profile for s in reversed(said) if s.profile is not None), None)
-        allow = next((s.allow for s in reversed(said) if s.allow), ())
+    for node in fam.seccomp.per_node:
+        profile, allow = node.profile, node.allow
         where = f"node '{node.alias}' ({node.path})"
         for name in allow:
             _unknown_syscall(name, "allow", where, arch, warnings)
@@ -902,23 +875,6 @@ def compile_landlock(fam: FamilyConfig, mounts: Sequence[Mount]) -> tuple[Landlo
 _SMACK_BAD = set(" \t\n\r\f\v/\\'\"")
 
 
-def _smack_optional(fam: FamilyConfig) -> bool:
-    """smack-optional of the config file that set the winning label (else of its node)."""
-    origin = fam.smack.origin if fam.smack else None
-    if origin is None:
-        return False
-    for node in fam.nodes:
-        if node.path != origin.path:
-            continue
-        layers = _layers(node, fam.admin)
-        mine = [c for c in layers if c.file == origin.file] + [c for c in layers
-                                                               if c.file != origin.file]
-        for cfg in mine:
-            if cfg.settings.smack_optional is not None:
-                return bool(cfg.settings.smack_optional)
-    return False
-
-
 def compile_smack(fam: FamilyConfig, cli_label: str | None, host: Host,
                   warnings: list[str]) -> Smack | None:
     """The program's label: -S/--smack (never optional) or the family's root-most one.
@@ -928,7 +884,7 @@ def compile_smack(fam: FamilyConfig, cli_label: str | None, host: Host,
     elif fam.smack is not None and fam.smack.value:
         label = fam.smack.value
         where = fam.smack.origin.describe() if fam.smack.origin else "smack"
-        optional = _smack_optional(fam)
+        optional = fam.smack_optional
     else:
         return None
     if not 0 < len(label.encode()) <= 255 or label.startswith("-") \

@@ -32,7 +32,6 @@ UUID, TODAY or a command was used (the result cannot be cached).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -40,8 +39,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ExpandError
-from .family import FamilyConfig, MergeWarning, Origin, Sourced, _norm_mount, yaml_key
-from .model import EnvMode, Node, Share
+from .family import FamilyConfig, Origin, yaml_key
+from .config import HOST_PATH_MODES, path_problem
+from .model import NAMESPACES, EnvEntry, EnvMode, Export, ExportMode, Node, NodeConfig, Share
 
 DEFAULT_TIMEOUT = 5.0
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -50,6 +50,8 @@ _FIXED = ("NODE_ALIAS", "NODE_NAME", "NODE_PATH", "NODE_INFO", "LEAF_ALIAS", "LE
           "REDNODE_VARDIR", "REDNODE_REPODIR", "REDNODE_LOCK", "UID", "GID", "PID", "TODAY",
           "UUID")
 _VOLATILE = frozenset({"PID", "TODAY", "UUID"})
+_PER_NODE = frozenset(_FIXED) - _VOLATILE - {"UID", "GID"}
+_PLAIN_VAR = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 
 
 def default_templates_dir() -> str:
@@ -106,6 +108,7 @@ class ExpansionContext:
                  templates_dir: str | None = None, definitions: Iterable[Definition] = (),
                  run_commands: bool = True):
         self.node = node
+        self._names: dict[str, str | None] = {}   # NODE_*, LEAF_*, REDNODE_* of this node
         self._s = _Session(leaf if leaf is not None else node, environ, uid, gid, pid,
                            command_timeout, templates_dir or default_templates_dir(),
                            {d.key: d for d in definitions}, run_commands=run_commands)
@@ -113,8 +116,16 @@ class ExpansionContext:
     def with_node(self, node: Node) -> ExpansionContext:
         """A context for another node of the same family, sharing this one's session."""
         other = object.__new__(ExpansionContext)
-        other.node, other._s = node, self._s
+        other.node, other._s, other._names = node, self._s, {}
         return other
+
+    def set_identity(self, uid: int, gid: int) -> None:
+        """Switch $UID/$GID once the launch identity is resolved (set-user is expanded with
+        the caller's). Definitions expanded so far are forgotten if the identity changed."""
+        s = self._s
+        if (uid, gid) != (s.uid, s.gid):
+            s.uid, s.gid = uid, gid
+            s.memo.clear()
 
     @property
     def used_env(self) -> dict[str, str | None]:
@@ -181,12 +192,24 @@ class ExpansionContext:
                 "REDNODE_LOCK": f"{base}/.rpm.lock"}.get(name)
 
     def _lookup(self, name: str, where: tuple[str, str, int]) -> str:
-        value = self._fixed(name) if name in _FIXED else None
-        if value is not None:
-            return value
+        if name in _FIXED:
+            if name in _PER_NODE:
+                value = self._names.get(name)
+                if value is None:
+                    value = self._names[name] = self._fixed(name)
+            else:
+                value = self._fixed(name)
+            if value is not None:
+                return value
         s = self._s
         if name in s.definitions:
             return self._definition(s.definitions[name], where)
+        return self._outer(name)
+
+    def _outer(self, name: str) -> str:
+        """The value of NAME outside the family's definitions: the caller's environment,
+        else redpak's default, else empty."""
+        s = self._s
         if name in s.environ:
             s.used_env[name] = s.environ[name]
             return s.environ[name]
@@ -199,11 +222,16 @@ class ExpansionContext:
             return d.value
         if d.key in s.memo:
             return s.memo[d.key]
+        if s.resolving and s.resolving[-1] == d.key:
+            # A value using its own name means the enclosing scope's value, as in a shell
+            # (PATH: $PATH:/x, NODE_PREFIX: ($NODE_PREFIX)).
+            return self._outer(d.key)
         if d.key in s.resolving:
             chain = " -> ".join(s.resolving[s.resolving.index(d.key):] + [d.key])
             raise ExpandError(f"{_where(d.file, d.line)}: environ {d.key}: variable {d.key} "
-                              f"refers to itself ({chain}) (give it a value that does not "
-                              f"use ${d.key}, or use mode Inherit for the caller's value)")
+                              f"refers to itself ({chain}) (break the cycle: a value may use "
+                              f"its own name for the enclosing value, not go round through "
+                              f"other definitions)")
         s.resolving.append(d.key)
         try:
             value = self.with_node(d.node)._expand(d.value, f"environ {d.key}", d.file, d.line)
@@ -214,6 +242,9 @@ class ExpansionContext:
 
     def _expand(self, text: str, key: str, file: str, line: int) -> str:
         where = (key, file, line)
+        if "\\" not in text and "$(" not in text and "${" not in text:
+            # the common case, plain $NAME references: one regex pass
+            return _PLAIN_VAR.sub(lambda m: self._lookup(m.group(1), where), text)
         out: list[str] = []
         i, n = 0, len(text)
         while i < n:
@@ -274,11 +305,21 @@ class ExpansionContext:
         if not s.run_commands:
             return f"$({command})"
         prefix = f"{_where(file, line)}: {key}: command `{command}`"
+        # Never more privileged than whoever can change the config (the node's owner):
+        # root runs it as that owner; another user's command is refused.
+        ids: dict[str, Any] = {}
+        owner = self.node.owner
+        if owner not in (None, 0, os.geteuid()):
+            if os.geteuid() != 0:
+                raise ExpandError(f"{prefix}: refused, the node '{self.node.alias}' belongs "
+                                  f"to uid {owner}, who could make you run anything (launch "
+                                  "it as its owner, or have root own the node)")
+            ids = {"user": owner, "group": self.node.group, "extra_groups": []}
         try:
             proc = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     env=self._command_env(), start_new_session=True,
-                                    close_fds=True)
+                                    close_fds=True, **ids)
         except OSError as err:
             raise ExpandError(f"{prefix} could not start: {err.strerror}") from err
         try:
@@ -366,94 +407,156 @@ class ExpandedFamily:
 
 _STRING_SETTINGS = ("hostname", "chdir", "rpmdir", "persistdir", "cachedir", "cgrouproot",
                     "smack", "set_user", "set_group")
+_PATH_SETTINGS = frozenset({"chdir", "rpmdir", "persistdir", "cachedir", "cgrouproot"})
+IDENTITY_SETTINGS = ("set_user", "set_group")
+"""Expanded with the caller's identity, before the launch identity ($UID) is known."""
+
+_SHARE_FIELDS = ("share_all",) + tuple(f"share_{ns}" for ns in NAMESPACES)
+
+
+def _with(obj: Any, **changes: Any) -> Any:
+    """A shallow copy of a frozen dataclass with some fields changed: what
+    dataclasses.replace does, without re-running __init__ (a hot path of every launch)."""
+    new = object.__new__(type(obj))
+    new.__dict__.update(obj.__dict__, **changes)
+    return new
+
+
+def definitions_of(standing: Mapping[str, tuple[EnvEntry, Origin]],
+                   nodes: Iterable[Node]) -> list[Definition]:
+    """Variable definitions from the family's standing environ entries (Default: expanded
+    in their node's context; Static: verbatim)."""
+    by_path = {n.path: n for n in nodes}
+    return [Definition(env.key, env.value or "", env.mode is EnvMode.STATIC,
+                       by_path[origin.path], origin.file, origin.line)
+            for env, origin in standing.values()
+            if env.mode in (EnvMode.DEFAULT, EnvMode.STATIC)]
+
+
+def expand_config(ctx: ExpansionContext, cfg: NodeConfig,
+                  standing: Mapping[str, tuple[EnvEntry, Origin]],
+                  preset: Mapping[tuple[str, str], str] | None = None,
+                  only: tuple[str, ...] | None = None) -> NodeConfig:
+    """One config file of ctx's node with every expandable string expanded in that node's
+    context. preset holds values already expanded ((file, field) -> value); with `only`,
+    just those settings are expanded. Raises ExpandError naming file, line and key."""
+    file = cfg.file
+    st = cfg.settings
+    lines = st.lines
+    names, lookup, nowhere = ctx._names, ctx._lookup, ("", file, 0)
+
+    def var(m: re.Match[str]) -> str:
+        value = names.get(m.group(1))     # this node's built-ins, once looked up
+        return value if value is not None else lookup(m.group(1), nowhere)
+
+    def expand(text: str, key: str, line: int) -> str:
+        if "\\" in text or "$(" in text or "${" in text:
+            return ctx._expand(text, key, file, line)
+        return _PLAIN_VAR.sub(var, text)  # only plain $NAME: no error is possible
+
+    def ex(text: str, key: str, line: int) -> str:
+        return expand(text, key, line) if "$" in text else text
+
+    def ex_path(text: str, key: str, line: int) -> str:
+        if "$" not in text:
+            return text             # checked at load
+        value = expand(text, key, line)
+        if value.isascii() and value.isprintable() and "proc" not in value \
+                and "dev" not in value:
+            return value
+        problem = path_problem(value)
+        if problem is not None:
+            raise ExpandError(f"{_where(file, line)}: {key}: '{text}' expands to a value "
+                              f"that is no path key's: {problem}")
+        return value
+
+    changes: dict[str, Any] = {}
+    for name in only or _STRING_SETTINGS:
+        value = getattr(st, name)
+        if value is None:
+            continue
+        if preset is not None and (file, name) in preset:
+            changes[name] = preset[(file, name)]
+        else:
+            how = ex_path if name in _PATH_SETTINGS else ex
+            changes[name] = how(value, yaml_key(name), lines.get(name, 0))
+    if only is not None:
+        return _with(cfg, settings=_with(st, **changes))
+    for name in ("path", "ldpath"):
+        value = getattr(st, name)
+        if value:
+            changes[name] = tuple(ex_path(p, f"{name} entry '{p}'", lines.get(name, 0))
+                                  for p in value)
+    for name in _SHARE_FIELDS:
+        sv = getattr(st, name)
+        if sv is not None and sv.state is Share.JOIN:
+            changes[name] = _with(
+                sv, path=ex(sv.path, name, sv.line or lines.get(name, 0)))
+    exports = []
+    for i, e in enumerate(cfg.exports):
+        if "$" not in e.mount and (e.path is None or "$" not in e.path):
+            exports.append(e)
+            continue
+        path = e.path
+        if path is not None:
+            how = ex_path if e.mode in HOST_PATH_MODES else ex
+            path = how(path, f"exports[{i}].path", e.line)
+        exports.append(_with(e, mount=ex_path(e.mount, f"exports[{i}].mount", e.line),
+                             path=path))
+    environ = []
+    for env in cfg.environ:
+        mine = standing.get(env.key)
+        if mine is not None and mine[1].file == file and mine[0] is env:
+            if env.mode is EnvMode.DEFAULT:
+                env = _with(env, value=ctx.definition_value(env.key))
+            elif env.mode is EnvMode.STATIC and env.value is None:
+                env = _with(env, value="")
+        environ.append(env)
+    return _with(cfg, settings=_with(st, **changes), exports=tuple(exports),
+                 environ=tuple(environ))
+
+
+def expand_node(ctx: ExpansionContext, node: Node, admin: bool,
+                standing: Mapping[str, tuple[EnvEntry, Origin]],
+                preset: Mapping[tuple[str, str], str] | None = None) -> Node:
+    """NODE with its config (and admin config in admin mode) expanded in its own context:
+    $NODE_* is NODE, $LEAF_* the leaf of ctx. Raises ExpandError."""
+    here = ctx.with_node(node)
+    config = expand_config(here, node.config, standing, preset)
+    extra = node.admin
+    if admin and node.admin is not None:
+        extra = expand_config(here, node.admin, standing, preset)
+    return _with(node, config=config, admin=extra)
+
+
+@dataclass(frozen=True)
+class ExpandedFamily:
+    """A FamilyConfig merged from expanded nodes (family.expanded is True), and what the
+    expansion depended on."""
+
+    family: FamilyConfig
+    used_env: Mapping[str, str | None] = field(default_factory=dict, hash=False)
+    volatile: bool = False
+
+    def to_dict(self, origins: bool = True) -> dict[str, Any]:
+        """Plain dict for `redconf mergeconfig --expand`."""
+        return self.family.to_dict(origins)
 
 
 def expand_family(family: FamilyConfig, environ: Mapping[str, str], uid: int, gid: int,
                   pid: int, *, templates_dir: str | None = None,
                   command_timeout: float = DEFAULT_TIMEOUT,
                   run_commands: bool = True) -> ExpandedFamily:
-    """Expand every expandable string of a merged family, each in the context of the node
-    that defined it. With run_commands=False (dry runs) no $(command) is executed: it is
-    left as written. Raises ExpandError naming the file, line and key."""
-    by_path = {n.path: n for n in family.nodes}
+    """The family of an (unexpanded) FamilyConfig expanded node by node and merged again
+    (build.family_config), for callers holding a merged family. Raises ExpandError,
+    MergeError."""
+    from .build import family_config
 
-    def node_of(origin: Origin | None) -> Node:
-        return by_path.get(origin.path, family.leaf) if origin is not None else family.leaf
-
-    definitions = [Definition(s.value.key, s.value.value or "", s.value.mode is EnvMode.STATIC,
-                              node_of(s.origin), s.origin.file if s.origin else "",
-                              s.origin.line if s.origin else 0)
-                   for s in family.environ if s.value.mode in (EnvMode.DEFAULT, EnvMode.STATIC)]
-    root = ExpansionContext(family.leaf, family.leaf, environ, uid, gid, pid, command_timeout,
-                            templates_dir=templates_dir, definitions=definitions,
-                            run_commands=run_commands)
-
-    def expand(s: Sourced[str], key: str) -> str:
-        o = s.origin
-        ctx = root.with_node(node_of(o))
-        return ctx.expand(s.value, key, o.file if o else None, o.line if o else 0)
-
-    changes: dict[str, Any] = {}
-    for name in _STRING_SETTINGS:
-        s = getattr(family, name)
-        if s is not None:
-            changes[name] = dataclasses.replace(s, value=expand(s, yaml_key(name)))
-
-    for name in ("path", "ldpath"):
-        seen: set[str] = set()
-        entries: list[Sourced[str]] = []
-        for s in getattr(family, name):
-            for part in expand(s, f"{name} entry '{s.value}'").split(":"):
-                if part and part not in seen:
-                    seen.add(part)
-                    entries.append(dataclasses.replace(s, value=part))
-        changes[name] = tuple(entries)
-
-    namespaces = {}
-    for ns, s in family.namespaces.items():
-        if s.value.state is Share.JOIN:
-            key = s.origin.key if s.origin else f"share_{ns}"
-            s = dataclasses.replace(s, value=dataclasses.replace(
-                s.value, path=expand(Sourced(s.value.path, s.origins), key)))
-        namespaces[ns] = s
-    changes["namespaces"] = namespaces
-
-    warnings = list(family.warnings)
-    exports: list[Sourced[Any]] = []
-    mounts: dict[str, Origin | None] = {}
-    for s in family.exports:
-        key = s.origin.key if s.origin else "exports"
-        e = s.value
-        mount = expand(Sourced(e.mount, s.origins), f"{key}.mount")
-        path = expand(Sourced(e.path, s.origins), f"{key}.path") if e.path is not None else None
-        norm = _norm_mount(mount)
-        if norm in mounts:
-            prev, this = mounts[norm], s.origin
-            if prev is not None and this is not None:
-                warnings.append(MergeWarning(
-                    f"exports {mount}", f"exports {mount}: {this.describe()} mounts "
-                    f"{e.mount!r} on the same point as {prev.describe()} once expanded: "
-                    "ignored; the ancestor's entry stands", "warning", prev, this))
-            continue
-        mounts[norm] = s.origin
-        exports.append(dataclasses.replace(s, value=dataclasses.replace(e, mount=mount,
-                                                                         path=path)))
-    changes["exports"] = tuple(exports)
-
-    environ_out = []
-    for s in family.environ:
-        e = s.value
-        if e.mode is EnvMode.DEFAULT:
-            value = root.definition_value(e.key)
-            s = dataclasses.replace(s, value=dataclasses.replace(e, value=value))
-        elif e.mode is EnvMode.STATIC and e.value is None:
-            s = dataclasses.replace(s, value=dataclasses.replace(e, value=""))
-        environ_out.append(s)
-    changes["environ"] = tuple(environ_out)
-
-    expanded = dataclasses.replace(family, expanded=True, warnings=tuple(warnings), **changes)
-    return ExpandedFamily(expanded, root.used_env, root.volatile)
+    return family_config(family.nodes, family.admin, environ, uid, gid, pid,
+                         templates_dir=templates_dir, command_timeout=command_timeout,
+                         run_commands=run_commands)
 
 
 __all__ = ["DEFAULT_TIMEOUT", "Definition", "ExpandedFamily", "ExpansionContext",
-           "default_templates_dir", "expand_family"]
+           "default_templates_dir", "definitions_of", "expand_config", "expand_family",
+           "expand_node"]

@@ -36,9 +36,9 @@ import dataclasses
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
-from .config import CAPABILITY_NAMES
+from .schema import CAPABILITY_NAMES, CGROUP_KEYS, YAML_KEYS, config_keys
 from .errors import ConfigError, MergeError, NodeError
 from .model import (
     NAMESPACES,
@@ -46,6 +46,7 @@ from .model import (
     CgroupSettings,
     EnvEntry,
     Export,
+    ExportMode,
     Node,
     NodeConfig,
     NodeState,
@@ -62,29 +63,30 @@ CAP_NAMES: tuple[str, ...] = CAPABILITY_NAMES
 
 CAP_BITS: Mapping[str, int] = {name: bit for bit, name in enumerate(CAP_NAMES)}
 
-NODE_LOCAL = ("hostname", "chdir", "rpmdir", "persistdir", "cachedir", "verbose", "cgrouproot",
-              "map_root_user", "inherit_env", "unsafe")
-"""Settings where the value closest to the leaf wins."""
+NODE_LOCAL = config_keys("leaf")
+"""Settings where the value closest to the leaf wins (schema rule 'leaf')."""
 
-ROOT_MOST = ("set_user", "set_group", "smack")
-"""Settings where the root-most definition wins."""
+ROOT_MOST = config_keys("root")
+"""Settings where the root-most definition wins (schema rule 'root')."""
+
+_PRIVATE_MODES = tuple(m for m in ExportMode if m.private)  # tuple: identity test in C
+
+ENABLED_WINS = config_keys("enabled")
+"""Tristates where enabled anywhere wins (die-with-parent, new-session)."""
+
+_OR_SCALARS = tuple(k for k in config_keys("or") if k != "landlock")  # landlock: a section
 
 _DEFAULT_SHARE = {ns: Share.DISABLED for ns in NAMESPACES} | {"time": Share.ENABLED}
 
-# YAML spelling of the keys whose field name differs (model uses snake_case everywhere).
-_YAML_KEY = {"set_user": "set-user", "set_group": "set-group", "die_with_parent": "die-with-parent",
-             "new_session": "new-session", "map_root_user": "map-root-user",
-             "inherit_env": "inherit-env", "smack_optional": "smack-optional"}
-
-
 def yaml_key(name: str) -> str:
     """Return the YAML spelling of a Settings field name (set_user -> set-user)."""
-    return _YAML_KEY.get(name, name)
+    return YAML_KEYS.get(name, name)
 
 
-@dataclass(frozen=True)
-class Origin:
-    """Where a merged value came from: node alias and path, config file, line and key."""
+class Origin(NamedTuple):
+    """Where a merged value came from: node alias and path, config file, line and key.
+    (A named tuple: one is made per entry of every node at each launch, and a tuple is
+    built in C where a frozen dataclass sets each field through object.__setattr__.)"""
 
     alias: str
     path: str
@@ -135,19 +137,34 @@ class MergeWarning:
 
 
 @dataclass(frozen=True)
+class NodeSeccomp:
+    """One node's own seccomp stance (admin layered over normal): the plan compiler gives
+    each node with the default profile its own allows, never a descendant's."""
+
+    alias: str
+    path: str
+    profile: str | None = None
+    allow: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class FamilySeccomp:
-    """Merged seccomp section: profile, union of denials, allows not denied anywhere."""
+    """Merged seccomp section: profile, union of denials, allows not denied anywhere, and
+    every node's own stance (per_node, root-most first)."""
 
     profile: Sourced[str] | None = None
     deny: tuple[Sourced[str], ...] = ()
     allow: tuple[Sourced[str], ...] = ()
     errno: Sourced[str] | None = None
+    per_node: tuple[NodeSeccomp, ...] = ()
 
 
 @dataclass(frozen=True)
 class FamilyConfig:
     """The effective configuration of a leaf: every rule of SPEC §3 applied, origins kept.
-    Strings are as written until expand.expand_family() returns a copy with expanded=True."""
+    The single truth of a launch: `redconf mergeconfig` prints it and the plan compiler reads
+    nothing else. expanded is True when it was merged from expanded nodes (build.py: each
+    node expanded in its own context, then merged); otherwise strings are as written."""
 
     nodes: tuple[Node, ...]
     admin: bool = False
@@ -175,6 +192,7 @@ class FamilyConfig:
     set_user: Sourced[str] | None = None
     set_group: Sourced[str] | None = None
     smack: Sourced[str] | None = None
+    smack_optional: bool = False        # of the config file that set the winning label
     seccomp: FamilySeccomp = FamilySeccomp()
     cgroups: tuple[Sourced[CgroupSettings], ...] = ()
     cgroups_effective: CgroupSettings = CgroupSettings()
@@ -320,7 +338,7 @@ class _View:
     scalars: dict[str, tuple[Any, Origin]]
     path: list[tuple[str, Origin]]
     ldpath: list[tuple[str, Origin]]
-    exports: list[tuple[Export, Origin]]
+    exports: list[tuple[Export, Origin, str]]     # with the normalised mount point
     environ: list[tuple[EnvEntry, Origin]]
     cap_groups: list[list[tuple[Capability, Origin]]]
     shares: dict[str, tuple[ShareValue, Origin]]
@@ -328,6 +346,7 @@ class _View:
     seccomp: dict[str, Any]
     landlock: tuple[bool, Origin] | None
     warnings: list[MergeWarning]
+    below: list[tuple[Export, Origin, str]]  # normal entries a Private admin entry replaced
 
 
 def _origin(node: Node, cfg: NodeConfig, line: int, key: str) -> Origin:
@@ -362,12 +381,43 @@ def _split_paths(entries: tuple[str, ...] | None, origin: Origin) -> list[tuple[
     return out
 
 
+def layers_of(node: Node, admin: bool) -> list[NodeConfig]:
+    """The config files of a node that apply in a mode: normal, then admin over it."""
+    return [node.config] + ([node.admin] if admin and node.admin is not None else [])
+
+
+def _node_environ(node: Node, layers: list[NodeConfig]) -> list[tuple[EnvEntry, Origin]]:
+    """A node's environ entries; an admin entry replaces the normal one of the same key."""
+    environ: list[tuple[EnvEntry, Origin]] = []
+    first_env: dict[str, int] = {}
+    for cfg in layers:
+        for i, env in enumerate(cfg.environ):
+            item = (env, _origin(node, cfg, env.line, f"environ[{i}]"))
+            if env.key in first_env and cfg is not layers[0]:
+                environ[first_env[env.key]] = item
+            else:
+                first_env.setdefault(env.key, len(environ))
+                environ.append(item)
+    return environ
+
+
+def standing_environ(nodes: Sequence[Node], admin: bool) -> dict[str, tuple[EnvEntry, Origin]]:
+    """The environ entry that stands for each key (the root-most definition, SPEC §3):
+    the variable definitions every node of the family is expanded with. Keys are never
+    expanded, so this is known before expansion."""
+    out: dict[str, tuple[EnvEntry, Origin]] = {}
+    for node in nodes:
+        for env, origin in _node_environ(node, layers_of(node, admin)):
+            out.setdefault(env.key, (env, origin))
+    return out
+
+
 def _node_view(node: Node, admin: bool) -> _View:
-    layers = [node.config] + ([node.admin] if admin and node.admin is not None else [])
+    layers = layers_of(node, admin)
     warnings = [MergeWarning("", f"{_origin(node, cfg, 0, '').describe()}: {text}")
                 for cfg in layers for text in cfg.warnings]
     scalars: dict[str, tuple[Any, Origin]] = {}
-    names = NODE_LOCAL + ROOT_MOST + ("umask", "gpgcheck", "die_with_parent", "new_session")
+    names = NODE_LOCAL + ROOT_MOST + _OR_SCALARS + ENABLED_WINS
     for cfg in layers:  # later layers (admin) overwrite earlier ones
         for name in names:
             value = getattr(cfg.settings, name)
@@ -382,26 +432,25 @@ def _node_view(node: Node, admin: bool) -> _View:
         ldpath += _split_paths(cfg.settings.ldpath,
                                _origin(node, cfg, _line(cfg, "ldpath"), "ldpath"))
 
-    exports: list[tuple[Export, Origin]] = []
-    environ: list[tuple[EnvEntry, Origin]] = []
+    exports: list[tuple[Export, Origin, str]] = []
     first_export: dict[str, int] = {}  # normalised mount -> index of its first entry
-    first_env: dict[str, int] = {}
+    below: list[tuple[Export, Origin, str]] = []
     for cfg in layers:
         for i, exp in enumerate(cfg.exports):
-            item = (exp, _origin(node, cfg, exp.line, f"exports[{i}]"))
             mount = _norm_mount(exp.mount)
+            item = (exp, _origin(node, cfg, exp.line, f"exports[{i}]"), mount)
             if mount in first_export and cfg is not layers[0]:
+                replaced = exports[first_export[mount]]
+                if exp.mode.private and not replaced[0].mode.private:
+                    # A Private admin entry is the node's own: its descendants keep the
+                    # normal entry it replaces (e.g. the leaf's rpm database, writable for
+                    # its package manager only).
+                    below.append(replaced)
                 exports[first_export[mount]] = item  # admin replaces normal inside the node
             else:
                 first_export.setdefault(mount, len(exports))
                 exports.append(item)
-        for i, env in enumerate(cfg.environ):
-            item = (env, _origin(node, cfg, env.line, f"environ[{i}]"))
-            if env.key in first_env and cfg is not layers[0]:
-                environ[first_env[env.key]] = item
-            else:
-                first_env.setdefault(env.key, len(environ))
-                environ.append(item)
+    environ = _node_environ(node, layers)
 
     cap_groups = [[(cap, _origin(node, cfg, cap.line or _line(cfg, "capabilities"),
                                  f"capabilities[{i}]"))
@@ -448,14 +497,15 @@ def _node_view(node: Node, admin: bool) -> _View:
                                             "landlock"))
 
     return _View(node, scalars, path, ldpath, exports, environ, cap_groups, shares, cgroups,
-                 seccomp, landlock, warnings)
+                 seccomp, landlock, warnings, below)
 
 
 # ---------------------------------------------------------------------------------------
 # The merge
 
 
-def _check_state(node: Node) -> None:
+def check_state(node: Node) -> None:
+    """Refuse a node that is not Enable; raises NodeError."""
     state = node.status.state
     if state is not NodeState.ENABLE:
         raise NodeError(
@@ -564,14 +614,14 @@ def _merge_exports(views: list[_View], warns: list[MergeWarning], notes: list[Me
     out: list[Sourced[Export]] = []
     last = len(views) - 1
     for i, view in enumerate(views):
-        for exp, origin in view.exports:
-            if exp.mode.private and i != last:
+        mine = view.exports if i == last else view.exports + view.below
+        for exp, origin, mount in mine:
+            if i != last and exp.mode in _PRIVATE_MODES:
                 notes.append(MergeWarning(
                     f"exports {exp.mount}", f"exports {exp.mount}: {exp.mode.value} export of "
                     f"{origin.describe()} applies to that node only, not to its descendants",
                     "info", None, origin))
                 continue
-            mount = _norm_mount(exp.mount)
             if mount in standing:
                 prev = standing[mount].origins[0]
                 why = ("defines it again in the same node" if prev.path == origin.path else
@@ -646,7 +696,7 @@ def _merge_scalars(views: list[_View], warns: list[MergeWarning], notes: list[Me
     if gpg:
         on = tuple(o for val, o in gpg if val)
         out["gpgcheck"] = Sourced(True, on) if on else Sourced(False, tuple(o for _, o in gpg))
-    for name in ("die_with_parent", "new_session"):
+    for name in ENABLED_WINS:
         said = [v.scalars[name] for v in views if name in v.scalars]
         on = tuple(o for val, o in said if val is Tristate.ENABLED)
         if on:
@@ -703,26 +753,37 @@ def _merge_seccomp(views: list[_View], warns: list[MergeWarning], notes: list[Me
         if str(value).upper() != str(errnos[0][0]).upper():
             warns.append(_lost("seccomp.errno", errnos[0][1], origin,
                                f"sets errno {value}: ignored, the root-most definition wins"))
+    per_node = tuple(NodeSeccomp(v.node.alias, v.node.path,
+                                 v.seccomp["profile"][0] if v.seccomp["profile"] else None,
+                                 tuple(name for name, _ in v.seccomp["allow"]))
+                     for v in views)
     return FamilySeccomp(profile, tuple(Sourced(n, (o,)) for n, o in deny.items()),
-                         tuple(Sourced(n, (o,)) for n, o in allow.items()), errno)
+                         tuple(Sourced(n, (o,)) for n, o in allow.items()), errno, per_node)
 
 
-_SIZE_FIELDS = ("mem_min", "mem_low", "mem_high", "mem_max", "mem_swap_high", "mem_swap_max",
-                "pids_max")
-_LEAF_MOST_FIELDS = ("cpuset_cpus_partition", "mem_oom_group", "cpu_weight", "cpu_weight_nice",
-                     "io_weight")
-_CG_KEY = {"cpuset_cpus": "cpuset.cpus", "cpuset_mems": "cpuset.mems",
-           "cpuset_cpus_partition": "cpuset.cpus_partition", "mem_min": "mem.min",
-           "mem_low": "mem.low", "mem_high": "mem.high", "mem_max": "mem.max",
-           "mem_oom_group": "mem.oom_group", "mem_swap_high": "mem.swap_high",
-           "mem_swap_max": "mem.swap_max", "cpu_weight": "cpu.weight",
-           "cpu_weight_nice": "cpu.weight_nice", "cpu_max": "cpu.max", "io_weight": "io.weight",
-           "io_max": "io.max", "pids_max": "pids.max"}
+def _smack_optional(views: list[_View], smack: Sourced[str] | None, admin: bool) -> bool:
+    """smack-optional of the config file that set the winning label, else of its node."""
+    origin = smack.origin if smack is not None else None
+    if origin is None:
+        return False
+    for view in views:
+        if view.node.path != origin.path:
+            continue
+        layers = layers_of(view.node, admin)
+        mine = ([c for c in layers if c.file == origin.file]
+                + [c for c in layers if c.file != origin.file])
+        for cfg in mine:
+            if cfg.settings.smack_optional is not None:
+                return bool(cfg.settings.smack_optional)
+    return False
 
 
 def _tightest(name: str, found: list[tuple[Any, Origin]]) -> tuple[Any, Origin]:
-    """Tightest value of one cgroup key along the chain (found is root -> leaf)."""
-    key = f"cgroups.{_CG_KEY[name]}"
+    """Tightest value of one cgroup key along the chain (found is root -> leaf), by the
+    key's merge rule in the schema."""
+    yaml_path, spec = CGROUP_KEYS[name]
+    key = f"cgroups.{yaml_path}"
+    rule = spec.merge
 
     def parsed(parse: Callable[[Any], Any], value: Any, origin: Origin) -> Any:
         try:
@@ -732,18 +793,18 @@ def _tightest(name: str, found: list[tuple[Any, Origin]]) -> tuple[Any, Origin]:
                              descendant=f"{origin.alias} ({origin.path})",
                              hint="fix the value in that node's config") from err
 
-    if name in _LEAF_MOST_FIELDS:
+    if rule == "leaf":
         return found[-1]
-    if name in _SIZE_FIELDS:
+    if rule == "min":
         best = found[0]
         for item in found[1:]:
             a, b = parsed(parse_size, best[0], best[1]), parsed(parse_size, *item)
             if b is not None and (a is None or b < a):
                 best = item
         return best
-    if name == "cpu_max":
+    if rule == "min-ratio":
         return min(found, key=lambda item: parsed(cpu_max_ratio, *item))
-    if name in ("cpuset_cpus", "cpuset_mems"):
+    if rule == "intersect":
         cpus = parsed(parse_cpulist, *found[0])
         for value, origin in found[1:]:
             mine = parsed(parse_cpulist, value, origin)
@@ -754,7 +815,7 @@ def _tightest(name: str, found: list[tuple[Any, Origin]]) -> tuple[Any, Origin]:
                                  hint="a node's cpuset must be a subset of its ancestors'")
             cpus &= mine
         return format_cpulist(cpus), found[-1][1]
-    if name == "io_max":
+    if rule == "min-per-device":
         limits: dict[str, dict[str, str]] = {}
         for value, origin in found:
             for dev, keys in parsed(parse_io_max, value, origin).items():
@@ -789,15 +850,18 @@ def _merge_cgroups(views: list[_View]
     return tuple(per_node), CgroupSettings(**values), origins
 
 
-def merge_family(nodes: Sequence[Node], admin: bool = False) -> FamilyConfig:
-    """Merge a family (root-most first, leaf last) into its effective config.
+def merge_family(nodes: Sequence[Node], admin: bool = False, expanded: bool = False
+                 ) -> FamilyConfig:
+    """Merge a family (root-most first, leaf last) into its effective config. With
+    expanded=True the nodes were expanded each in its own context (build.family_config) and
+    every Russian-doll rule compares expanded values; otherwise values are as written.
     Raises NodeError (empty family, node not Enable), MergeError (a descendant loosens an
     ancestor's constraint), ConfigError (a value merge cannot interpret)."""
     nodes = tuple(nodes)
     if not nodes:
         raise NodeError("empty family: no node to merge (is --redpath a node directory?)")
     for node in nodes:
-        _check_state(node)
+        check_state(node)
     views = [_node_view(node, admin) for node in nodes]
     warns: list[MergeWarning] = [w for v in views for w in v.warnings]
     notes: list[MergeWarning] = []
@@ -813,7 +877,8 @@ def merge_family(nodes: Sequence[Node], admin: bool = False) -> FamilyConfig:
         ldpath=_cumulative(views, "ldpath"), namespaces=namespaces, capabilities=capabilities,
         exports=exports, environ=environ, seccomp=seccomp, cgroups=cgroups,
         cgroups_effective=effective, cgroups_effective_origins=effective_origins,
-        warnings=tuple(warns), overrides=tuple(notes), **scalars)
+        smack_optional=_smack_optional(views, scalars.get("smack"), admin),
+        warnings=tuple(warns), overrides=tuple(notes), expanded=expanded, **scalars)
 
 
 # ---------------------------------------------------------------------------------------
@@ -830,7 +895,7 @@ def _cgroup_tree(cg: CgroupSettings, wrap: Callable[[str, Any], Any]) -> dict[st
         value = getattr(cg, f.name)
         if f.name == "line" or value is None:
             continue
-        section, _, key = _CG_KEY[f.name].partition(".")
+        section, _, key = CGROUP_KEYS[f.name][0].partition(".")
         tree.setdefault(section, {})[key] = wrap(f.name, value)
     return tree
 
@@ -853,14 +918,14 @@ def _family_to_dict(fam: FamilyConfig, origins: bool) -> dict[str, Any]:
 
     leaf = fam.leaf.config
     config: dict[str, Any] = {}
-    for name in ("hostname", "chdir", "rpmdir", "persistdir", "cachedir", "verbose",
-                 "cgrouproot", "map_root_user", "inherit_env", "unsafe", "set_user",
-                 "set_group", "smack", "gpgcheck"):
+    for name in NODE_LOCAL + ROOT_MOST + ("gpgcheck",):
         if getattr(fam, name) is not None:
             config[yaml_key(name)] = val(getattr(fam, name))
+    if fam.smack is not None:
+        config["smack-optional"] = fam.smack_optional
     if fam.umask is not None:
         config["umask"] = val(fam.umask, lambda m: f"{m:04o}")
-    for name in ("die_with_parent", "new_session"):
+    for name in ENABLED_WINS:
         config[yaml_key(name)] = val(getattr(fam, name), lambda t: t.value)
     config["path"] = [val(s) for s in fam.path]
     config["ldpath"] = [val(s) for s in fam.ldpath]
@@ -893,7 +958,7 @@ def _family_to_dict(fam: FamilyConfig, origins: bool) -> dict[str, Any]:
     for s in fam.exports:
         e = s.value
         data: dict[str, Any] = {"mode": e.mode.value, "mount": e.mount}
-        for name in ("path", "info", "warn"):
+        for name in ("path", "info", "warn", "optional"):
             if getattr(e, name) is not None:
                 data[name] = getattr(e, name)
         exports.append(entry(data, s))
@@ -917,6 +982,7 @@ def _family_to_dict(fam: FamilyConfig, origins: bool) -> dict[str, Any]:
     }
 
 
-__all__ = ["CAP_NAMES", "CAP_BITS", "FamilyConfig", "FamilySeccomp", "MergeWarning", "Origin",
+__all__ = ["CAP_NAMES", "CAP_BITS", "FamilyConfig", "FamilySeccomp", "MergeWarning",
+           "NodeSeccomp", "Origin", "layers_of", "standing_environ",
            "Sourced", "compare_sizes", "cpu_max_ratio", "format_cpulist", "merge_family",
            "parse_cpulist", "parse_io_max", "parse_size", "yaml_key"]

@@ -99,6 +99,7 @@ class Export:
     path: str | None = None     # unexpanded source; None means "same as mount"
     info: str | None = None
     warn: str | None = None
+    optional: bool | None = None  # a missing host source is skipped without a warning
     line: int = 0
 
 
@@ -121,25 +122,26 @@ class Capability:
 
 @dataclass(frozen=True)
 class CgroupSettings:
-    """cgroup v2 semantics, values as written after validation (strings such as '64M',
-    'max', '50000 100000'); None = not set. Unit conversion happens in plan compilation."""
+    """cgroup v2 semantics, typed once at load (schema.CGROUPS): sizes and pids.max are
+    ints (bytes, count) or 'max'; cpu.max is 'QUOTA|max PERIOD'; cpusets are canonical
+    lists ('0-3,5'); io values one entry per line. None = not set."""
 
     cpuset_cpus: str | None = None
     cpuset_mems: str | None = None
     cpuset_cpus_partition: str | None = None
-    mem_min: str | None = None
-    mem_low: str | None = None
-    mem_high: str | None = None
-    mem_max: str | None = None
+    mem_min: int | str | None = None
+    mem_low: int | str | None = None
+    mem_high: int | str | None = None
+    mem_max: int | str | None = None
     mem_oom_group: bool | None = None
-    mem_swap_high: str | None = None
-    mem_swap_max: str | None = None
+    mem_swap_high: int | str | None = None
+    mem_swap_max: int | str | None = None
     cpu_weight: int | None = None
     cpu_weight_nice: int | None = None
     cpu_max: str | None = None
     io_weight: str | None = None
     io_max: str | None = None
-    pids_max: str | None = None
+    pids_max: int | str | None = None
     line: int = 0
 
 
@@ -238,6 +240,8 @@ class Node:
     status: NodeStatus
     config: NodeConfig
     admin: NodeConfig | None = None
+    owner: int | None = None    # uid and gid of the node directory: who can change its
+    group: int | None = None    # configs; commands they hold never run more privileged
 
     @property
     def alias(self) -> str:

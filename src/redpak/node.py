@@ -205,10 +205,17 @@ def load_node(path: str) -> Node:
         raise NodeError(f"{node_path}: node has no config: "
                         f"{os.path.join(node_path, CONFIG_FILES[0])} is missing "
                         f"(write one with `redconf create --update {node_path}`)")
-    config = load_config(normal)
+    st = os.stat(node_path)
+    owners = (0, st.st_uid)
+    etc = os.path.dirname(normal)
+    if os.path.islink(etc):
+        raise NodeError(f"{etc}: is a symbolic link: refused (a node's configs live in the "
+                        "node itself; replace the link with the directory)")
+    config = load_config(normal, owners)
     admin_file = config_file(node_path, admin=True)
-    admin = load_config(admin_file) if admin_file is not None else None
-    return Node(path=node_path, status=status, config=config, admin=admin)
+    admin = load_config(admin_file, owners) if admin_file is not None else None
+    return Node(path=node_path, status=status, config=config, admin=admin,
+                owner=st.st_uid, group=st.st_gid)
 
 
 def load_family(redpath: str) -> list[Node]:

@@ -3,21 +3,20 @@
 # order, environment, cache dependencies. The C core applies the result and decides nothing.
 """Compile a node family into a launch plan.
 
-`build_plan(redpath, options)` loads, merges and expands the family (the only part that
-touches the file system besides source checks), then `compile_plan()` turns the expanded
-FamilyConfig into a `planfile.LaunchPlan`. Policy choices, where the spec is silent, are
+`compile_plan()` turns an expanded FamilyConfig into a `planfile.LaunchPlan`; it does no
+I/O (build.py loads, expands, merges and probes the host around it). Policy choices, where the spec is silent, are
 listed in docs/launch.md.
 """
 
 from __future__ import annotations
 
 import os
-import stat as _stat
+
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from . import security
-from .controls import Host, compile_controls, needs_host, probe_host
+from .controls import Host, compile_controls
 from .errors import PlanError
 from .family import CAP_BITS, FamilyConfig
 from .model import EnvMode, Export, ExportMode, Share
@@ -75,6 +74,7 @@ class CompiledPlan:
     plan: LaunchPlan
     warnings: tuple[str, ...] = ()
     absent_sources: tuple[str, ...] = ()   # skipped because missing: cache dependencies
+    family: FamilyConfig | None = None     # what the plan was compiled from (build_plan)
 
 
 @dataclass
@@ -119,73 +119,11 @@ def resolve_group(text: str, what: str = "set-group") -> int:
 def build_plan(redpath: str, options: LaunchOptions = LaunchOptions(),
                environ: Mapping[str, str] | None = None, dry_run: bool = False
                ) -> CompiledPlan:
-    """Load, merge, expand and compile the family of REDPATH; raises RedpakError.
+    """Load, merge, expand and compile the family of REDPATH (build.build_plan, which owns
+    the I/O and the order); raises RedpakError."""
+    from .build import build_plan as build
 
-    dry_run (--dump-only): change nothing and run nothing — no $(command) is executed and
-    no missing export source is created (the plan is then not cacheable)."""
-    from .expand import expand_family
-    from .family import merge_family
-    from .node import load_family
-
-    env = os.environ if environ is None else environ
-    nodes = load_family(redpath)
-    fam = merge_family(nodes, admin=options.admin)
-    caller_uid, caller_gid, privileged = caller_identity()
-    user = options.user or (fam.set_user.value if fam.set_user else None)
-    group = options.group or (fam.set_group.value if fam.set_group else None)
-    target_uid, target_gid = caller_uid, caller_gid
-    warnings: list[str] = []
-    if user is not None or group is not None:
-        # set-user may hold variables: expand it first with the caller's identity.
-        pre = expand_family(fam, env, caller_uid, caller_gid, os.getpid(),
-                            run_commands=not dry_run).family
-        if user is not None:
-            text = options.user or (pre.set_user.value if pre.set_user else "")
-            if dry_run and "$(" in text:
-                warnings.append(f"set-user: '{text}' is computed by a command, not run in a "
-                                "dry run: the plan shows the caller's identity")
-            else:
-                target_uid = resolve_user(text, "-U/--user" if options.user else "set-user")
-                if group is None:
-                    import pwd
-                    try:
-                        target_gid = pwd.getpwuid(target_uid).pw_gid
-                    except KeyError:
-                        pass
-        if group is not None:
-            text = options.group or (pre.set_group.value if pre.set_group else "")
-            if dry_run and "$(" in text:
-                warnings.append(f"set-group: '{text}' is computed by a command, not run in a "
-                                "dry run: the plan shows the caller's identity")
-            else:
-                target_gid = resolve_group(text, "-G/--group" if options.group
-                                           else "set-group")
-    if privileged:
-        ident = Identity(caller_uid, caller_gid, target_uid, target_gid, True)
-    else:
-        # An unprivileged caller cannot switch on the host: the program runs as the caller
-        # ($UID), and set-user is only the identity shown inside its user namespace.
-        ident = Identity(caller_uid, caller_gid, caller_uid, caller_gid, False,
-                         inner_uid=target_uid, inner_gid=target_gid)
-    expanded = expand_family(fam, env, ident.host_uid, ident.host_gid, os.getpid(),
-                             run_commands=not dry_run)
-    host = probe_host() if needs_host(expanded.family, options.smack) else None
-    compiled = compile_plan(expanded.family, ident, options,
-                            source_kind=_source_kind,
-                            create_source=None if dry_run else _create_source, host=host)
-    plan = compiled.plan
-    deps = _file_deps(nodes, redpath, options.admin,
-                      uses_userdb=any(m.kind is MountKind.DATA for m in plan.mounts),
-                      uses_names=user is not None or group is not None)
-    deps += tuple(FileDep(p, 0, 0, 0, ABSENT_MTIME) for p in compiled.absent_sources)
-    env_deps = tuple(EnvDep(k, v) for k, v in sorted(expanded.used_env.items()))
-    from dataclasses import replace
-    plan = replace(plan, file_deps=deps, env_deps=env_deps,
-                   cacheable=not (expanded.volatile or options.keep_fds or dry_run))
-    from .sdnotify import pass_notify_socket  # systemd Type=notify: docs/integrations.md
-    plan, notify_warnings = pass_notify_socket(plan, env)
-    return CompiledPlan(plan, tuple(warnings) + compiled.warnings + notify_warnings,
-                        compiled.absent_sources)
+    return build(redpath, options, environ, dry_run)
 
 
 # ---- the pure part ----------------------------------------------------------------------
@@ -214,6 +152,7 @@ def compile_plan(fam: FamilyConfig, ident: Identity, options: LaunchOptions = La
     create = create_source or (lambda _p, _k, _w: None)
     mounts = _mounts(fam, ident, uid, gid, options, kind_of, create, node_dirs, out)
     env = _environ(fam)
+    _check_commands(fam, ident)
     controls = compile_controls(fam, mounts, host or Host(), options.smack)
     out.warnings += controls.warnings
     chdir = fam.chdir.value if fam.chdir and fam.chdir.value else "/"
@@ -236,8 +175,27 @@ def compile_plan(fam: FamilyConfig, ident: Identity, options: LaunchOptions = La
         smack=controls.smack,
         caller_uid=ident.caller_uid, caller_gid=ident.caller_gid,
     )
-    plan = security.harden(plan, fam, ident.privileged, host or Host())  # issue 9: security.py
+    # security policy over the whole family (security.py): fam is the single truth, ident
+    # says who launches
+    plan = security.harden(plan, fam, ident.privileged, host or Host())
     return CompiledPlan(plan, tuple(out.warnings), tuple(out.absent))
+
+
+def _check_commands(fam: FamilyConfig, ident: Identity) -> None:
+    """Execfd commands run on the host as the launcher: never more privileged than the
+    owner of the node whose config holds them. Raises PlanError."""
+    owners = {n.path: n.owner for n in fam.nodes}
+    entries = [(s, "exports") for s in fam.exports if s.value.mode is ExportMode.EXECFD]
+    entries += [(s, "environ") for s in fam.environ if s.value.mode is EnvMode.EXECFD]
+    for sourced, what in entries:
+        origin = sourced.origin
+        owner = owners.get(origin.path) if origin is not None else None
+        if owner in (None, 0, ident.caller_uid):
+            continue
+        raise PlanError(f"{what}: the Execfd entry of {origin.describe()} would run on the "
+                        f"host as uid {ident.caller_uid}, but the node belongs to uid "
+                        f"{owner}, who could make it run anything: refused (launch the node "
+                        f"as uid {owner}, or have root own the node directory)")
 
 
 def _namespaces(fam: FamilyConfig, ident: Identity) -> tuple[Ns, tuple[Join, ...]]:
@@ -364,6 +322,9 @@ def _mount_of(exp: Export, target: str, where: str, ident: Identity, uid: int, g
             if _under(source, node_dirs):
                 # redpak creates missing sources inside node directories only (SPEC §4).
                 create(source, want, where)
+            elif exp.optional:
+                out.absent.append(source)   # expected to be missing at times: no warning
+                return None
             elif options.strict:
                 raise PlanError(f"{where}: source '{source}' does not exist (--strict)")
             else:
@@ -459,114 +420,3 @@ def _environ(fam: FamilyConfig) -> tuple[EnvOp, ...]:
         if parts:
             ops.append(EnvOp(EnvAction.SET, key, ":".join(parts)))
     return tuple(ops)
-
-
-# ---- the I/O around it ------------------------------------------------------------------
-
-def _source_kind(path: str) -> str:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return "missing"
-    except NotADirectoryError:
-        return "missing"
-    except OSError as err:
-        raise PlanError(f"source '{path}': {err.strerror}") from err
-    if _stat.S_ISDIR(st.st_mode):
-        return "dir"
-    if _stat.S_ISREG(st.st_mode):
-        return "file"
-    return "other"
-
-
-def _inside_node(path: str) -> bool:
-    """The nearest existing ancestor of PATH, resolved, is inside a node directory: a
-    symlink in a node's tree never makes redpak create directories on the host."""
-    probe = path
-    while not os.path.lexists(probe):
-        probe = os.path.dirname(probe)
-    real = os.path.realpath(probe)
-    while True:
-        if os.path.exists(os.path.join(real, ".rednode.yaml")):
-            return True
-        if real == "/":
-            return False
-        real = os.path.dirname(real)
-
-
-def _node_owner(path: str) -> tuple[int, int] | None:
-    """uid and gid of the node directory that holds PATH (its nearest node ancestor)."""
-    d = os.path.dirname(path)
-    while d != "/":
-        if os.path.exists(os.path.join(d, ".rednode.yaml")):
-            st = os.stat(d)
-            return st.st_uid, st.st_gid
-        d = os.path.dirname(d)
-    return None
-
-
-def _create_source(path: str, want: str, where: str) -> None:
-    """Create a missing export source inside a node, owned as the node's files (SPEC §4)."""
-    if not _inside_node(path):
-        raise PlanError(f"{where}: missing source '{path}' leads outside the node through "
-                        "a symbolic link; redpak creates sources inside nodes only")
-    owner = _node_owner(path) if os.geteuid() == 0 else None
-    missing = []
-    d = path if want == "dir" else os.path.dirname(path)
-    while not os.path.lexists(d):
-        missing.append(d)
-        d = os.path.dirname(d)
-    try:
-        for directory in reversed(missing):
-            try:
-                os.mkdir(directory, 0o755)
-            except FileExistsError:
-                continue
-            if owner:
-                os.lchown(directory, *owner)
-        if want == "file":
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-                         | os.O_NOFOLLOW, 0o644)
-            try:
-                if owner:
-                    os.fchown(fd, *owner)
-            finally:
-                os.close(fd)
-    except FileExistsError:
-        pass
-    except OSError as err:
-        raise PlanError(f"{where}: cannot create missing source '{path}': "
-                        f"{err.strerror}") from err
-
-
-def _stat_dep(path: str) -> FileDep:
-    try:
-        st = os.stat(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return FileDep(path, 0, 0, 0, ABSENT_MTIME)
-    return FileDep(path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-def _file_deps(nodes, redpath: str, admin: bool, uses_userdb: bool, uses_names: bool
-               ) -> tuple[FileDep, ...]:
-    """Everything whose change must invalidate a cached plan: the family's status and
-    config files, and every directory on the walk up that is not (yet) a node."""
-    from .node import normalize_path
-    deps: list[FileDep] = []
-    node_paths = {n.path for n in nodes}
-    leaf = normalize_path(redpath)
-    d = leaf
-    while d != "/":
-        if d not in node_paths:
-            deps.append(_stat_dep(os.path.join(d, ".rednode.yaml")))
-        d = os.path.dirname(d)
-    for n in nodes:
-        deps.append(_stat_dep(os.path.join(n.path, ".rednode.yaml")))
-        for name in ("etc/redpak.yaml", "etc/redpack.yaml"):
-            deps.append(_stat_dep(os.path.join(n.path, name)))
-        if admin:
-            for name in ("etc/redpak-admin.yaml", "etc/redpack-admin.yaml"):
-                deps.append(_stat_dep(os.path.join(n.path, name)))
-    if uses_userdb or uses_names:
-        deps += [_stat_dep("/etc/passwd"), _stat_dep("/etc/group")]
-    return tuple(deps)

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.privileged
 if os.geteuid() != 0:
     pytest.skip("the controls tests need root (namespaces, cgroups)", allow_module_level=True)
 
-import redpak.plan as plan_mod  # noqa: E402
+import redpak.build as plan_mod  # noqa: E402
 from redpak import _core, api  # noqa: E402
 from redpak.controls import LL_RO, Hierarchy, Host, probe_host  # noqa: E402
 from redpak.errors import LaunchError  # noqa: E402

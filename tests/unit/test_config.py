@@ -282,7 +282,7 @@ def test_keys_and_sections_are_case_insensitive() -> None:
     s = cfg.settings
     assert s.share_net == ShareValue(Share.ENABLED, line=5)
     assert s.die_with_parent is Tristate.ENABLED and s.umask == 0o22
-    assert s.cgroups.mem_max == "1G" and s.cgroups.mem_oom_group is True
+    assert s.cgroups.mem_max == 1 << 30 and s.cgroups.mem_oom_group is True
     assert s.seccomp.profile == "default" and s.seccomp.deny == ("keyctl",)
     assert cfg.exports[0].mode is ExportMode.PUBLIC_FILE
     assert cfg.environ[0].key == "Path", "variable names keep their case"
@@ -331,20 +331,21 @@ def test_cgroups_all_keys() -> None:
     """).strip(), "  "))).settings.cgroups
     assert (cg.cpuset_cpus, cg.cpuset_mems, cg.cpuset_cpus_partition) == ("0-3,5", "0",
                                                                         "isolated")
-    assert (cg.mem_min, cg.mem_low, cg.mem_high, cg.mem_max) == ("1K", "2M", "3G", "max")
-    assert cg.mem_oom_group is True and (cg.mem_swap_high, cg.mem_swap_max) == ("4T", "0")
+    assert (cg.mem_min, cg.mem_low, cg.mem_high, cg.mem_max) == (1024, 2 << 20, 3 << 30, "max")
+    assert cg.mem_oom_group is True and (cg.mem_swap_high, cg.mem_swap_max) == (4 << 40, 0)
     assert (cg.cpu_weight, cg.cpu_weight_nice, cg.cpu_max) == (10000, -20, "50000 100000")
     assert cg.io_weight == "default 200"
     assert cg.io_max == "8:0 rbps=1048576 wiops=120\n8:16 wbps=max"
-    assert cg.pids_max == "64" and cg.line == 4
+    assert cg.pids_max == 64 and cg.line == 4
 
 
 @pytest.mark.parametrize("key, value, stored", [
-    ("cpu.max", "max", "max"), ("cpu.max", "max 100000", "max 100000"),
-    ("cpu.max", "20000", "20000"), ("cpu.weight", "1", 1), ("cpu.weight_nice", "19", 19),
+    # typed once at load: sizes in bytes, cpu.max with its period, pids.max a number
+    ("cpu.max", "max", "max 100000"), ("cpu.max", "max 100000", "max 100000"),
+    ("cpu.max", "20000", "20000 100000"), ("pids.max", "64", 64), ("mem.max", "64m", 64 << 20), ("cpu.weight", "1", 1), ("cpu.weight_nice", "19", 19),
     ("io.weight", "100", "default 100"), ("io.weight", "'8:0 50'", "8:0 50"),
     ("pids.max", "Max", "max"), ("cpuset.cpus", "7", "7"), ("mem.max", "1073741824",
-                                                            "1073741824"),
+                                                            1073741824),
 ])
 def test_cgroup_values(key: str, value: str, stored: object) -> None:
     ctl, name = key.split(".")
@@ -440,7 +441,7 @@ SCHEMA_ERRORS = [
     ("string list", with_config("  hostname: [a, b]"), 4, "config.hostname",
      ["expected a string, got a list"]),
     ("string map", with_config("  chdir: {a: b}"), 4, "config.chdir",
-     ["expected a string, got a mapping"]),
+     ["expected a path, got a mapping"]),
     ("int abc", with_config("  verbose: abc"), 4, "config.verbose", ["integer", "'abc'"]),
     ("int negative", with_config("  verbose: -1"), 4, "config.verbose", ["integer"]),
     ("umask decimal", with_config("  umask: 089"), 4, "config.umask", ["octal"]),

@@ -230,13 +230,34 @@ def run(fam, environ=None, **kw):
     return expand_family(fam, environ or {}, 1001, 1002, 4242, **kw)
 
 
+@pytest.mark.parametrize("entries,environ,expected", [
+    ([EnvEntry("PATH", "$PATH:/x", line=3)], {"PATH": "/usr/bin"}, "/usr/bin:/x"),
+    ([EnvEntry("FOO", "x${FOO}y", line=3)], {"FOO": "-"}, "x-y"),
+    ([EnvEntry("FOO", "[$FOO]", line=3)], {}, "[]"),
+    # a built-in default is the enclosing scope too
+    ([EnvEntry("NODE_PREFIX", "($NODE_PREFIX)", line=3)], {}, "(/var/redpak)"),
+    ([EnvEntry("NODE_PREFIX", "($NODE_PREFIX)", line=3)], {"NODE_PREFIX": "/p"}, "(/p)"),
+])
+def test_self_reference_takes_the_enclosing_value(entries, environ, expected):
+    """`PATH: $PATH:/x` means the caller's PATH (else the default, else empty), as in a
+    shell: not a cycle."""
+    out = run(fam_with_environ(app_env=entries), environ).family
+    assert {e.value.key: e.value.value for e in out.environ}[entries[0].key] == expected
+
+
+def test_self_reference_through_another_definition():
+    """FOO: $BAR, BAR: $BAR:x — BAR refers to itself (enclosing value), FOO to BAR."""
+    out = run(fam_with_environ(app_env=[EnvEntry("FOO", "$BAR"), EnvEntry("BAR", "$BAR:x")]),
+              {"BAR": "b"}).family
+    assert {e.value.key: e.value.value for e in out.environ} == {"FOO": "b:x", "BAR": "b:x"}
+
+
 @pytest.mark.parametrize("entries,name", [
-    ([EnvEntry("FOO", "$FOO", line=3)], "FOO"),
-    ([EnvEntry("FOO", "x${FOO}y", line=3)], "FOO"),
     ([EnvEntry("FOO", "$BAR", line=3), EnvEntry("BAR", "$FOO", line=4)], "FOO"),
     ([EnvEntry("A", "$B"), EnvEntry("B", "$C"), EnvEntry("C", "-$A-")], "A"),
+    ([EnvEntry("A", "$B"), EnvEntry("B", "$B$A")], "A"),
 ])
-def test_self_reference_is_an_error(entries, name):
+def test_true_cycle_is_an_error(entries, name):
     fam = fam_with_environ(app_env=entries)
     with pytest.raises(ExpandError) as err:
         run(fam, {name: "from-caller"})

@@ -481,7 +481,8 @@ def test_root_and_leaf_templates_merge(tmp_path, clean_home, admin):
     family = merge_family(load_family(str(tmp_path / "sys" / "app")), admin=admin)
     assert family.warnings == ()
     mounts = {s.value.mount: s.value.mode for s in family.exports}
-    assert mounts["/var/lib/rpm"] is (ExportMode.PUBLIC if admin else ExportMode.RESTRICTED)
+    assert mounts["/var/lib/rpm"] is (ExportMode.PRIVATE if admin
+                                        else ExportMode.PRIVATE_RESTRICTED)
     assert ("$LEAF_PATH" in mounts) is admin
     assert family.rpmdir.value == "$NODE_PATH/var/lib/rpm"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-import redpak.plan as plan_mod
+import redpak.build as plan_mod  # build_plan: identity, source checks
 from redpak.errors import PlanError
 from redpak.expand import DEFAULT_TIMEOUT, expand_family
 from redpak.family import CAP_NAMES, merge_family
@@ -1071,7 +1071,7 @@ def test_unknown_set_user_name_is_a_plan_error(tmp_path, unprivileged):
 def test_created_source_is_owned_like_the_node(tmp_path, monkeypatch):
     """SPEC §4: a missing source under the node's directory is created owned as the
     node's files, not as the (root) caller."""
-    from redpak.plan import _create_source
+    from redpak.build import _create_source
     node = tmp_path / "app"
     node.mkdir()
     (node / ".rednode.yaml").write_text("state: Enable\n")

@@ -20,14 +20,51 @@ EXIT_USAGE = 2          # argparse's own status for usage errors
 EXIT_INTERRUPTED = 130
 
 
+_UNSAFE = None
+
+
+def escape_text(text: str, keep: str = "\n") -> str:
+    """text with every control character (C0 but `keep`, DEL, C1) and bidi control escaped
+    as \\xNN or \\uNNNN: config text printed on a terminal can neither move the cursor,
+    change colours nor reorder what the reader sees."""
+    global _UNSAFE
+    if _UNSAFE is None:
+        import re
+        _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e"
+                             "\u2066-\u2069]")
+    if _UNSAFE.search(text) is None:
+        return text
+
+    def esc(m: Any) -> str:
+        c = m.group()
+        if c in keep:
+            return c
+        return f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
+
+    return _UNSAFE.sub(esc, text)
+
+
+def escape_data(data: Any) -> Any:
+    """data (from to_dict()) with every string escaped by escape_text (newlines too)."""
+    if isinstance(data, str):
+        return escape_text(data, keep="")
+    if isinstance(data, dict):
+        return {escape_data(k): escape_data(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [escape_data(v) for v in data]
+    if isinstance(data, Annotated):
+        return Annotated(escape_data(data.value), escape_text(data.comment, keep=""))
+    return data
+
+
 def print_error(prog: str, message: str) -> None:
-    """Print `prog: message` on stderr."""
-    print(f"{prog}: {message}", file=sys.stderr, flush=True)
+    """Print `prog: message` on stderr (control and bidi characters escaped)."""
+    print(f"{prog}: {escape_text(message)}", file=sys.stderr, flush=True)
 
 
 def print_warning(message: str) -> None:
-    """Print `warning: message` on stderr."""
-    print(f"warning: {message}", file=sys.stderr, flush=True)
+    """Print `warning: message` on stderr (control and bidi characters escaped)."""
+    print(f"warning: {escape_text(message)}", file=sys.stderr, flush=True)
 
 
 def run_guarded(prog: str, func: Callable[[], int], verbose: bool = False) -> int:
@@ -85,6 +122,9 @@ def _silence_stdout() -> None:
 
 # --------------------------------------------------------------------------- formats
 
+_BIDI = "\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+
+
 def to_json(data: Any) -> str:
     """Serialise plain data as indented JSON (with a final newline)."""
     import json
@@ -104,12 +144,14 @@ def emit(data: Any, fmt: str, human: Callable[[Any], str] | None = None) -> None
     """Print `data` as 'json', 'yaml', or 'human' (`human(data)`, else annotated YAML)."""
     if fmt == "json":
         text = to_json(strip_annotations(data))
+        for c in _BIDI:         # JSON escapes control characters; bidi ones as well
+            text = text.replace(c, f"\\u{ord(c):04x}")
     elif fmt == "yaml":
-        text = to_yaml(strip_annotations(data))
+        text = to_yaml(escape_data(strip_annotations(data)))
     elif human is not None:
-        text = human(data)
+        text = escape_text(human(data))
     else:
-        text = annotated_yaml(data)
+        text = annotated_yaml(escape_data(data))
     sys.stdout.write(text)
 
 

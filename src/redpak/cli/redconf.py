@@ -67,15 +67,19 @@ def cmd_config(args: argparse.Namespace) -> int:
 def cmd_mergeconfig(args: argparse.Namespace) -> int:
     """`redconf mergeconfig`: print the merged (and expanded) family config, origins
     annotated, warnings on stderr; raises RedpakError."""
-    from redpak.family import merge_family
-    from redpak.node import load_family
+    from redpak.plan import LaunchOptions
 
-    family = merge_family(load_family(args.node), admin=args.admin)
-    result: Any = family
+    result: Any
     if args.expand:
-        from redpak.expand import expand_family
+        # The very FamilyConfig a launch of this leaf compiles (same identity, same order).
+        from redpak.build import launch_family
 
-        result = expand_family(family, os.environ, os.getuid(), os.getgid(), os.getpid())
+        result = launch_family(args.node, LaunchOptions(admin=args.admin)).expanded
+    else:
+        from redpak.family import merge_family
+        from redpak.node import load_family
+
+        result = merge_family(load_family(args.node), admin=args.admin)
     data = result.to_dict(origins=True)
     if args.fmt == "human":     # warnings go to stderr below, not twice
         shown = {k: v for k, v in data.items() if k not in ("warnings", "overrides")}
@@ -139,8 +143,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     list every problem; 1 if there is any."""
     import dataclasses
 
-    from redpak.expand import expand_family
-    from redpak.family import merge_family
+    from redpak.build import family_config
     from redpak.model import NodeState
     from redpak.node import find_family, find_tree, load_node
 
@@ -208,10 +211,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         for admin in (False, True):
             mode = "admin" if admin else "normal"
             try:
-                merged = merge_family(family, admin=admin)
+                merged = family_config(family, admin, os.environ, uid, gid, pid).family
                 for w in merged.warnings:
                     warning(f"{path}: {mode} mode: {w}", str(w))
-                expand_family(merged, os.environ, uid, gid, pid)
             except RedpakError as err:
                 problem(path, _naming(path, f"{mode} mode: ", err), str(err))
 
