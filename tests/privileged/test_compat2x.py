@@ -351,7 +351,6 @@ def test_2x_uid_and_gid_options(fam, busybox):
     assert r.stdout == "65534 65534\n"
 
 
-@pytest.mark.xfail(strict=True, reason="needs issue 8 pipeline")
 def test_variables_referring_to_their_own_name(fam):
     node = fam.leaf("selfref")
     r = fam.run(node, "sh", "-c", 'echo "$MANPATH|$GREETING"',
