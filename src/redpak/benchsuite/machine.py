@@ -1,0 +1,66 @@
+"""The machine a result was measured on: CPU, cores, kernel, cgroup mode, LSMs, versions."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def cpu_model(cpuinfo: str) -> str:
+    """The CPU's name from /proc/cpuinfo text: x86's "model name", else ARM's "Hardware" or
+    "Model", else the implementer/part numbers."""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() not in fields and value.strip():
+            fields[key.strip()] = value.strip()
+    for key in ("model name", "Hardware", "Model", "cpu model", "Processor"):
+        if key in fields:
+            return fields[key]
+    if "CPU implementer" in fields:
+        return f"implementer {fields['CPU implementer']} part {fields.get('CPU part', '?')}"
+    return platform.processor() or "unknown"
+
+
+def cgroup_mode() -> str:
+    """"v2" (unified), "hybrid" (v1 controllers plus a v2 tree), "v1", or "none"."""
+    try:
+        st = os.statvfs("/sys/fs/cgroup")
+    except OSError:
+        return "none"
+    del st
+    mounts = _read("/proc/self/mounts").splitlines()
+    types = {parts[1]: parts[2] for parts in (m.split() for m in mounts) if len(parts) > 2}
+    if types.get("/sys/fs/cgroup") == "cgroup2":
+        return "v2"
+    has_v1 = any(t == "cgroup" for t in types.values())
+    has_v2 = any(t == "cgroup2" for t in types.values())
+    if has_v1 and has_v2:
+        return "hybrid"
+    return "v1" if has_v1 else "v2" if has_v2 else "none"
+
+
+def describe() -> dict:
+    from .. import __version__
+    lsm = _read("/sys/kernel/security/lsm").strip()
+    osrel = dict(line.split("=", 1) for line in _read("/etc/os-release").splitlines()
+                 if "=" in line)
+    return {
+        "arch": platform.machine(),
+        "cpu": cpu_model(_read("/proc/cpuinfo")),
+        "cores": os.cpu_count() or 0,
+        "kernel": platform.release(),
+        "cgroups": cgroup_mode(),
+        "lsms": [x for x in lsm.split(",") if x] if lsm else [],
+        "python": platform.python_version(),
+        "os": osrel.get("PRETTY_NAME", "").strip('"') or platform.system(),
+        "redpak_version": __version__,
+    }
