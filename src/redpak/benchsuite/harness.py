@@ -36,6 +36,8 @@ class Command:
 
     def __init__(self, argv: list[str] | None = None, env=None,
                  call: Callable[[], int] | None = None):
+        if argv and os.sep not in argv[0]:      # posix_spawn does not search PATH
+            argv = [which(argv[0]) or argv[0], *argv[1:]]
         self.argv, self.env, self.call = argv, env, call
 
     def once(self, devnull: int) -> tuple[float, int]:
