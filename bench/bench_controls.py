@@ -29,6 +29,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(HERE)
 from redpak.benchsuite.devbench import bwrap_argv, machine_line, stats, timed  # noqa: E402
+from redpak.benchsuite.sections import CONTROLS  # noqa: E402
 
 TRUE = "/bin/true"
 CFLAGS = ["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"]
@@ -92,18 +93,7 @@ int main(int argc, char **argv)
 }
 """
 
-VARIANTS = {
-    # name: (root config added, extra nested nodes)
-    "base": ("", 0),
-    "cgroups": ("  cgroups:\n    pids: {max: 4000}\n    mem: {max: 4G}\n", 0),
-    "cgroups-4-nodes": ("  cgroups:\n    pids: {max: 4000}\n    mem: {max: 4G}\n", 2),
-    "seccomp": ("  seccomp: {profile: default}\n", 0),
-    "landlock": ("  landlock: true\n", 0),
-    "cgroups+seccomp": ("  cgroups:\n    pids: {max: 4000}\n    mem: {max: 4G}\n"
-                        "  seccomp: {profile: default}\n", 0),
-    "all": ("  cgroups:\n    pids: {max: 4000}\n    mem: {max: 4G}\n"
-            "  seccomp: {profile: default}\n  landlock: true\n", 0),
-}
+VARIANTS = CONTROLS  # the variants of redpak-bench's controls section
 
 
 def build_driver(tmp: str) -> str:

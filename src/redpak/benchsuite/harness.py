@@ -19,14 +19,14 @@ def which(name: str) -> str | None:
     return shutil.which(name, path=path)
 
 
-def true_program() -> str:
-    """/bin/true, as seen both on the host and inside a stock node (which shows /bin)."""
-    for p in ("/bin/true", "/usr/bin/true"):
+def host_program(name: str) -> str:
+    """/bin/NAME (what a stock node shows at /bin too), else /usr/bin/NAME, else PATH's."""
+    for p in (f"/bin/{name}", f"/usr/bin/{name}"):
         if os.access(p, os.X_OK):
             return p
-    found = which("true")
+    found = which(name)
     if not found:
-        raise Skip("no `true` program on this board")
+        raise Skip(f"no `{name}` program on this board")
     return found
 
 

@@ -13,7 +13,8 @@ import threading
 import time
 
 from . import families
-from .harness import Command, Skip, comm_of, mapped_files, pss_kib, time_commands, tree, which
+from .harness import (Command, Skip, comm_of, host_program, mapped_files, pss_kib,
+                      time_commands, tree, which)
 from .schema import figure
 from .stats import linear_fit, ratio, summary
 
@@ -55,6 +56,19 @@ class Context:
             self._families[levels] = nodes[-1][0]
         return self._families[levels]
 
+    def bwrap_argv(self, what: str, node: str, argv: list[str]) -> list[str] | None:
+        """bwrap doing what redwrap does for `node` then running argv; None (and a skip
+        for `what`) when bwrap is missing or the plan cannot be read."""
+        bwrap = which("bwrap")
+        if not bwrap:
+            return None
+        try:
+            plan = families.dump_plan(self.redwrap, node, self.env, argv[0])
+        except Skip as err:
+            self.skip(what, str(err))
+            return None
+        return families.bwrap_argv(bwrap, plan, self.tmp) + ["--", *argv]
+
     def redwrap_cmd(self, node: str, argv: list[str], env=None) -> Command:
         if not self.redwrap:
             raise Skip("the redwrap command is not installed")
@@ -89,7 +103,7 @@ def latency(ctx: Context) -> dict:
     crun, in interleaved rounds."""
     import redpak
 
-    true = _true(ctx)
+    true = host_program("true")
     two, three = ctx.family(2), ctx.family(3)
     cmds = {"redwrap 2-level cached": ctx.redwrap_cmd(two, [true]),
             "redwrap 3-level cached": ctx.redwrap_cmd(three, [true])}
@@ -100,13 +114,8 @@ def latency(ctx: Context) -> dict:
     unshare = ctx.peer("unshare")
     if unshare:
         cmds["unshare -m -p -i -u -f"] = Command([unshare, "-m", "-p", "-i", "-u", "-f", true])
-    bwrap = ctx.peer("bwrap")
-    if bwrap:
-        try:
-            plan = families.dump_plan(ctx.redwrap, two, ctx.env, true)
-            cmds["bwrap"] = Command(families.bwrap_argv(bwrap, plan, ctx.tmp) + ["--", true])
-        except Skip as err:
-            ctx.skip("bwrap", str(err))
+    if ctx.peer("bwrap") and (argv := ctx.bwrap_argv("latency: bwrap", two, [true])):
+        cmds["bwrap"] = Command(argv)
     crun = ctx.peer("crun")
     if crun:
         bundle = families.crun_bundle(ctx.tmp, "latency", true, 0, ctx.tmp)
@@ -143,14 +152,9 @@ def latency(ctx: Context) -> dict:
     return out
 
 
-def _true(ctx: Context) -> str:
-    from .harness import true_program
-    return true_program()
-
-
 def exports(ctx: Context) -> dict:
     """Launch latency with 0..1000 extra read-only exports; least-squares cost per export."""
-    true = _true(ctx)
+    true = host_program("true")
     counts = [0, 250, 1000] if ctx.quick else [0, 10, 100, 250, 500, 1000]
     peer_max = 250 if ctx.quick else 1000       # bwrap is quadratic: 1.5 s a launch at 1000
     top = os.path.join(ctx.tmp, "exports", "system")
@@ -167,12 +171,9 @@ def exports(ctx: Context) -> dict:
         if n:
             families.edit_config(node, "exports:", families.export_lines(n, data))
         cmds = {"redwrap": ctx.redwrap_cmd(node, [true])}
-        if bwrap and n <= peer_max:
-            try:
-                plan = families.dump_plan(ctx.redwrap, node, ctx.env, true)
-                cmds["bwrap"] = Command(families.bwrap_argv(bwrap, plan, ctx.tmp) + ["--", true])
-            except Skip as err:
-                ctx.skip(f"exports: bwrap at {n}", str(err))
+        if bwrap and n <= peer_max and (
+                argv := ctx.bwrap_argv(f"exports: bwrap at {n}", node, [true])):
+            cmds["bwrap"] = Command(argv)
         if crun_ok and n <= peer_max:
             bundle = families.crun_bundle(ctx.tmp, f"e{n}", true, n, data)
             cmds["crun"] = Command([crun, "--root", os.path.join(ctx.tmp, "crun-state"), "run",
@@ -215,16 +216,6 @@ def _wait_for(pids_of, count: int, timeout: float = 5.0) -> list[int]:
         time.sleep(0.02)
 
 
-def _sleep_program() -> str:
-    for p in ("/bin/sleep", "/usr/bin/sleep"):
-        if os.access(p, os.X_OK):
-            return p
-    found = which("sleep")
-    if not found:
-        raise Skip("no `sleep` program on this board")
-    return found
-
-
 def _launcher_pss(procs: list[subprocess.Popen], program_comm: str, count: int) -> tuple[int, int, list[int]]:
     """(launcher KiB, program KiB, program pids) summed over the trees of `procs` once
     `count` programs run: the launcher's own processes are all but the programs."""
@@ -264,21 +255,16 @@ def memory(ctx: Context) -> dict:
     the sharing claim: N nodes running the same binary and library vs N copies."""
     import redpak
 
-    sleep = _sleep_program()
+    sleep = host_program("sleep")
     comm = os.path.basename(sleep)
     n = 20
     out: dict = {"program": sleep, "launcher_pss_kib": {}, "nodes": n}
     two = ctx.family(2)
     argv = [sleep, "30"]
     launchers = {"redwrap": ctx.redwrap_cmd(two, argv).argv}
-    bwrap = which("bwrap")
-    if bwrap:
-        try:
-            plan = families.dump_plan(ctx.redwrap, two, ctx.env, sleep)
-            launchers["bwrap"] = families.bwrap_argv(bwrap, plan, ctx.tmp) + ["--", *argv]
-        except Skip as err:
-            ctx.skip("memory: bwrap", str(err))
-    subprocess.run(ctx.redwrap_cmd(two, [_true(ctx)]).argv, env=ctx.env,
+    if bwrap := ctx.bwrap_argv("memory: bwrap", two, argv):
+        launchers["bwrap"] = bwrap
+    subprocess.run(ctx.redwrap_cmd(two, [host_program("true")]).argv, env=ctx.env,
                    capture_output=True)         # a cached plan: measure the fast path
     for name, cmd in launchers.items():
         ctx.progress("memory", f"launcher PSS, {name}")
@@ -313,7 +299,7 @@ def memory(ctx: Context) -> dict:
     top = os.path.join(ctx.tmp, "memory", "system")
     nodes = [os.path.join(top, f"n{i:02d}") for i in range(n)]
     families.redconf_create([(top, "root")] + [(p, "leaf") for p in nodes])
-    warm = [subprocess.Popen(ctx.redwrap_cmd(p, [_true(ctx)]).argv, env=ctx.env,
+    warm = [subprocess.Popen(ctx.redwrap_cmd(p, [host_program("true")]).argv, env=ctx.env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             for p in nodes]
     for proc in warm:
@@ -388,21 +374,24 @@ def _is_elf(path: str) -> bool:
         return False
 
 
+CGROUPS = "  cgroups:\n    pids: {max: 4000}\n    mem: {max: 4G}\n"
+SECCOMP = "  seccomp: {profile: default}\n"
+LANDLOCK = "  landlock: true\n"
 CONTROLS = {
     # name: (lines added to the system node's config, extra nodes between system and app)
     "base": ("", 0),
-    "cgroups": ("  cgroups:\n    pids: {max: 4000}\n    mem: {max: 4G}\n", 0),
-    "cgroups, 4 nodes": ("  cgroups:\n    pids: {max: 4000}\n    mem: {max: 4G}\n", 2),
-    "seccomp": ("  seccomp: {profile: default}\n", 0),
-    "landlock": ("  landlock: true\n", 0),
-    "all": ("  cgroups:\n    pids: {max: 4000}\n    mem: {max: 4G}\n"
-            "  seccomp: {profile: default}\n  landlock: true\n", 0),
+    "cgroups": (CGROUPS, 0),
+    "cgroups-4-nodes": (CGROUPS, 2),
+    "seccomp": (SECCOMP, 0),
+    "landlock": (LANDLOCK, 0),
+    "cgroups+seccomp": (CGROUPS + SECCOMP, 0),
+    "all": (CGROUPS + SECCOMP + LANDLOCK, 0),
 }
 
 
 def controls(ctx: Context) -> dict:
     """Launch latency of the stock family with each control added in its system node."""
-    true = _true(ctx)
+    true = host_program("true")
     nodes, leaves = [], {}
     for i, (name, (extra, nested)) in enumerate(CONTROLS.items()):
         top = os.path.join(ctx.tmp, "controls", f"v{i}", "system")
@@ -430,8 +419,8 @@ def controls(ctx: Context) -> dict:
     for name, v in out["variants"].items():
         if name != "base":
             out["added_ms"][name] = v["median"] - base
-    if "cgroups" in samples and "cgroups, 4 nodes" in samples:
-        out["cgroups_per_node_ms"] = (out["variants"]["cgroups, 4 nodes"]["median"]
+    if "cgroups" in samples and "cgroups-4-nodes" in samples:
+        out["cgroups_per_node_ms"] = (out["variants"]["cgroups-4-nodes"]["median"]
                                       - out["variants"]["cgroups"]["median"]) / 2
     return out
 
@@ -441,20 +430,15 @@ def throughput(ctx: Context) -> dict:
     processes, bwrap processes (peer)."""
     import redpak
 
-    true = _true(ctx)
+    true = host_program("true")
     two = ctx.family(2)
     seconds = 1.5 if ctx.quick else 10.0
     n = ctx.concurrency
     node = redpak.Node(two)
     redwrap = ctx.redwrap_cmd(two, [true])
     launchers = {"Node.run": Command(call=lambda: node.run([true])), "redwrap": redwrap}
-    bwrap = which("bwrap")
-    if bwrap:
-        try:
-            plan = families.dump_plan(ctx.redwrap, two, ctx.env, true)
-            launchers["bwrap"] = Command(families.bwrap_argv(bwrap, plan, ctx.tmp) + ["--", true])
-        except Skip as err:
-            ctx.skip("throughput: bwrap", str(err))
+    if bwrap := ctx.bwrap_argv("throughput: bwrap", two, [true]):
+        launchers["bwrap"] = Command(bwrap)
     out = {"concurrency": n, "seconds": seconds, "launches_per_s": {}}
     for name, cmd in launchers.items():
         try:

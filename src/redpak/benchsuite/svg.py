@@ -90,17 +90,27 @@ class Scale:
         return self.p0 + (v - a) / ((b - a) or 1) * (self.p1 - self.p0)
 
 
-def _x_axis(scale: Scale, y0: float, y1: float, label: str) -> list[str]:
+def _grid(scale: Scale, vertical: bool, a: float, b: float) -> list[str]:
+    """Grid lines at the scale's ticks spanning a..b on the other axis, and their labels
+    (below a vertical line at b, left of a horizontal line at a)."""
     out = []
     for t in scale.ticks:
-        x = scale(t)
-        out.append(f"<line x1='{x:.1f}' y1='{y0:.1f}' x2='{x:.1f}' y2='{y1:.1f}' "
-                   "stroke='#ddd'/>")
-        out.append(f"<text x='{x:.1f}' y='{y1 + 14:.1f}' {FONT} text-anchor='middle'>"
-                   f"{num(t)}</text>")
-    out.append(f"<text x='{(scale.p0 + scale.p1) / 2:.1f}' y='{y1 + 30:.1f}' {FONT} "
-               f"text-anchor='middle'>{escape(label)}</text>")
+        p = scale(t)
+        if vertical:
+            line, label = (p, a, p, b), (p, b + 14, "middle")
+        else:
+            line, label = (a, p, b, p), (a - 6, p + 4, "end")
+        out.append("<line x1='{:.1f}' y1='{:.1f}' x2='{:.1f}' y2='{:.1f}' "
+                   "stroke='#ddd'/>".format(*line))
+        out.append(f"<text x='{label[0]:.1f}' y='{label[1]:.1f}' {FONT} "
+                   f"text-anchor='{label[2]}'>{num(t)}</text>")
     return out
+
+
+def _x_axis(scale: Scale, y0: float, y1: float, label: str) -> list[str]:
+    return _grid(scale, True, y0, y1) + [
+        f"<text x='{(scale.p0 + scale.p1) / 2:.1f}' y='{y1 + 30:.1f}' {FONT} "
+        f"text-anchor='middle'>{escape(label)}</text>"]
 
 
 def distribution(title: str, rows: list[dict], unit: str, plot_id: str,
@@ -199,13 +209,7 @@ def lines(title: str, series: list[tuple[str, str, list[tuple[float, float]]]],
     if ylog is None:
         ylog = ylo > 0 and yhi / ylo > 30
     ys = Scale(ylo if ylog else min(0.0, ylo), yhi, top + plot_h, top, log=ylog)
-    body = _x_axis(xs, top, top + plot_h, xlabel)
-    for t in ys.ticks:
-        y = ys(t)
-        body.append(f"<line x1='{left}' y1='{y:.1f}' x2='{WIDTH - 30}' y2='{y:.1f}' "
-                    "stroke='#eee'/>")
-        body.append(f"<text x='{left - 6}' y='{y + 4:.1f}' {FONT} text-anchor='end'>"
-                    f"{num(t)}</text>")
+    body = _x_axis(xs, top, top + plot_h, xlabel) + _grid(ys, False, left, WIDTH - 30)
     ylabel += " (log scale)" if ys.log else ""
     body.append(f"<text x='14' y='{top + plot_h / 2:.1f}' {FONT} text-anchor='middle' "
                 f"transform='rotate(-90 14 {top + plot_h / 2:.1f})'>{escape(ylabel)}</text>")
