@@ -405,3 +405,57 @@ def test_bwrap_argv_does_what_the_plan_does(tmp_path):
     data = argv[argv.index("/etc/group") - 1]
     assert open(data, "rb").read() == b"root:x:0:\n"
     assert argv[-1] == "--die-with-parent"
+
+
+# ---- harness and progress (real processes, no privilege) ----------------------------------
+
+from redpak.benchsuite import harness, runner  # noqa: E402
+
+
+def test_time_commands_interleaves_and_counts_runs():
+    true = harness.host_program("true")
+    got = harness.time_commands({"a": harness.Command([true]), "b": harness.Command(["true"])},
+                                runs=7, warmup=1)
+    assert {k: len(v) for k, v in got.items()} == {"a": 7, "b": 7}
+    assert all(ms > 0 for v in got.values() for ms in v)
+
+
+def test_time_commands_budget_stops_after_three_samples():
+    slow = harness.Command([harness.host_program("sleep"), "0.05"])
+    got = harness.time_commands({"slow": slow}, runs=100, warmup=0, budget_s=0.01)
+    assert len(got["slow"]) == 3 and min(got["slow"]) >= 50
+
+
+def test_a_failing_command_is_a_skip_with_its_error():
+    false = harness.Command([harness.host_program("false")])
+    with pytest.raises(harness.Skip, match="status 1"):
+        false.check()
+    with pytest.raises(harness.Skip, match="failed during the measurement"):
+        harness.time_commands({"false": false}, runs=3, warmup=0)
+
+
+def test_process_probes_on_this_process():
+    import os
+    me = os.getpid()
+    assert me in harness.tree(me)
+    assert harness.pss_kib(me) > 0
+    assert harness.pss_kib(2 ** 22 + 12345) == 0          # no such process
+    assert any(os.path.basename(f).startswith("libc") or "python" in f
+               for f in harness.mapped_files(me))
+
+
+def test_progress_writes_a_line_per_section_to_a_log():
+    import io
+    out = io.StringIO()
+    p = runner.Progress(stream=out)
+    p("latency", "1/30")
+    p("latency", "2/30")
+    p.note("skipped crun: not installed")
+    p("exports", "starting")
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 3
+    assert "] latency: 1/30" in lines[0] and lines[1] == "redpak-bench: skipped crun: not installed"
+    assert "] exports: starting" in lines[2]
+    quiet = io.StringIO()
+    runner.Progress(stream=quiet, quiet=True)("latency", "x")
+    assert quiet.getvalue() == ""

@@ -4,8 +4,8 @@
     redpak-bench report A.json [B.json ...] -o report.html
     redpak-bench check result.json --baseline base.json [--tolerance PCT]
 
-Exit status: 0 success (check: no figure regressed), 1 check found a regression,
-2 usage error or an unusable input file.
+Exit status: 0 success (check: no figure regressed); 1 check found a regression, or run
+could measure nothing; 2 usage error or an unusable input file.
 """
 
 from __future__ import annotations
@@ -99,6 +99,10 @@ def _run(args) -> int:
     else:
         sys.stdout.write(text)
     _summary(doc)
+    if not doc["figures"]:
+        print("redpak-bench run: error: nothing could be measured (see the skips above)",
+              file=sys.stderr)
+        return 1
     return 0
 
 
