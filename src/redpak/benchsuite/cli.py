@@ -27,8 +27,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="redpak-bench", description=__doc__.splitlines()[0],
-                epilog="docs/benchmarks.md describes what each figure measures and how.")
+    p = _Parser(prog="redpak-bench",
+                description="Measure redpak on this board, compare results in an HTML "
+                            "report, check for regressions.",
+                epilog="Exit status: 0 success; 1 check found a regression (run: nothing "
+                       "could be measured); 2 usage error or unusable input file. "
+                       "docs/benchmarks.md describes what each figure measures and how.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     r = sub.add_parser("run", help="measure this board into a JSON result",
