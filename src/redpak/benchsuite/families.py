@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 
 from .harness import Skip, which
 
@@ -107,7 +108,9 @@ def dump_plan(redwrap: str, node: str, env: dict, program: str) -> dict:
 
 
 def bwrap_argv(bwrap: str, plan: dict, tmp: str) -> list[str]:
-    """bwrap options doing what the plan does (same namespaces, mounts and environment)."""
+    """bwrap options doing what the plan does (same namespaces, mounts and environment).
+    The contents of generated files (/etc/passwd...) go to a new directory under `tmp`."""
+    files = tempfile.mkdtemp(dir=tmp, prefix="bwrap-")
     argv = [bwrap]
     for ns, opt in (("user", "--unshare-user"), ("pid", "--unshare-pid"),
                     ("net", "--unshare-net"), ("ipc", "--unshare-ipc"),
@@ -130,7 +133,7 @@ def bwrap_argv(bwrap: str, plan: dict, tmp: str) -> list[str]:
         elif kind in ("tmpfs", "proc", "dev", "mqueue"):
             argv += [f"--{kind}", target]
         elif kind == "data":
-            path = os.path.join(tmp, f"bwrap-data{i}")
+            path = os.path.join(files, f"data{i}")
             with open(path, "wb") as f:
                 f.write(m["data"] or b"")
             argv += ["--ro-bind", path, target]

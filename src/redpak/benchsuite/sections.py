@@ -30,9 +30,9 @@ class Context:
         self.redwrap = families.tool("redwrap")
         self.cache = os.path.join(tmp, "plan-cache")
         os.makedirs(self.cache, exist_ok=True)
-        # every launch gets its own plan cache: nothing of the board's cache is used or changed
+        # the run's own plan cache: nothing of the board's cache is used or changed
         self.env = dict(os.environ, REDPAK_CACHE_DIR=self.cache)
-        self._families: dict[str, str] = {}
+        self._families: dict[int, str] = {}
 
     def skip(self, what: str, reason: str) -> None:
         self.skipped.append({"what": what, "reason": reason})
@@ -294,16 +294,21 @@ def memory(ctx: Context) -> dict:
             _stop(procs, progs)
     # the Python API: the caller is the supervisor; the launcher's own process is pid 1
     ctx.progress("memory", "launcher PSS, Node.spawn")
-    proc = redpak.Node(two).spawn(argv)
     try:
-        progs = _wait_for(lambda: [p for p in tree(proc.pid) if comm_of(p) == comm], 1)
-        time.sleep(0.3)
-        out["launcher_pss_kib"]["Node.spawn"] = sum(pss_kib(p) for p in tree(proc.pid)
-                                                    if p not in progs)
-    finally:
-        for p in progs:
-            os.kill(p, signal.SIGTERM)
-        proc.wait()
+        proc = redpak.Node(two).spawn(argv)
+    except Exception as err:   # the API's error, said as a skip of this measurement only
+        ctx.skip("memory: Node.spawn", f"{type(err).__name__}: {err}")
+    else:
+        progs = []
+        try:
+            progs = _wait_for(lambda: [p for p in tree(proc.pid) if comm_of(p) == comm], 1)
+            time.sleep(0.3)
+            out["launcher_pss_kib"]["Node.spawn"] = sum(pss_kib(p) for p in tree(proc.pid)
+                                                        if p not in progs)
+        finally:
+            for p in progs:
+                os.kill(p, signal.SIGTERM)
+            proc.wait()
     if "redwrap" in out["launcher_pss_kib"]:
         ctx.figures["memory.launcher_pss_kib.redwrap"] = figure(
             out["launcher_pss_kib"]["redwrap"], "KiB")
