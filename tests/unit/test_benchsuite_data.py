@@ -295,6 +295,16 @@ def test_check_names_figures_the_result_lacks():
     assert any("not measured: throughput.redwrap.launches_per_s" in line for line in lines)
 
 
+def test_check_notes_other_modes_and_machines():
+    other = result()
+    other["quick"] = False
+    other["machine"]["cpu"] = "Cortex-A53"
+    notes = check.context_notes(result(), other)
+    assert any("quick run compared with a full baseline" in n for n in notes)
+    assert any("cpu differs: Cortex-A72 (result) vs Cortex-A53 (baseline)" in n for n in notes)
+    assert check.context_notes(result(), result()) == []
+
+
 # ---- command line -------------------------------------------------------------------------
 
 def bench(*args, cwd=None):
@@ -351,6 +361,14 @@ def test_cli_report_writes_the_page(tmp_path):
     r = bench("report", str(a), str(b), "-o", str(tmp_path / "out.html"))
     assert r.returncode == 0, r.stderr
     assert 'id="plot-latency"' in (tmp_path / "out.html").read_text()
+
+
+def test_cli_report_into_a_missing_directory_exits_2(tmp_path):
+    a = tmp_path / "a.json"
+    a.write_text(json.dumps(result()))
+    r = bench("report", str(a), "-o", str(tmp_path / "no" / "such" / "r.html"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"{tmp_path / 'no' / 'such' / 'r.html'}: No such file or directory" in r.stderr
 
 
 def test_help_lists_the_three_commands():

@@ -42,3 +42,17 @@ def report_lines(findings: list[Finding], missing: list[str], tolerance: float) 
     lines.append(f"{len(findings) - len(bad)} of {len(findings)} figures within "
                  f"{tolerance:g}% of the baseline" + (f", {len(bad)} regressed" if bad else ""))
     return lines
+
+
+def context_notes(result: dict, baseline: dict) -> list[str]:
+    """What makes the comparison less direct: another mode, machine or version."""
+    notes = []
+    if bool(result.get("quick")) != bool(baseline.get("quick")):
+        modes = ["quick" if d.get("quick") else "full" for d in (result, baseline)]
+        notes.append(f"note: a {modes[0]} run compared with a {modes[1]} baseline "
+                     "(fewer runs: wider spread)")
+    for key in ("arch", "cpu", "cores", "kernel", "redpak_version"):
+        a, b = result["machine"].get(key), baseline["machine"].get(key)
+        if a != b:
+            notes.append(f"note: {key} differs: {a} (result) vs {b} (baseline)")
+    return notes

@@ -68,10 +68,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _write(path: str, text: str) -> None:
+    """Write a whole file or nothing (a temporary file renamed); errors name `path`."""
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as err:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise OSError(err.errno, err.strerror, path) from None
 
 
 def _run(args) -> int:
@@ -130,7 +136,7 @@ def _report(args) -> int:
 
 
 def _check(args) -> int:
-    from .check import DEFAULT_TOLERANCE, compare, report_lines
+    from .check import DEFAULT_TOLERANCE, compare, context_notes, report_lines
     from .schema import load
     tolerance = DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
     if not tolerance >= 0:
@@ -139,7 +145,8 @@ def _check(args) -> int:
         return 2
     result, baseline = load(args.result), load(args.baseline)
     findings, missing = compare(result, baseline, tolerance)
-    print("\n".join(report_lines(findings, missing, tolerance)))
+    print("\n".join(context_notes(result, baseline)
+                    + report_lines(findings, missing, tolerance)))
     return 1 if any(f.regressed for f in findings) else 0
 
 
