@@ -176,3 +176,31 @@ def test_check_passes_against_itself_and_fails_on_a_regression(run, tmp_path):
     assert "REGRESSION throughput.redwrap.launches_per_s" in r.stdout
     # the same change within a 150% tolerance is no regression
     assert bench("check", str(bad), "--baseline", str(path), "--tolerance", "150").returncode == 0
+
+
+def test_runs_with_only_redpak_and_busybox_tools(tmp_path):
+    """A board with redpak (and the rpm it needs), python3 and busybox only: the peers
+    are skipped with their reason, redpak's own figures are measured."""
+    busybox = Path("/bin/busybox")
+    if not busybox.exists():
+        pytest.skip("busybox is not installed (tools/setup.sh installs busybox-static)")
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for name in ("sh", "sleep", "true", "unshare", "cat"):
+        (tools / name).symlink_to(busybox)
+    (tools / "rpm").symlink_to("/usr/bin/rpm")
+    out = tmp_path / "r.json"
+    env = dict(os.environ, PATH=f"{tools}:{BENCH.parent}")
+    r = subprocess.run([str(BENCH), "run", "--quick", "--only", "latency,packages", "-o",
+                        str(out)], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    doc = schema.load(str(out))
+    skipped = {s["what"]: s["reason"] for s in doc["skipped"]}
+    assert skipped["bwrap"] == "bwrap is not installed (not found in PATH)"
+    assert skipped["crun"] == "crun is not installed (not found in PATH)"
+    assert skipped["packages"].startswith("rpmbuild is not installed")
+    for what, reason in skipped.items():
+        assert f"skipped {what}: {reason}" in r.stderr
+    cmds = doc["latency"]["commands"]
+    assert {"redwrap 2-level cached", "redwrap 2-level cold", "unshare -m -p -i -u -f"} <= set(cmds)
+    assert "bwrap" not in cmds and "packages" not in doc
