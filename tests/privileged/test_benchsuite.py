@@ -204,3 +204,19 @@ def test_runs_with_only_redpak_and_busybox_tools(tmp_path):
     cmds = doc["latency"]["commands"]
     assert {"redwrap 2-level cached", "redwrap 2-level cold", "unshare -m -p -i -u -f"} <= set(cmds)
     assert "bwrap" not in cmds and "packages" not in doc
+
+
+def test_cached_launches_are_verified_to_skip_python(tmp_path):
+    """The "cached" figures come from launches that cannot have taken the cold path: with
+    no plan cache (its directory cannot be made), the suite refuses to call them cached."""
+    from redpak.benchsuite.runner import Progress
+    from redpak.benchsuite.sections import Context
+    from redpak.benchsuite.harness import Skip
+
+    tmp_path.chmod(0o755)
+    ctx = Context(str(tmp_path), True, Progress(quiet=True))
+    app = ctx.family(2)
+    assert ctx.cached_cmd(app, ["/bin/true"]).argv[-1] == "/bin/true"
+    ctx.env["REDPAK_CACHE_DIR"] = "/dev/null/cache"      # nowhere to cache a plan
+    with pytest.raises(Skip, match="not used from the cache"):
+        ctx.cached_cmd(app, ["/bin/true"])
