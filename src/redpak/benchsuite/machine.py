@@ -43,9 +43,34 @@ def cgroup_mode() -> str:
     return "v1" if has_v1 else "v2" if has_v2 else "none"
 
 
+# LSM ids of the lsm_list_modules syscall (include/uapi/linux/lsm.h)
+LSM_IDS = {100: "capability", 101: "selinux", 102: "smack", 103: "tomoyo", 104: "apparmor",
+           105: "yama", 106: "loadpin", 107: "safesetid", 108: "lockdown", 109: "bpf",
+           110: "landlock", 111: "ima", 112: "evm", 113: "ipe"}
+SYS_LSM_LIST_MODULES = 461      # the same number on x86_64 and arm64 (kernel 6.8+)
+
+
+def lsms() -> list[str]:
+    """The active LSMs: securityfs's list when it is mounted, else the kernel's answer to
+    lsm_list_modules(2), else an empty list."""
+    text = _read("/sys/kernel/security/lsm").strip()
+    if text:
+        return [x for x in text.split(",") if x]
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        ids = (ctypes.c_uint64 * 64)()
+        size = ctypes.c_uint32(ctypes.sizeof(ids))
+        count = libc.syscall(SYS_LSM_LIST_MODULES, ids, ctypes.byref(size), 0)
+    except (OSError, AttributeError):
+        return []
+    if count <= 0:
+        return []
+    return [LSM_IDS.get(ids[i], f"lsm-{ids[i]}") for i in range(min(count, 64))]
+
+
 def describe() -> dict:
     from .. import __version__
-    lsm = _read("/sys/kernel/security/lsm").strip()
     osrel = dict(line.split("=", 1) for line in _read("/etc/os-release").splitlines()
                  if "=" in line)
     return {
@@ -54,7 +79,7 @@ def describe() -> dict:
         "cores": os.cpu_count() or 0,
         "kernel": platform.release(),
         "cgroups": cgroup_mode(),
-        "lsms": [x for x in lsm.split(",") if x] if lsm else [],
+        "lsms": lsms(),
         "python": platform.python_version(),
         "os": osrel.get("PRETTY_NAME", "").strip('"') or platform.system(),
         "redpak_version": __version__,
