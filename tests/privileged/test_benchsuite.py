@@ -180,9 +180,8 @@ def test_check_passes_against_itself_and_fails_on_a_regression(run, tmp_path):
     assert bench("check", str(bad), "--baseline", str(path), "--tolerance", "150").returncode == 0
 
 
-def test_runs_with_only_redpak_and_busybox_tools(tmp_path):
-    """A board with redpak (and the rpm it needs), python3 and busybox only: the peers
-    are skipped with their reason, redpak's own figures are measured."""
+def busybox_bin(tmp_path: Path) -> Path:
+    """A directory of busybox tools only, to be the whole PATH."""
     busybox = Path("/bin/busybox")
     if not busybox.exists():
         pytest.skip("busybox is not installed (tools/setup.sh installs busybox-static)")
@@ -190,6 +189,13 @@ def test_runs_with_only_redpak_and_busybox_tools(tmp_path):
     tools.mkdir()
     for name in ("sh", "sleep", "true", "unshare", "cat"):
         (tools / name).symlink_to(busybox)
+    return tools
+
+
+def test_runs_with_only_redpak_and_busybox_tools(tmp_path):
+    """A board with redpak (and the rpm it needs), python3 and busybox only: the peers
+    are skipped with their reason, redpak's own figures are measured."""
+    tools = busybox_bin(tmp_path)
     (tools / "rpm").symlink_to("/usr/bin/rpm")
     out = tmp_path / "r.json"
     env = dict(os.environ, PATH=f"{tools}:{BENCH.parent}")
@@ -222,3 +228,20 @@ def test_cached_launches_are_verified_to_skip_python(tmp_path):
     ctx.env["REDPAK_CACHE_DIR"] = "/dev/null/cache"      # nowhere to cache a plan
     with pytest.raises(Skip, match="not used from the cache"):
         ctx.cached_cmd(app, ["/bin/true"])
+
+
+def test_run_that_measures_nothing_exits_1(tmp_path):
+    """Without rpm no node can be made: every section is skipped with the reason, the run
+    says that nothing was measured and exits 1 (a CI must not take it for a result)."""
+    tools = busybox_bin(tmp_path)
+    out = tmp_path / "r.json"
+    env = dict(os.environ, PATH=f"{tools}:{BENCH.parent}")
+    r = subprocess.run([str(BENCH), "run", "--quick", "--only", "latency,controls", "-o",
+                        str(out)], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 1, r.stderr
+    assert "nothing could be measured" in r.stderr and "Traceback" not in r.stderr
+    doc = schema.load(str(out))
+    assert doc["figures"] == {}
+    assert {s["what"] for s in doc["skipped"]} >= {"latency", "controls"}
+    assert all("rpm" in s["reason"] for s in doc["skipped"] if s["what"] in ("latency",
+                                                                              "controls"))

@@ -67,6 +67,9 @@ def _machines(results, labels) -> str:
     rows = [[k] + [r[1]["machine"].get(k) for r in results] for k in keys]
     rows += [["started (UTC)"] + [r[1].get("started") for r in results],
              ["duration (s)"] + [r[1].get("duration_s") for r in results],
+             ["sections (s)"] + [", ".join(f"{k} {v:g}" for k, v in
+                                           (r[1].get("durations_s") or {}).items())
+                                 for r in results],
              ["mode"] + ["quick" if r[1].get("quick") else "full" for r in results],
              ["file"] + [r[0] for r in results]]
     return _table(["machine"] + labels, rows)
