@@ -7,8 +7,8 @@ Run as root from the checkout (after ./tools/setup.sh):
 Every variant is the stock two-level family (root + leaf templates) with one control
 added in the root node's config; its plan is compiled once, then launched by a small C
 driver built here from csrc/ (read the plan, rp_launch, rp_wait, OOM check, cgroup
-cleanup: what the native redwrap does with a cached plan), timed with hyperfine -N
-against bwrap's plain launch of the same mounts (bench_launch.bwrap_argv), in 5 rounds
+cleanup: what the native redwrap does with a cached plan), timed (interleaved
+rounds, redpak.benchsuite) against bwrap's plain launch of the same mounts, in 5 rounds
 that each time every variant in turn (noise hits them alike). Reports the
 median and p95 of each, the cost each control adds, the cost per node of cgroups (2- and
 4-node families), and the plan compile time. Never a pass/fail: it prints figures.
@@ -28,9 +28,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
-
-from bench_launch import bwrap_argv, hyperfine, machine_line, stats  # noqa: E402
+from redpak.benchsuite.devbench import bwrap_argv, machine_line, stats, timed  # noqa: E402
+from redpak.benchsuite.sections import CONTROLS  # noqa: E402
 
 TRUE = "/bin/true"
 CFLAGS = ["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"]
@@ -94,18 +93,7 @@ int main(int argc, char **argv)
 }
 """
 
-VARIANTS = {
-    # name: (root config added, extra nested nodes)
-    "base": ("", 0),
-    "cgroups": ("  cgroups:\n    pids: {max: 4000}\n    mem: {max: 4G}\n", 0),
-    "cgroups-4-nodes": ("  cgroups:\n    pids: {max: 4000}\n    mem: {max: 4G}\n", 2),
-    "seccomp": ("  seccomp: {profile: default}\n", 0),
-    "landlock": ("  landlock: true\n", 0),
-    "cgroups+seccomp": ("  cgroups:\n    pids: {max: 4000}\n    mem: {max: 4G}\n"
-                        "  seccomp: {profile: default}\n", 0),
-    "all": ("  cgroups:\n    pids: {max: 4000}\n    mem: {max: 4G}\n"
-            "  seccomp: {profile: default}\n  landlock: true\n", 0),
-}
+VARIANTS = CONTROLS  # the variants of redpak-bench's controls section
 
 
 def build_driver(tmp: str) -> str:
@@ -172,7 +160,7 @@ def main() -> int:
     runs = 100 if args.quick else args.runs
     if os.geteuid() != 0:
         raise SystemExit("run as root (namespaces, cgroups)")
-    for tool in ("hyperfine", "bwrap", "gcc"):
+    for tool in ("bwrap", "gcc"):
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is needed")
     from redpak.controls import probe_host
@@ -181,7 +169,7 @@ def main() -> int:
     host = probe_host()
     print(f"# redpak controls benchmark\n{machine_line()}\ncgroups: {host.mode} "
           f"({', '.join(f'v{h.version}:{h.mount}' for h in host.hierarchies)})\n"
-          f"build: gcc {' '.join(CFLAGS)}; {runs} launches of {TRUE} each, hyperfine -N")
+          f"build: gcc {' '.join(CFLAGS)}; {runs} launches of {TRUE} each, interleaved rounds")
     report: dict = {"machine": machine_line(), "cgroups": host.mode, "runs": runs}
     tmp = tempfile.mkdtemp(prefix="rp-bench-ctl-")
     os.chmod(tmp, 0o755)
@@ -208,7 +196,7 @@ def main() -> int:
         samples: dict[str, list[float]] = {name: [] for name in cmds}
         rounds = 5
         for _ in range(rounds):
-            for name, got in hyperfine(cmds, max(10, runs // rounds), tmp).items():
+            for name, got in timed(cmds, max(10, runs // rounds)).items():
                 samples[name] += got
         med = {k: stats(v)[0] for k, v in samples.items()}
         print(f"\n## launch latency (ms): plan ready -> {TRUE} exited, cgroups removed")

@@ -4,15 +4,15 @@
 Run as root from the checkout:
     .venv/bin/python bench/bench_core.py [--runs 300] [--quick] [--only latency,exports,memory,floor]
 
-1. launch latency of /bin/true in the stock two-level family, side by side through
-   hyperfine -N: rplaunch built static with glibc, static with musl (when musl-gcc is
+1. launch latency of /bin/true in the stock two-level family, side by side in interleaved
+   rounds: rplaunch built static with glibc, static with musl (when musl-gcc is
    installed), dynamic with glibc; bwrap with the equivalent options; unshare; plain exec;
 2. cost per extra read-only export (0, 100, 1000 exports of one directory);
 3. PSS of the launcher's own processes (launcher and the node's pid 1) while the program runs;
 4. the kernel's floor per export, measured in isolation: mkdir, a copy of a read-only tree
    (open_tree), move_mount, and the teardown when the mount namespace dies.
-Never a pass/fail: it prints figures. Shares the family and bwrap translation with
-bench_launch.py.
+Never a pass/fail: it prints figures. The family, timing, bwrap translation and PSS probe
+are redpak-bench's (redpak.benchsuite.devbench).
 """
 
 from __future__ import annotations
@@ -26,9 +26,8 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
-from bench_launch import (TRUE, bwrap_argv, compiled_plan, hyperfine, launcher_pss,  # noqa: E402
-                          machine_line, make_family, stats)
+from redpak.benchsuite.devbench import (TRUE, bwrap_argv, compiled_plan,  # noqa: E402
+                                        launcher_pss, machine_line, make_family, stats, timed)
 
 FLOOR_C = r"""
 #define _GNU_SOURCE
@@ -134,7 +133,7 @@ def section_latency(exes: dict[str, str], app: str, runs: int, tmp: str) -> None
     cmds["bwrap"] = bwrap_argv(compiled_plan(app), tmp) + ["--", TRUE]
     cmds["unshare"] = ["unshare", "-m", "-p", "-i", "-u", "-f", TRUE]
     cmds["exec"] = [TRUE]
-    samples = hyperfine(cmds, runs, tmp)
+    samples = timed(cmds, runs)
     med = {name: stats(s)[0] for name, s in samples.items()}
     print(f"\n## 1. launch latency, stock two-level family, {runs} runs each (ms)")
     for name, s in samples.items():
@@ -152,7 +151,7 @@ def section_exports(exes: dict[str, str], runs: int, tmp: str, counts: list[int]
         top = tempfile.mkdtemp(prefix=f"rp-core-exp{n}-", dir=tmp)
         plan = plan_file(make_family(top, n), os.path.join(top, "plan.bin"))
         k = max(5, runs if n <= 100 else runs // 4)
-        samples = hyperfine({name: [exe, plan, "--", TRUE] for name, exe in exes.items()}, k, top)
+        samples = timed({name: [exe, plan, "--", TRUE] for name, exe in exes.items()}, k)
         rows[n] = {name: stats(s)[0] for name, s in samples.items()}
         print(f"  {n:>5} exports  " + "  ".join(f"{name} {v:8.3f}" for name, v in rows[n].items()))
     lo, hi = min(counts), max(counts)
@@ -195,7 +194,7 @@ def main() -> int:
     if os.geteuid() != 0:
         print("bench_core: run as root", file=sys.stderr)
         return 2
-    for tool in ("hyperfine", "bwrap", "unshare", "gcc"):
+    for tool in ("bwrap", "unshare", "gcc"):
         if not shutil.which(tool):
             print(f"bench_core: {tool} is missing", file=sys.stderr)
             return 2
