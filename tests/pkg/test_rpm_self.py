@@ -67,6 +67,7 @@ def test_rpm_file_list(rpm_file):
                                text=True, check=True).stdout.split())
     expected = {
         "/usr/bin/redwrap", "/usr/bin/redpak-run", "/usr/bin/redconf", "/usr/bin/redwrap-dnf",
+        "/usr/bin/redpak-bench",
         "/usr/lib/systemd/system/redpak@.service",
         "/usr/lib/systemd/system/redpak-notify@.service",
         "/usr/share/bash-completion/completions/redwrap",
@@ -100,7 +101,7 @@ def test_rpm_metadata_and_modes(rpm_file):
 
 
 def test_rpm_commands_run_the_target_interpreter(rpm_file):
-    for cmd in ("redconf", "redwrap-dnf"):
+    for cmd in ("redconf", "redwrap-dnf", "redpak-bench"):
         assert payload(rpm_file, f"/usr/bin/{cmd}").startswith(b"#!/usr/bin/python3 -sP\n")
     redwrap = payload(rpm_file, "/usr/bin/redwrap")
     assert redwrap.startswith(b"\x7fELF")
