@@ -51,6 +51,7 @@ class Built:
     repo: Path               # main repository
     sigrepo: Path            # signed, unsigned and wrongly signed packages (gpgcheck=1)
     bulk: Path               # several packages with many files
+    many: Path               # many1..many21: 21 packages of 40 files each
     key: Path                # trusted public key (ASCII armour)
     other_key: Path          # key of the wrong signer
     marker: Path             # host path the %post of `hostpost` tries to create
@@ -92,9 +93,19 @@ def _specs(marker: Path) -> dict[str, str]:
             install=f"mkdir -p %{{buildroot}}/usr/share/bulk{i}\n"
                     f"for n in $(seq 1 400); do head -c 2048 /dev/urandom "
                     f"> %{{buildroot}}/usr/share/bulk{i}/f$n; done")
+    for i in range(1, MANY + 1):
+        specs[f"many{i}"] = spec(
+            f"many{i}", files={}, file_list=f"/usr/share/many{i}\n/usr/bin/many{i}",
+            install=f"mkdir -p %{{buildroot}}/usr/share/many{i} %{{buildroot}}/usr/bin\n"
+                    f"echo many{i} > %{{buildroot}}/usr/bin/many{i}\n"
+                    f"for n in $(seq 1 40); do head -c 4096 /dev/urandom "
+                    f"> %{{buildroot}}/usr/share/many{i}/f$n; done")
     for name in ("signedpkg", "unsignedpkg", "wrongsig"):
         specs[name] = spec(name)
     return specs
+
+
+MANY = 21
 
 
 def _gpg_key(home: Path, uid: str) -> Path:
@@ -136,18 +147,19 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     _sign(rpms / "signedpkg-1.0-1.noarch.rpm", root / "gpg-good", good_uid)
     _sign(rpms / "wrongsig-1.0-1.noarch.rpm", root / "gpg-bad", bad_uid)
 
-    repo, sigrepo, bulk = root / "repo", root / "sigrepo", root / "bulk"
-    for d in (repo, sigrepo, bulk):
+    repo, sigrepo, bulk, many = root / "repo", root / "sigrepo", root / "bulk", root / "many"
+    for d in (repo, sigrepo, bulk, many):
         d.mkdir()
     for rpm in rpms.iterdir():
         name = rpm.name
         target = (sigrepo if name.startswith(("signedpkg", "unsignedpkg", "wrongsig"))
-                  else bulk if name.startswith("bulk") else repo)
+                  else bulk if name.startswith("bulk")
+                  else many if name.startswith("many") else repo)
         shutil.copy2(rpm, target / name)
-    for d in (repo, sigrepo, bulk):
+    for d in (repo, sigrepo, bulk, many):
         run(["createrepo_c", "--quiet", str(d)])
     try:
-        yield Built(root, repo, sigrepo, bulk, key, other, marker, rpms)
+        yield Built(root, repo, sigrepo, bulk, many, key, other, marker, rpms)
     finally:
         if marker.exists():
             marker.unlink()
