@@ -117,6 +117,7 @@ CONFIG = _table(
     Key("persistdir", "persistdir", "string"),
     Key("cachedir", "cachedir", "string"),
     Key("gpgcheck", "gpgcheck", "bool"),
+    Key("pkg-devices", "pkg_devices", "bool"),     # redwrap-dnf: device nodes allowed
     Key("verbose", "verbose", "int"),
     Key("umask", "umask", "octal"),
     Key("hostname", "hostname", "string"),

@@ -256,6 +256,11 @@ def summary(universe: Any, plan: Any) -> str:
         counts[c.kind] = counts.get(c.kind, 0) + 1
     words = {"install": "Install", "upgrade": "Upgrade", "downgrade": "Downgrade",
              "replace": "Replace", "reinstall": "Reinstall", "erase": "Remove"}
+    if any(c.new is not None for c in plan.changes):
+        devices = (f"device nodes allowed by {session.devices_from}" if session.devices_from
+                   else "packages creating device nodes are refused")
+        out.append(f"Setuid/setgid bits and file capabilities are removed from the "
+                   f"installed files; {devices}.")
     out.append("Transaction summary: " + ", ".join(
         f"{words[k]} {n} package{'s' if n > 1 else ''}" for k, n in counts.items()))
     return "\n".join(out)

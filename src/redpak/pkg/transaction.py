@@ -229,6 +229,13 @@ def _check_policies(universe: Universe, plan: Plan, items: list[Item],
         why = refusal(name, it.hdr, INSTALL_KINDS, launcher)
         if why:
             problems.append(why)
+        devices = [p for p, m in zip(header_files(it.hdr), it.hdr[1030] or [])
+                   if stat.S_ISCHR(m & 0o177777) or stat.S_ISBLK(m & 0o177777)]
+        if devices and not universe.session.devices_from:
+            problems.append(f"{name} creates device node(s) {', '.join(devices)}: a device "
+                            "node in a node gives direct access to host hardware; refused "
+                            "(set `pkg-devices: true` in the config section of the node's "
+                            "admin config to allow them in this node)")
     for change in plan.changes:
         for old in change.old:
             why = refusal(old.nevra, old.hdr, ERASE_KINDS, launcher)
