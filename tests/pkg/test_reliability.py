@@ -321,3 +321,39 @@ def test_pending_journal_refuses_launch_cached_or_not(family, tmp_path: Path,
     assert not (node / ".redpak-dnf.journal").exists()
     again = subprocess.run(launch, capture_output=True, text=True, env=env)
     assert again.returncode == 0, again.stderr
+
+
+@pytest.mark.parametrize("link", ["var/lib/rpm/rpmdb.sqlite", "var/lib/rpm/.rpm.lock",
+                                  "var/lib"])
+@pytest.mark.parametrize("command", [["list", "--installed"], ["install", "-y", "conflictb"]])
+def test_database_files_symlinked_out_of_the_node_are_not_followed(family, tmp_path: Path,
+                                                                    link: str,
+                                                                    command) -> None:
+    """Any symlink on the way to the database or rpm's lock (a file of the database, its
+    lock, a directory above it) is refused, and the target is neither read nor written."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    # A real database outside the node, with a package in it.
+    run(["rpm", "--dbpath", str(outside / "db"), "--initdb"])
+    run(["rpm", "--root", str(tmp_path / "fakeroot"), "--dbpath", str(outside / "db"), "-i",
+         "--justdb", "--nodeps", _repo_rpms(family, "conflicta")[0]])
+    source = family.app / link
+    if link == "var/lib":
+        target = outside / "lib"
+        os.rename(source, target)
+    elif link.endswith("rpmdb.sqlite"):
+        target = outside / "db/rpmdb.sqlite"
+        source.unlink()
+    else:
+        target = outside / "lock"
+        target.write_text("")
+        if source.exists():
+            source.unlink()
+    os.symlink(target, source)
+    before = {p: p.read_bytes() for p in outside.rglob("*") if p.is_file()}
+    proc = dnf("--redpath", str(family.app), *command)
+    assert proc.returncode == 1, proc.stdout
+    assert "Traceback" not in proc.stderr
+    assert "symlink" in proc.stderr and str(family.app / "var/lib") in proc.stderr
+    assert {p: p.read_bytes() for p in outside.rglob("*") if p.is_file()} == before
+    assert not (family.app / "usr/share/conflictb").exists()
