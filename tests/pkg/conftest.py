@@ -104,6 +104,7 @@ def _specs(marker: Path) -> dict[str, str]:
         file_list="%attr(4755,root,root) /usr/bin/suidid\n"
                   "%attr(2755,root,root) /usr/bin/sgidid\n"
                   "%caps(cap_net_raw=ep) /usr/bin/capid")
+    specs["clashpkg"] = spec("clashpkg", files={"/usr/bin/foo": "not foo"})   # many repo
     specs["devpkg"] = spec("devpkg", file_list="%attr(0666,root,root) %dev(c,1,3) /dev/rpnull")
     for i in range(1, MANY + 1):
         specs[f"many{i}"] = spec(
@@ -166,7 +167,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
         name = rpm.name
         target = (sigrepo if name.startswith(("signedpkg", "unsignedpkg", "wrongsig"))
                   else bulk if name.startswith("bulk")
-                  else many if name.startswith("many") else repo)
+                  else many if name.startswith(("many", "clashpkg")) else repo)
         shutil.copy2(rpm, target / name)
     for d in (repo, sigrepo, bulk, many):
         run(["createrepo_c", "--quiet", str(d)])

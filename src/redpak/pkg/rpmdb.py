@@ -224,6 +224,10 @@ def open_for_write(node_path: str, staged: bool = False) -> Any:
     take_log()
     rc = ts.initDB()
     messages = take_log()
+    if any("transaction lock" in m or ".rpm.lock" in m for m in messages):
+        raise PackageError(f"rpm database {db_path(node_path)} is busy: another rpm process "
+                           f"holds its lock (an rpm command such as `rpmdb --rebuilddb`?); "
+                           "nothing was changed: run the command again when it has finished")
     if rc != 0 or any(m.startswith("error:") for m in messages):
         raise corrupt_db(node_path, _detail(messages, f"librpm error {rc}"))
     return ts

@@ -23,6 +23,7 @@ code from the node (a package could ship its own libnss_*.so).
 from __future__ import annotations
 
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from typing import Any
@@ -416,8 +417,12 @@ def _run(universe: Universe, plan: Plan, items: list[Item], family_keys: list[st
         for err in callback.errors:
             outcome.warnings.append(f"during the transaction: {err}")
         if result:                          # problems found: librpm did nothing
+            # librpm names filesystems as seen from its root (the stage, in the node).
             raise PackageError("librpm refused the transaction, nothing was changed:\n  "
-                               + "\n  ".join(text for text, _ in result))
+                               + "\n  ".join(re.sub(r" on the (/\S*) filesystem",
+                                                     lambda m: " on the filesystem of "
+                                                     + os.path.normpath(root + m[1]),
+                                                     text) for text, _ in result))
         failed = [te.NEVRA() for te in callback.elements if te.Failed()]
         if result is not None or failed:
             errors = outcome.warnings + [m for m in messages if m.startswith("error:")]
