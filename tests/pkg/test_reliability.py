@@ -21,7 +21,7 @@ pytestmark = pytest.mark.privileged     # installs: librpm chroots into the node
 
 # Not package content: the database, caches, configs and redpak's own state files.
 _NOT_PACKAGED = ("var/lib/rpm/", "var/cache/", "var/lib/dnf/", "etc/", "private/",
-                 ".rednode.yaml", ".redpak-dnf.lock")
+                 ".rednode.yaml", ".redpak-dnf.lock", ".redpak-stage")
 
 
 def _start(*args: str) -> subprocess.Popen:

@@ -127,12 +127,8 @@ def read_post(node_path: str) -> list[dict[str, Any]] | None:
 
 
 def clear_post(node_path: str) -> None:
-    for name in (post_path(node_path), post_path(node_path) + ".tmp"):
-        try:
-            os.unlink(name)
-        except FileNotFoundError:
-            pass
-    fsync_dir(node_path)
+    """Remove the list of scriptlets once they have run."""
+    _remove(node_path, post_path(node_path))
 
 
 def pending(redpath: str) -> str | None:
@@ -158,7 +154,11 @@ def pending_message(node: str) -> str:
 
 def clear(node_path: str) -> None:
     """Remove the journal once the transaction it describes is complete."""
-    for name in (journal_path(node_path), journal_path(node_path) + ".tmp"):
+    _remove(node_path, journal_path(node_path))
+
+
+def _remove(node_path: str, path: str) -> None:
+    for name in (path, path + ".tmp"):
         try:
             os.unlink(name)
         except FileNotFoundError:

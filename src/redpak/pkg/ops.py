@@ -169,7 +169,7 @@ def recover(session: Any, opts: Options) -> bool:
     post = journal.read_post(leaf)
     if post is not None or os.path.lexists(os.path.join(leaf, staging.STAGE)):
         outcome = Outcome()
-        finish(leaf, post or [], find_launcher(), outcome)
+        finish(leaf, post or [], find_launcher(), outcome, swapped=False)
         if post:
             opts.warn("ran the scriptlets an interrupted transaction left: "
                       + ", ".join(str(p.get("name")) for p in post))

@@ -35,6 +35,7 @@ from collections.abc import Iterable
 from redpak.errors import PackageError
 
 STAGE = ".redpak-stage"
+TRASH = ".redpak-stage.old-"             # old units being deleted after a swap
 DB_UNIT = "var/lib/rpm"
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
@@ -57,19 +58,26 @@ def units_for(node_fd: int, paths: Iterable[str]) -> set[str]:
     units = {DB_UNIT}
     links: dict[str, str | None] = {}
     for path in paths:
-        parts = [p for p in path.split("/") if p]
-        for _ in range(8):
-            if not parts or parts[0] not in links and not _top_link(node_fd, parts[0], links):
-                break
-            target = links.get(parts[0])
-            if target is None:
-                break
-            parts = [p for p in target.split("/") if p] + parts[1:]
-        unit = unit_of("/".join(parts))
+        unit = unit_of(resolve_top(node_fd, path, links))
         if unit is not None:
             units.add(unit)
     # A unit inside another (var/lib/x beside var/lib): keep the outer one only.
     return {u for u in units if not any(u.startswith(o + "/") for o in units if o != u)}
+
+
+def resolve_top(node_fd: int, path: str, links: dict[str, str | None] | None = None) -> str:
+    """An in-node path with its top-level symlinks (lib -> usr/lib) resolved inside the
+    node, as librpm, rooted at the node, would follow them."""
+    links = {} if links is None else links
+    parts = [p for p in path.split("/") if p]
+    for _ in range(8):
+        if not parts or parts[0] not in links and not _top_link(node_fd, parts[0], links):
+            break
+        target = links.get(parts[0])
+        if target is None:
+            break
+        parts = [p for p in target.split("/") if p] + parts[1:]
+    return "/" + "/".join(parts)
 
 
 def _top_link(node_fd: int, name: str, links: dict[str, str | None]) -> bool:
@@ -127,7 +135,7 @@ class Stage:
         """Clone `units` of the live node into a fresh stage. Files of `private` (in-node
         paths librpm may change in place: setuid candidates) are copied, not linked.
         Raises PackageError."""
-        remove_stale(self.node_root, self.node_fd)
+        remove_stale(self.node_root, self.node_fd, wait=False)
         try:
             os.mkdir(STAGE, 0o700, dir_fd=self.node_fd)
             stage_fd = os.open(STAGE, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
@@ -236,7 +244,7 @@ class Stage:
         return out
 
     def discard(self) -> None:
-        remove_stale(self.node_root, self.node_fd)
+        remove_stale(self.node_root, self.node_fd, wait=False)
 
 
 def swap(node_root: str, node_fd: int, units: list[dict[str, object]]) -> None:
@@ -264,10 +272,12 @@ def swap(node_root: str, node_fd: int, units: list[dict[str, object]]) -> None:
 
 
 def _swap_one(live: int, stage: int, name: str, entry: dict[str, object]) -> None:
-    ident = (entry.get("dev"), entry.get("ino"))
+    # Inode numbers only: the stage and the node are one filesystem, whose device number
+    # may change across a reboot.
+    ident = entry.get("ino")
     here = _ident(live, name)
     there = _ident(stage, name)
-    if ident == (0, 0):                      # removed by the transaction
+    if ident == 0:                      # removed by the transaction
         if here is not None and there is None:
             os.rename(name, name, src_dir_fd=live, dst_dir_fd=stage)
         return
@@ -282,30 +292,52 @@ def _swap_one(live: int, stage: int, name: str, entry: dict[str, object]) -> Non
     os.fsync(live)
 
 
-def _ident(dir_fd: int, name: str) -> tuple[int, int] | None:
+def _ident(dir_fd: int, name: str) -> int | None:
     try:
-        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_ino
     except FileNotFoundError:
         return None
-    return (st.st_dev, st.st_ino)
 
 
-def remove_stale(node_root: str, node_fd: int) -> None:
+def remove_stale(node_root: str, node_fd: int, wait: bool = True) -> None:
     """Delete the node's stage (what an earlier, unfinished or finished, transaction
-    left); never follows a symlink. Raises PackageError."""
-    try:
-        st = os.stat(STAGE, dir_fd=node_fd, follow_symlinks=False)
-    except FileNotFoundError:
-        return
-    path = os.path.join(node_root, STAGE)
-    try:
-        if not stat.S_ISDIR(st.st_mode):
-            os.unlink(STAGE, dir_fd=node_fd)
-        else:
-            shutil.rmtree(path)              # refuses a symlinked root, follows none
-    except OSError as err:
-        raise PackageError(f"{path}: cannot remove the old staging directory: "
-                           f"{err.strerror}") from err
+    left) and the old trees a background deletion may not have finished (in the
+    background too unless `wait`); never follows a symlink. Raises PackageError."""
+    with os.scandir(node_fd) as it:
+        names = [e.name for e in it if e.name == STAGE or e.name.startswith(TRASH)]
+    for name in names:
+        path = os.path.join(node_root, name)
+        if name != STAGE and not wait:
+            _delete_in_background(path)
+            continue
+        try:
+            st = os.stat(name, dir_fd=node_fd, follow_symlinks=False)
+            if not stat.S_ISDIR(st.st_mode):
+                os.unlink(name, dir_fd=node_fd)
+            else:                            # refuses a symlinked root, follows none
+                shutil.rmtree(path, ignore_errors=name != STAGE)
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            raise PackageError(f"{path}: cannot remove the old staging directory: "
+                               f"{err.strerror}") from err
+
+
+def discard_old(node_root: str, node_fd: int) -> None:
+    """After the swap the stage holds the old units: rename it out of the way and delete
+    it in the background (deleting a tree costs more than the whole transaction; the next
+    transaction removes what is left). Raises OSError."""
+    trash = f"{TRASH}{os.getpid()}-{os.urandom(4).hex()}"
+    os.rename(STAGE, trash, src_dir_fd=node_fd, dst_dir_fd=node_fd)
+    _delete_in_background(os.path.join(node_root, trash))
+
+
+def _delete_in_background(path: str) -> None:
+    import subprocess
+
+    subprocess.Popen(["rm", "-rf", "--one-file-system", "--", path],
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
 
 
 # --------------------------------------------------------------------------- cloning
@@ -395,11 +427,11 @@ def break_link(stage_root: str, path: str) -> str | None:
     """Make the staged file at in-node `path` private to the stage (copied when it is
     shared with the live node) and return its host path; None when it is not a regular
     file reached without symlinks."""
-    parent, _, name = path.rpartition("/")
     try:
         root = os.open(stage_root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
         return None
+    parent, _, name = resolve_top(root, path).rpartition("/")
     try:
         fd = open_beneath(root, parent)
     except OSError:

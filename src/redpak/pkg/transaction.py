@@ -459,14 +459,19 @@ def _run(universe: Universe, plan: Plan, items: list[Item], family_keys: list[st
     return outcome
 
 
-def finish(leaf: str, post: list[dict], launcher: str | None, outcome: Outcome) -> None:
-    """After the swap: delete the old units, run the remaining scriptlets in the new node."""
+def finish(leaf: str, post: list[dict], launcher: str | None, outcome: Outcome,
+           swapped: bool = True) -> None:
+    """After the swap (`swapped`): delete the old units (in the background), run the
+    remaining scriptlets in the new node. Otherwise (recovery): delete a stale stage."""
     from redpak.pkg import stage as staging
 
     try:
         fd = os.open(leaf, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            staging.remove_stale(leaf, fd)
+            if swapped:
+                staging.discard_old(leaf, fd)
+            else:
+                staging.remove_stale(leaf, fd)
         finally:
             os.close(fd)
     except (OSError, PackageError) as err:
