@@ -369,6 +369,8 @@ def _clone(src_dir: int, name: str, dst_dir: int, dst_name: str, st: os.stat_res
     elif stat.S_ISLNK(mode):
         os.symlink(os.readlink(name, dir_fd=src_dir), dst_name, dir_fd=dst_dir)
         os.chown(dst_name, st.st_uid, st.st_gid, dir_fd=dst_dir, follow_symlinks=False)
+    elif copy and name == ".rpm.lock":
+        pass        # never opened: closing it would drop the caller's POSIX lock on it
     elif stat.S_ISREG(mode) and (copy or rel in private):
         _copy_file(src_dir, name, dst_dir, dst_name, st)
     else:
