@@ -1,19 +1,26 @@
 #!/usr/bin/env python3
 # Package-management timing: resolve + install one small package, and 100 packages at
-# once, into the leaf of a three-level family, against plain `rpm -i` of the same files.
-"""Benchmark redwrap-dnf against rpm -i (never collected by pytest).
+# once, into the leaf of a three-level family, against plain `rpm -i` of the same files,
+# `dnf --installroot`, and the in-place install of a baseline revision (the atomic cost).
+"""Benchmark redwrap-dnf against rpm -i and dnf (never collected by pytest).
 
-    sudo .venv/bin/python bench/bench_pkg.py [--runs N] [--json]
+    sudo .venv/bin/python bench/bench_pkg.py [--runs N] [--baseline REV] [--json]
 
 Measures, as medians (and p95) over N runs, each run on a node emptied beforehand:
   redpak API      redpak.pkg.ops.install() in a warm process: family load and merge,
                   metadata (cached), installed sets of all three nodes, resolution,
-                  journal, librpm transaction
-  redpak CLI      `redwrap-dnf -y -q install ...` as a new process
+                  staging, librpm transaction, swap
+  redpak CLI      `redwrap-dnf -y -q install ...` as a new process (atomic update)
+  baseline CLI    the same command run from `git archive REV src` (default REV: main;
+                  before the atomic update: librpm wrote the live node in place), so
+                  "redpak CLI / baseline CLI" is what atomicity costs
+  dnf             `dnf --installroot DIR install ...` from the same repository (cached
+                  metadata), into a fresh directory each run, when dnf is installed
   rpm -i          `rpm --root NODE --dbpath /var/lib/rpm -i --nodeps --noscripts FILES`
                   (no resolution, the files given), as a new process
-for one small package and for 100 packages at once. Needs root (librpm chroots into the
-node), rpmbuild and createrepo_c.
+for one small package into an empty node, one small package into a node already holding
+100 packages (the stage clones what is there), and 100 packages at once. Needs root
+(librpm chroots into the node), rpmbuild and createrepo_c.
 """
 
 from __future__ import annotations
@@ -90,43 +97,106 @@ def _rpm_erase_all(app: Path) -> None:
                         "--nodeps", "--noscripts", *out], check=True, capture_output=True)
 
 
-def bench(app: Path, repo: Path, names: list[str], runs: int) -> dict[str, dict]:
+def _baseline(work: Path, rev: str) -> Path | None:
+    """`src` of revision REV of this repository, exported into WORK (None without git)."""
+    out = work / "baseline"
+    out.mkdir()
+    try:
+        archive = subprocess.run(["git", "-C", str(HERE.parent), "archive", rev, "src"],
+                                 check=True, capture_output=True).stdout
+    except (OSError, subprocess.CalledProcessError) as err:
+        print(f"bench_pkg: no baseline ({rev}): {err}", file=sys.stderr)
+        return None
+    subprocess.run(["tar", "-x", "-C", str(out)], input=archive, check=True)
+    return out / "src"
+
+
+def _timed(cmd: list[str], **kw) -> float:
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kw)
+    return time.perf_counter() - t
+
+
+def bench(app: Path, repo: Path, names: list[str], runs: int, work: Path,
+          baseline: Path | None) -> dict[str, dict]:
     from redpak.pkg import ops
     from redpak.pkg.progress import Progress
 
     opts = ops.Options(assumeyes=True, out=lambda t: None, progress=Progress(quiet=True))
     env = dict(os.environ, REDPAK_REDWRAP="")
+    base_env = dict(env, PYTHONPATH=str(baseline)) if baseline else None
     cli = [sys.executable, "-m", "redpak.cli.redwrap_dnf", "-y", "-q", "--redpath", str(app)]
+    dnf = shutil.which("dnf")
+    root = work / "dnfroot"
+    dnf_cmd = [dnf or "dnf", "--installroot", str(root), "--setopt=reposdir=/nonexistent",
+               "--setopt=cachedir=/var/cache/dnf", f"--repofrompath=bench,file://{repo}",
+               "--repo=bench", "--nogpgcheck", "--releasever=1", "-y", "-q",
+               "--setopt=install_weak_deps=False", "--setopt=metadata_expire=-1", "install"]
     results: dict[str, dict] = {}
-    for label, pkgs in (("1 package", names[:1]), ("100 packages", names[1:])):
+    for label, pkgs, prefill in (("1 package", names[:1], []),
+                                 ("1 package, node holds 100", names[:1], names[1:]),
+                                 ("100 packages", names[1:], [])):
         files = [str(repo / f"{n}-1.0-1.noarch.rpm") for n in pkgs]
-        ops.install(str(app), pkgs, opts)           # warm: metadata cache, page cache
+        prefill_files = [str(repo / f"{n}-1.0-1.noarch.rpm") for n in prefill]
+
+        def reset() -> None:
+            _rpm_erase(app, pkgs)
+            shutil.rmtree(root, ignore_errors=True)
+
         _rpm_erase_all(app)
-        api, proc, plain = [], [], []
+        if prefill_files:
+            subprocess.run(["rpm", "--root", str(app), "--dbpath", "/var/lib/rpm", "-i",
+                            "--nodeps", "--noscripts", *prefill_files], check=True,
+                           capture_output=True)
+        ops.install(str(app), pkgs, opts)           # warm: metadata cache, page cache
+        reset()
+        if dnf:
+            _timed(dnf_cmd + pkgs)                 # warm dnf's metadata cache too
+            reset()
+        rows: dict[str, list[float]] = {"redpak API": [], "redpak CLI": []}
+        if base_env:
+            rows["baseline CLI"] = []
+        if dnf:
+            rows["dnf"] = []
+        rows["rpm -i"] = []
         for _ in range(runs):
             t = time.perf_counter()
             ops.install(str(app), pkgs, opts)
-            api.append(time.perf_counter() - t)
-            _rpm_erase_all(app)
-            t = time.perf_counter()
-            subprocess.run([*cli, "install", *pkgs], check=True, env=env,
-                           stdout=subprocess.DEVNULL)
-            proc.append(time.perf_counter() - t)
-            _rpm_erase_all(app)
-            t = time.perf_counter()
-            subprocess.run(["rpm", "--root", str(app), "--dbpath", "/var/lib/rpm", "-i",
-                            "--nodeps", "--noscripts", *files], check=True,
-                           capture_output=True)
-            plain.append(time.perf_counter() - t)
-            _rpm_erase_all(app)
-        results[label] = {"redpak API": _stats(api), "redpak CLI": _stats(proc),
-                          "rpm -i": _stats(plain)}
+            rows["redpak API"].append(time.perf_counter() - t)
+            reset()
+            rows["redpak CLI"].append(_timed([*cli, "install", *pkgs], env=env))
+            reset()
+            if base_env:
+                rows["baseline CLI"].append(_timed([*cli, "install", *pkgs], env=base_env))
+                reset()
+            if dnf:
+                rows["dnf"].append(_timed(dnf_cmd + pkgs))
+                reset()
+            rows["rpm -i"].append(_timed(["rpm", "--root", str(app), "--dbpath",
+                                          "/var/lib/rpm", "-i", "--nodeps", "--noscripts",
+                                          *files]))
+            reset()
+        results[label] = {name: _stats(samples) for name, samples in rows.items()}
+    _rpm_erase_all(app)
     return results
+
+
+def _rpm_erase(app: Path, names: list[str]) -> None:
+    out = subprocess.run(["rpm", "--root", str(app), "--dbpath", "/var/lib/rpm", "-qa",
+                          "--qf", "%{NAME}\\n"], capture_output=True, text=True,
+                         check=True).stdout.split()
+    present = [n for n in out if n in names]
+    if present:
+        subprocess.run(["rpm", "--root", str(app), "--dbpath", "/var/lib/rpm", "-e",
+                        "--nodeps", "--noscripts", *present], check=True, capture_output=True)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=11)
+    parser.add_argument("--baseline", default="main", metavar="REV",
+                        help="git revision whose in-place install is compared (default "
+                             "main; 'none' to skip)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -136,9 +206,10 @@ def main() -> int:
         work = Path(tmp)
         repo, names = build(work)
         app = make_family(work, repo)
-        results = bench(app, repo, names, args.runs)
+        baseline = None if args.baseline == "none" else _baseline(work, args.baseline)
+        results = bench(app, repo, names, args.runs, work, baseline)
     info = {"kernel": platform.release(), "cpu": _cpu(), "python": platform.python_version(),
-            "runs": args.runs}
+            "runs": args.runs, "baseline": args.baseline}
     if args.json:
         print(json.dumps({"machine": info, "results": results}, indent=2))
         return 0
@@ -148,8 +219,12 @@ def main() -> int:
         base = rows["rpm -i"]["median_ms"]
         print(f"\n{label}:")
         for name, s in rows.items():
-            print(f"  {name:<11} median {s['median_ms']:8.1f} ms   p95 {s['p95_ms']:8.1f} ms"
+            print(f"  {name:<12} median {s['median_ms']:8.1f} ms   p95 {s['p95_ms']:8.1f} ms"
                   f"   x{s['median_ms'] / base:5.2f} of rpm -i")
+        if "baseline CLI" in rows:
+            ratio = rows["redpak CLI"]["median_ms"] / rows["baseline CLI"]["median_ms"]
+            print(f"  atomic update cost: redpak CLI = x{ratio:.2f} of the baseline's "
+                  f"in-place install ({args.baseline}; goal <= 1.3)")
     return 0
 
 

@@ -8,7 +8,7 @@ DEBS=(
     python3 python3-venv python3-dev python3-yaml python3-rpm python3-solv
     gcc make rpm librpm-dev createrepo-c libsolv-dev libsolvext-dev
     libseccomp-dev libcap-dev busybox-static bubblewrap crun hyperfine strace
-    util-linux procps musl-tools gnupg iproute2
+    util-linux procps musl-tools gnupg iproute2 dnf
     systemd man-db groff-base cpio rpm2cpio
 )
 

@@ -155,6 +155,29 @@ static int plan_leaf_is(const struct rp_plan *plan, const char *node)
     return found;
 }
 
+/* redwrap-dnf (src/redpak/pkg/stage.py): a node of the family holding a package journal
+ * is between its old and its new state. Never launched from the cache: the cold path
+ * refuses it, naming the recovery command. */
+#define PKG_JOURNAL "/.redpak-dnf.journal"
+static int pkg_journal_pending(const struct rp_plan *plan, struct why *why)
+{
+    size_t tail = strlen(STATUS_FILE);
+
+    for (uint32_t i = 0; i < plan->nfile_deps; i++) {
+        const char *path = rp_plan_str(plan, plan->file_deps[i].path);
+        size_t len = strlen(path);
+        char journal[PATH_MAX];
+        struct stat st;
+
+        if (is_absent(&plan->file_deps[i]) || len < tail || strcmp(path + len - tail, STATUS_FILE))
+            continue;
+        if (snprintf(journal, sizeof(journal), "%.*s%s", (int)(len - tail), path, PKG_JOURNAL) >= (int)sizeof(journal)
+            || lstat(journal, &st) == 0)
+            return because(why, "a package transaction is pending (%s)", journal);
+    }
+    return 0;
+}
+
 static int check_owner(const char *path, const struct stat *st, struct why *why)
 {
     if (st->st_uid != getuid() && st->st_uid != 0)
@@ -240,6 +263,8 @@ static int load_cache(const char *node, int admin, unsigned char **buf, size_t *
         because(why, "cached plan %s is stale: %s", path, err.msg);
         goto out;
     }
+    if (pkg_journal_pending(&plan, why) < 0)
+        goto out;
     snprintf(why->text, sizeof(why->text), "%s", path);
     r = 0;
 out:

@@ -171,6 +171,7 @@ class Settings:
     persistdir: str | None = None
     cachedir: str | None = None
     gpgcheck: bool | None = None
+    pkg_devices: bool | None = None     # this node's packages may create device nodes
     verbose: int | None = None
     umask: int | None = None            # parsed from an octal string: "027" -> 0o027
     hostname: str | None = None

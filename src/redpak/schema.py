@@ -93,6 +93,7 @@ MERGE_RULES: dict[str, str] = {
     "intersect": "the intersection of the chain's sets",
     "min-per-device": "per device and key, the smallest value along the chain",
     "with-smack": "not merged: read from the config file that set the winning smack label",
+    "node": "not merged: a policy of the node itself, read by redwrap-dnf from its own config",
     "obsolete": "ignored",
 }
 
@@ -114,6 +115,7 @@ CONFIG = _table(
     Key("persistdir", "persistdir", "path", merge="leaf"),
     Key("cachedir", "cachedir", "path", merge="leaf"),
     Key("gpgcheck", "gpgcheck", "bool", merge="or"),
+    Key("pkg-devices", "pkg_devices", "bool", merge="node"),  # redwrap-dnf: device nodes
     Key("verbose", "verbose", "int", merge="leaf"),
     Key("umask", "umask", "octal", merge="or"),
     Key("hostname", "hostname", "string", merge="leaf"),

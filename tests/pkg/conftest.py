@@ -22,7 +22,7 @@ for tool in ("rpmbuild", "createrepo_c", "rpm", "gpg", "rpmsign"):
 def spec(name: str, version: str = "1.0", *, requires: tuple[str, ...] = (),
          conflicts: tuple[str, ...] = (), provides: tuple[str, ...] = (),
          files: dict[str, str] | None = None, install: str = "", file_list: str = "",
-         scripts: str = "", summary: str = "") -> str:
+         scripts: str = "", summary: str = "", extra: str = "") -> str:
     """A spec for a small noarch package writing `files` ({path: content})."""
     files = files if files is not None else {f"/usr/share/{name}/{name}.txt": name}
     lines = [f"Name: {name}", f"Version: {version}", "Release: 1",
@@ -31,6 +31,7 @@ def spec(name: str, version: str = "1.0", *, requires: tuple[str, ...] = (),
     lines += [f"Requires: {r}" for r in requires]
     lines += [f"Conflicts: {c}" for c in conflicts]
     lines += [f"Provides: {p}" for p in provides]
+    lines += [extra] if extra else []
     body = ["%description", f"{name} for redpak tests", "%install"]
     for path, content in files.items():
         body.append(f"mkdir -p %{{buildroot}}{os.path.dirname(path)}")
@@ -51,6 +52,7 @@ class Built:
     repo: Path               # main repository
     sigrepo: Path            # signed, unsigned and wrongly signed packages (gpgcheck=1)
     bulk: Path               # several packages with many files
+    many: Path               # many1..many21: 21 packages of 40 files each
     key: Path                # trusted public key (ASCII armour)
     other_key: Path          # key of the wrong signer
     marker: Path             # host path the %post of `hostpost` tries to create
@@ -92,9 +94,31 @@ def _specs(marker: Path) -> dict[str, str]:
             install=f"mkdir -p %{{buildroot}}/usr/share/bulk{i}\n"
                     f"for n in $(seq 1 400); do head -c 2048 /dev/urandom "
                     f"> %{{buildroot}}/usr/share/bulk{i}/f$n; done")
+    # A copy of the host's id(1) setuid root, setgid root and with a file capability,
+    # and a device node.
+    specs["suidpkg"] = spec(
+        "suidpkg", files={}, extra="AutoReqProv: no\n"
+        "%define _binaries_in_noarch_packages_terminate_build 0",
+        install="mkdir -p %{buildroot}/usr/bin\nfor f in suidid sgidid capid; do "
+                "cp /usr/bin/id %{buildroot}/usr/bin/$f; done",
+        file_list="%attr(4755,root,root) /usr/bin/suidid\n"
+                  "%attr(2755,root,root) /usr/bin/sgidid\n"
+                  "%caps(cap_net_raw=ep) /usr/bin/capid")
+    specs["clashpkg"] = spec("clashpkg", files={"/usr/bin/foo": "not foo"})   # many repo
+    specs["devpkg"] = spec("devpkg", file_list="%attr(0666,root,root) %dev(c,1,3) /dev/rpnull")
+    for i in range(1, MANY + 1):
+        specs[f"many{i}"] = spec(
+            f"many{i}", files={}, file_list=f"/usr/share/many{i}\n/usr/bin/many{i}",
+            install=f"mkdir -p %{{buildroot}}/usr/share/many{i} %{{buildroot}}/usr/bin\n"
+                    f"echo many{i} > %{{buildroot}}/usr/bin/many{i}\n"
+                    f"for n in $(seq 1 40); do head -c 4096 /dev/urandom "
+                    f"> %{{buildroot}}/usr/share/many{i}/f$n; done")
     for name in ("signedpkg", "unsignedpkg", "wrongsig"):
         specs[name] = spec(name)
     return specs
+
+
+MANY = 21
 
 
 def _gpg_key(home: Path, uid: str) -> Path:
@@ -136,18 +160,19 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     _sign(rpms / "signedpkg-1.0-1.noarch.rpm", root / "gpg-good", good_uid)
     _sign(rpms / "wrongsig-1.0-1.noarch.rpm", root / "gpg-bad", bad_uid)
 
-    repo, sigrepo, bulk = root / "repo", root / "sigrepo", root / "bulk"
-    for d in (repo, sigrepo, bulk):
+    repo, sigrepo, bulk, many = root / "repo", root / "sigrepo", root / "bulk", root / "many"
+    for d in (repo, sigrepo, bulk, many):
         d.mkdir()
     for rpm in rpms.iterdir():
         name = rpm.name
         target = (sigrepo if name.startswith(("signedpkg", "unsignedpkg", "wrongsig"))
-                  else bulk if name.startswith("bulk") else repo)
+                  else bulk if name.startswith("bulk")
+                  else many if name.startswith(("many", "clashpkg")) else repo)
         shutil.copy2(rpm, target / name)
-    for d in (repo, sigrepo, bulk):
+    for d in (repo, sigrepo, bulk, many):
         run(["createrepo_c", "--quiet", str(d)])
     try:
-        yield Built(root, repo, sigrepo, bulk, key, other, marker, rpms)
+        yield Built(root, repo, sigrepo, bulk, many, key, other, marker, rpms)
     finally:
         if marker.exists():
             marker.unlink()

@@ -137,3 +137,19 @@ def test_databases_stay_consistent(with_libfoo, cli) -> None:
     assert cli("--redpath", str(fam.app), "install", "-y", "foo-1.0")[0] == 0
     for node in (fam.system, fam.platform, fam.app):
         run(["rpm", "--dbpath", fam.db(node), "--verifydb"])
+
+
+@pytest.mark.parametrize("request_", [["conflictb"], ["bar"]])
+def test_package_of_a_descendant_is_not_installed_in_an_ancestor(family, request_) -> None:
+    """`install p` in the child, then in the root (directly, or pulled in as a
+    dependency: bar needs libfoo's /usr/bin/foo-tool): refused, naming the descendant."""
+    from pkghelp import dnf
+
+    child = ["conflictb"] if request_ == ["conflictb"] else ["libfoo"]
+    assert dnf("--redpath", str(family.app), "install", "-y", *child).returncode == 0
+    proc = dnf("--redpath", str(family.system), "install", "-y", *request_)
+    assert proc.returncode == 1
+    assert f"descendant node 'app' ({family.app})" in proc.stderr
+    assert f"redwrap-dnf --redpath {family.app} remove {child[0]}" in proc.stderr
+    assert family.rpm_qa(family.system) == []
+    assert family.rpm_qa(family.app) == [f"{child[0]}-{'1.0' if child == ['conflictb'] else '2.0'}"]

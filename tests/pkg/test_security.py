@@ -311,3 +311,38 @@ def test_scriptlets_in_the_real_admin_sandbox(family, built, tmp_path: Path) -> 
     assert "pre-ran" in proc.stdout and "post-ran" in proc.stdout
     assert not built.marker.exists()             # the %post wrote inside the sandbox only
     assert family.rpm_qa(family.app) == ["allscripts-1.0", "hostpost-1.0"]
+
+
+def test_scriptlets_have_no_network(family, tmp_path: Path) -> None:
+    """A %pre scriptlet connecting to a listener on the host's 127.0.0.1 fails: scriptlets
+    run in a network namespace of their own."""
+    import socket
+
+    from pkghelp import dnf
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.settimeout(0.5)
+    port = listener.getsockname()[1]
+    spec = tmp_path / "netpre.spec"
+    spec.write_text(
+        "Name: netpre\nVersion: 1.0\nRelease: 1\nSummary: connects out\nLicense: MIT\n"
+        "BuildArch: noarch\n%description\nnetpre\n%pre\n"
+        f"if bash -c 'echo hello > /dev/tcp/127.0.0.1/{port}' 2>/dev/null; "
+        "then echo net-reached; else echo net-blocked; fi\n%files\n")
+    run(["rpmbuild", "-bb", "--quiet", "--define", f"_topdir {tmp_path / 'top'}", str(spec)])
+    rpm_file = next((tmp_path / "top/RPMS/noarch").glob("netpre-*.rpm"))
+    launcher = tmp_path / "redwrap"
+    launcher.write_text(f"#!/bin/sh\nexec {sys.executable} -m redpak.cli.redwrap \"$@\"\n")
+    launcher.chmod(0o755)
+    try:
+        proc = dnf("--redpath", str(family.app), "install", "-y", str(rpm_file),
+                   env={"REDPAK_REDWRAP": str(launcher)})
+        assert proc.returncode == 0, proc.stderr
+        assert "net-blocked" in proc.stdout and "net-reached" not in proc.stdout
+        with pytest.raises(socket.timeout):
+            listener.accept()[0].close()
+    finally:
+        listener.close()
+    assert family.rpm_qa(family.app) == ["netpre-1.0"]

@@ -215,6 +215,10 @@ def _launch(args: Args) -> int:
         sys.stdout.flush()
         if args.dump_only:
             return 0
+    from ..pkg.journal import pending, pending_message
+    if (busy := pending(args.redpath)) is not None:     # between old and new: never run
+        from ..errors import PackageError
+        raise PackageError(pending_message(busy))
     data = plan.encode()
     overrides = args.user or args.group or args.smack or args.strict
     path = cache_path(normalize_path(args.redpath), args.admin, os.getuid())

@@ -74,6 +74,12 @@ def cmd_change(args: argparse.Namespace) -> int:
     return getattr(ops, args.op)(args.redpath, args.specs, _options(args))
 
 
+def cmd_recover(args: argparse.Namespace) -> int:
+    from redpak.pkg.ops import recover_node
+
+    return recover_node(args.redpath, _options(args))
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from redpak.pkg.ops import list_packages
 
@@ -324,6 +330,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where to put them (default: the current directory)")
     p.add_argument("--resolve", action="store_true",
                    help="also the dependencies the node does not have yet")
+
+    add("recover", "complete an interrupted package transaction of the node (redwrap "
+        "refuses to launch a node until then); any changing command also does it first",
+        cmd_recover)
     return parser
 
 

@@ -29,6 +29,7 @@ from redpak.errors import PackageError
 from redpak.node import fsync_dir
 
 JOURNAL = ".redpak-dnf.journal"
+POST = ".redpak-dnf.post"
 _TEMP_SUFFIX = re.compile(r";[0-9a-f]{8}$")
 
 
@@ -67,8 +68,11 @@ def write(node_path: str, command: str, installs: list[tuple[str, list[str]]],
     data = {"version": 1, "pid": os.getpid(), "command": command,
             "install": record_installs,
             "replace": [{"old": o, "instance": i, "new": n} for o, i, n in replaces]}
+    _write_json(journal_path(node_path), data, node_path)
+
+
+def _write_json(path: str, data: dict[str, Any], node_path: str) -> None:
     text = json.dumps(data, separators=(",", ":")).encode()
-    path = journal_path(node_path)
     tmp = path + ".tmp"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW,
@@ -85,9 +89,76 @@ def write(node_path: str, command: str, installs: list[tuple[str, list[str]]],
                            f"{err.strerror}") from err
 
 
+def write_commit(node_path: str, command: str, units: list[dict[str, Any]],
+                 post: list[dict[str, Any]]) -> None:
+    """Commit a staged transaction (stage.py): from here on it is rolled forward. `units`
+    are the staged units with their inode, `post` the scriptlets to run afterwards."""
+    _write_json(journal_path(node_path), {"version": 2, "pid": os.getpid(),
+                                          "command": command, "state": "swap",
+                                          "units": units, "post": post}, node_path)
+
+
+def write_post(node_path: str, command: str, post: list[dict[str, Any]]) -> None:
+    """Record the scriptlets still to run in the (already complete) node."""
+    _write_json(post_path(node_path), {"version": 2, "command": command, "post": post},
+                node_path)
+
+
+def post_path(node_path: str) -> str:
+    return os.path.join(node_path, POST)
+
+
+def read_post(node_path: str) -> list[dict[str, Any]] | None:
+    """The scriptlets an interrupted transaction did not run yet, or None."""
+    try:
+        fd = os.open(post_path(node_path), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise PackageError(f"{post_path(node_path)}: cannot read: {err.strerror} "
+                           "(remove it if it is not a file)") from err
+    with os.fdopen(fd, "rb") as f:
+        raw = f.read(64 << 20)
+    try:
+        data = json.loads(raw)
+        return _entries(data.get("post")) if isinstance(data, dict) else []
+    except ValueError:
+        return []
+
+
+def clear_post(node_path: str) -> None:
+    """Remove the list of scriptlets once they have run."""
+    _remove(node_path, post_path(node_path))
+
+
+def pending(redpath: str) -> str | None:
+    """The node of `redpath`'s family (itself or an ancestor directory) whose package
+    transaction is pending (a journal is there), or None. Cheap: one lstat per level."""
+    path = os.path.abspath(redpath)
+    while True:
+        if os.path.lexists(os.path.join(path, JOURNAL)) and \
+                os.path.lexists(os.path.join(path, ".rednode.yaml")):
+            return path
+        parent = os.path.dirname(path)
+        if parent == path:
+            return None
+        path = parent
+
+
+def pending_message(node: str) -> str:
+    """Why a node with a pending journal cannot be launched, and what to run."""
+    return (f"node {node} has an unfinished package transaction ({journal_path(node)}): "
+            f"it is neither old nor new until it is completed; run `redwrap-dnf --redpath "
+            f"{node} recover` as root, then launch again")
+
+
 def clear(node_path: str) -> None:
     """Remove the journal once the transaction it describes is complete."""
-    for name in (journal_path(node_path), journal_path(node_path) + ".tmp"):
+    _remove(node_path, journal_path(node_path))
+
+
+def _remove(node_path: str, path: str) -> None:
+    for name in (path, path + ".tmp"):
         try:
             os.unlink(name)
         except FileNotFoundError:
@@ -112,7 +183,7 @@ def read(node_path: str) -> dict[str, Any] | None:
         raw = f.read(64 << 20)
     try:
         data = json.loads(raw)
-        if not isinstance(data, dict) or data.get("version") != 1:
+        if not isinstance(data, dict) or data.get("version") not in (1, 2):
             raise ValueError("unknown format")
     except ValueError:
         # A journal cut short by a crash while it was written: the transaction never

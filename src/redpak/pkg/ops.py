@@ -96,7 +96,7 @@ def _change(redpath: str, verb: str, specs: list[str], opts: Options) -> int:
         from redpak.pkg.scriptlets import find_launcher
 
         outcome = execute(universe, plan, opts.progress, opts.command or verb,
-                          find_launcher())
+                          find_launcher(), opts.lock_timeout)
     for warning in outcome.warnings:
         opts.warn(warning)
     for line in outcome.done:
@@ -118,16 +118,72 @@ def _universe(session: Any, repos: bool, local: list[str] = ()) -> Any:
     return universe
 
 
-def recover(session: Any, opts: Options) -> None:
-    """Clean up after an interrupted transaction of the leaf, if its journal is there
-    (caller holds the family lock): unowned files removed, interrupted upgrades finished."""
+def recover_node(redpath: str, opts: Options) -> int:
+    """`redwrap-dnf recover`: complete (or clean up after) an interrupted transaction of
+    the node, under the family lock."""
+    from redpak.pkg.lock import FamilyLock
+    from redpak.pkg.rpmdb import RPM_LOCK
+    from redpak.pkg.session import open_session
+    from redpak.pkg.transaction import require_root
+
+    require_root()
+    session = open_session(redpath)
+    with RPM_LOCK, FamilyLock(session.root.path, opts.lock_timeout, on_wait=opts.warn):
+        if not recover(session, opts):
+            opts.out(f"Nothing to recover in {session.leaf.path}.")
+    return 0
+
+
+def recover(session: Any, opts: Options) -> bool:
+    """Finish or clean up after an interrupted transaction of the leaf (caller holds the
+    family lock): a committed staged transaction (journal version 2) is rolled forward
+    and its remaining scriptlets run; a stage left before the commit is deleted; a journal
+    of an in-place transaction (version 1, older redpak) has its unowned files removed and
+    interrupted upgrades finished. Returns True when there was something to do."""
+    from redpak.pkg import journal
+    from redpak.pkg import stage as staging
+    from redpak.pkg.rpmdb import real_root
+    from redpak.pkg.scriptlets import find_launcher
+    from redpak.pkg.transaction import Outcome, finish
+
+    leaf = session.leaf.path
+    data = journal.read(leaf)
+    did = False
+    if data is not None and data.get("version") == 2:
+        root = real_root(leaf)
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            staging.swap(root, fd, [u for u in data.get("units", []) if isinstance(u, dict)])
+        finally:
+            os.close(fd)
+        post = [p for p in data.get("post", []) if isinstance(p, dict)]
+        if post:
+            journal.write_post(leaf, str(data.get("command", "?")), post)
+        journal.clear(leaf)
+        opts.warn(f"an earlier transaction in this node was interrupted "
+                  f"({data.get('command', '?')}) after it was committed: completed")
+        data, did = None, True
+    elif data is not None:
+        _recover_v1(session, data, opts)
+        did = True
+    post = journal.read_post(leaf)
+    if post is not None or os.path.lexists(os.path.join(leaf, staging.STAGE)):
+        outcome = Outcome()
+        finish(leaf, post or [], find_launcher(), outcome, swapped=False)
+        if post:
+            opts.warn("ran the scriptlets an interrupted transaction left: "
+                      + ", ".join(str(p.get("name")) for p in post))
+        for warning in outcome.warnings:
+            opts.warn(warning)
+        did = True
+    return did
+
+
+def _recover_v1(session: Any, data: dict[str, Any], opts: Options) -> None:
     from redpak.pkg import journal
     from redpak.pkg.rpmdb import open_for_write, read_installed
 
     leaf = session.leaf.path
-    data = journal.read(leaf)
-    if data is None:
-        return
     ts = open_for_write(leaf)
     installed = read_installed(leaf, len(session.family) - 1)
     try:
@@ -137,6 +193,7 @@ def recover(session: Any, opts: Options) -> None:
     opts.warn(f"an earlier transaction in this node was interrupted "
               f"({data.get('command', '?')}); cleaned up"
               + (f": removed {len(removed)} unowned file(s)" if removed else ""))
+    journal.clear(leaf)
     if leftovers:
         from redpak.pkg.scriptlets import find_launcher
         from redpak.pkg.solver import Change, Plan
@@ -149,8 +206,7 @@ def recover(session: Any, opts: Options) -> None:
                   + ", ".join(f"{x.nevra} (replaced by {x.replaced_by})" for x in leftovers))
         universe = _universe(session, repos=False)
         execute(universe, plan, Progress(quiet=True), "finish interrupted upgrade",
-                find_launcher())
-    journal.clear(leaf)
+                find_launcher(), opts.lock_timeout)
 
 
 def summary(universe: Any, plan: Any) -> str:
@@ -200,6 +256,11 @@ def summary(universe: Any, plan: Any) -> str:
         counts[c.kind] = counts.get(c.kind, 0) + 1
     words = {"install": "Install", "upgrade": "Upgrade", "downgrade": "Downgrade",
              "replace": "Replace", "reinstall": "Reinstall", "erase": "Remove"}
+    if any(c.new is not None for c in plan.changes):
+        devices = (f"device nodes allowed by {session.devices_from}" if session.devices_from
+                   else "packages creating device nodes are refused")
+        out.append(f"Setuid/setgid bits and file capabilities are removed from the "
+                   f"installed files; {devices}.")
     out.append("Transaction summary: " + ", ".join(
         f"{words[k]} {n} package{'s' if n > 1 else ''}" for k, n in counts.items()))
     return "\n".join(out)

@@ -15,6 +15,7 @@ checksum its index gives before it is used: a repository with a bad checksum is 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -442,7 +443,14 @@ def fetch_package(loaded: LoadedRepo, solvable: Any) -> str:
             pass
     data = fetch(loaded.url(href), _METADATA_MAX, f"{what}: {solvable.str()}")
     check_digest(data, chk.typestr(), chk.hex(), f"{what}: package {os.path.basename(href)}")
-    _write_file(dest, data)
+    try:
+        _write_file(dest, data)
+    except OSError as err:
+        full = err.errno in (errno.ENOSPC, errno.EDQUOT)
+        raise PackageError(f"{dest}: cannot store the downloaded package: {err.strerror}"
+                           + (" (the filesystem of the cache directory is full: free space "
+                              "or point cachedir elsewhere; nothing was changed)" if full
+                              else "")) from err
     return dest
 
 

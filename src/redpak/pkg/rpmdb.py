@@ -102,15 +102,84 @@ def real_root(node_path: str) -> str:
 
 def checked_db_path(node_path: str) -> str:
     """Return the node's database directory, refusing one that leaves the node through a
-    symlink (a package could ship var -> /var and aim librpm at the host's database)."""
+    symlink (a package could ship var -> /var and aim librpm at the host's database):
+    `var`, `var/lib` and `var/lib/rpm` must be directories, reached without following a
+    symlink, and every file in the database directory (rpmdb.sqlite, its journals, the
+    lock) a regular file. Raises PackageError."""
+    import stat
+
+    from redpak.pkg.stage import open_beneath
+
     root = real_root(node_path)
     db = db_path(node_path)
-    real_db = os.path.realpath(db)
-    if real_db != os.path.join(root, DB_DIR):
-        raise PackageError(f"{db}: resolves to {real_db}, not to {root}/{DB_DIR}: a symlink "
-                           "in the node redirects its rpm database; refusing to use it "
-                           "(replace the symlink with the directory)")
+    try:
+        node_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as err:
+        raise PackageError(f"{root}: cannot open the node: {err.strerror}") from err
+    try:
+        fd = open_beneath(node_fd, DB_DIR, create=False)
+    except FileNotFoundError:
+        return db
+    except OSError as err:
+        raise PackageError(f"{db}: resolves to {os.path.realpath(db)}, not to {root}/{DB_DIR}"
+                           f" ({err.strerror}): a symlink in the node redirects its rpm "
+                           "database; refusing to use it (replace the symlink with the "
+                           "directory)") from err
+    finally:
+        os.close(node_fd)
+    try:
+        with os.scandir(fd) as it:
+            for entry in it:
+                st = entry.stat(follow_symlinks=False)
+                if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+                    raise PackageError(
+                        f"{db}/{entry.name}: not a regular file (a symlink redirects its "
+                        "rpm database out of the node?): refusing to use the database "
+                        "(remove it, or restore the file)")
+    finally:
+        os.close(fd)
     return db
+
+
+def rpm_lock(db_dir: str, timeout: float) -> int:
+    """Take rpm's own lock of a database (a POSIX write lock on DB/.rpm.lock, as librpm and
+    `rpmdb --rebuilddb` take it), waiting up to `timeout` seconds; return the descriptor
+    (closing it releases the lock). Raises PackageError naming the holder when busy."""
+    import errno
+    import fcntl
+    import struct
+    import time
+
+    path = os.path.join(db_dir, ".rpm.lock")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+    except OSError as err:
+        raise PackageError(f"{path}: cannot open rpm's lock: {err.strerror}") from err
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except OSError as err:
+            if err.errno not in (errno.EAGAIN, errno.EACCES, errno.EINTR):
+                os.close(fd)
+                raise PackageError(f"{path}: cannot lock: {err.strerror}") from err
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    holder = "another process"
+    try:
+        flock = struct.pack("hhqqi4x", fcntl.F_WRLCK, 0, 0, 0, 0)
+        got = struct.unpack("hhqqi4x", fcntl.fcntl(fd, fcntl.F_GETLK, flock))
+        if got[0] != fcntl.F_UNLCK and got[4] > 0:
+            holder = f"pid {got[4]}"
+    except OSError:
+        pass
+    os.close(fd)
+    raise PackageError(f"rpm database {db_dir} is busy: {holder} holds {path} (an rpm "
+                       f"command such as `rpmdb --rebuilddb`?) after {timeout:g} s; nothing "
+                       "was changed: run the command again when it has finished, or wait "
+                       "longer with --lock-timeout")
 
 
 def has_db(node_path: str) -> bool:
@@ -132,26 +201,33 @@ def _detail(messages: list[str], default: str) -> str:
     return errors[0] if errors else default
 
 
-def transaction_set(node_path: str) -> Any:
-    """Return a librpm transaction set rooted at the node (its database: NODE/var/lib/rpm).
-    Raises PackageError when the node or its database path leaves the node."""
+def transaction_set(node_path: str, staged: bool = False) -> Any:
+    """Return a librpm transaction set rooted at the node (its database: NODE/var/lib/rpm),
+    or at a stage directory (stage.py) when `staged`. Raises PackageError when the node or
+    its database path leaves the node."""
     rpm = rpm_module()
-    checked_db_path(node_path)
-    ts = rpm.TransactionSet(real_root(node_path))
+    if not staged:
+        checked_db_path(node_path)
+    ts = rpm.TransactionSet(node_path if staged else real_root(node_path))
     # Headers come from the node's own database, verified when they were installed.
     ts.setVSFlags(rpm.RPMVSF_MASK_NOSIGNATURES | rpm.RPMVSF_MASK_NODIGESTS)
     return ts
 
 
-def open_for_write(node_path: str) -> Any:
-    """Open (creating if missing) the node's database read-write and return its
-    transaction set; a read-write open also completes sqlite's recovery after a crash.
+def open_for_write(node_path: str, staged: bool = False) -> Any:
+    """Open (creating if missing) the node's (or stage's) database read-write and return
+    its transaction set; a read-write open also completes sqlite's recovery after a crash.
     Raises PackageError if the database is corrupt."""
-    os.makedirs(checked_db_path(node_path), exist_ok=True)
-    ts = transaction_set(node_path)
+    if not staged:
+        os.makedirs(checked_db_path(node_path), exist_ok=True)
+    ts = transaction_set(node_path, staged)
     take_log()
     rc = ts.initDB()
     messages = take_log()
+    if any("transaction lock" in m or ".rpm.lock" in m for m in messages):
+        raise PackageError(f"rpm database {db_path(node_path)} is busy: another rpm process "
+                           f"holds its lock (an rpm command such as `rpmdb --rebuilddb`?); "
+                           "nothing was changed: run the command again when it has finished")
     if rc != 0 or any(m.startswith("error:") for m in messages):
         raise corrupt_db(node_path, _detail(messages, f"librpm error {rc}"))
     return ts

@@ -4,22 +4,18 @@
 
 librpm's own scriptlet execution is always disabled (RPMTRANS_FLAG_NOSCRIPTS and
 NOTRIGGERS): it would run them as root in the calling process's world. Instead, each
-scriptlet runs through `redwrap --admin --redpath NODE -- INTERPRETER ...` at the point of
-the transaction where rpm would run it. When no launcher is available, packages that
+scriptlet runs through `redwrap --admin --redpath NODE -- INTERPRETER ...`, in a network
+namespace of its own (no network at all), never from a librpm callback: %pretrans, %pre
+and %preun before librpm writes the staged copy of the node, %post, %postun and
+%posttrans once the node is the new one (transaction.py, stage.py). When no launcher is available, packages that
 carry scriptlets are refused before anything is written, except scriptlets that are
 provably no-ops (an empty body, or only `:`, `true`, `exit 0` and comments). Lua
 scriptlets run inside librpm itself, on the host: always refused, as are triggers, which
 fire on other packages' changes and cannot be contained the same way.
-
-librpm calls back from inside its chroot into the node for some events (removals), where
-the host's launcher is out of reach and a file of the node with the same path must never
-run. So a transaction's scriptlets go through a Runner: a helper process started before
-librpm runs, which starts the launcher on request, always in the host's root.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -134,6 +130,22 @@ def refusal(nevra: str, hdr: Any, kinds: tuple[str, ...], launcher: str | None) 
     return None
 
 
+_CLONE_NEWNET = 0x40000000
+
+
+def _no_network() -> None:
+    """In the launcher's process, before exec: a new network namespace holding only a
+    loopback interface that is down, so a scriptlet reaches no network, not even the
+    host's 127.0.0.1. A failure aborts the start (subprocess reports it)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(_CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"cannot give the scriptlet its own network namespace: "
+                      f"{os.strerror(err)}")
+
+
 def run_in_node(node: str, prog: tuple[str, ...], script: str, args: list[str],
                 launcher: str, name: str = "scriptlet") -> int:
     """Run a scriptlet in the node's admin sandbox and return its exit status.
@@ -155,7 +167,8 @@ def run_in_node(node: str, prog: tuple[str, ...], script: str, args: list[str],
     cmd = [launcher, "--admin", "--redpath", node, "--", *argv]
     try:
         proc = subprocess.run(cmd, input=data, stdin=None if data is not None else stdin,
-                              timeout=TIMEOUT, check=False, close_fds=True)
+                              timeout=TIMEOUT, check=False, close_fds=True,
+                              preexec_fn=_no_network)
     except subprocess.TimeoutExpired as err:
         raise PackageError(f"{name}: still running after {TIMEOUT:g} s in node {node}: "
                            "killed") from err
@@ -163,62 +176,3 @@ def run_in_node(node: str, prog: tuple[str, ...], script: str, args: list[str],
         raise PackageError(f"cannot start the launcher {launcher} for {name}: "
                            f"{err.strerror}") from err
     return proc.returncode
-
-
-class Runner:
-    """A helper process, started outside any chroot, that runs scriptlets through the
-    launcher on request (run() may be called while librpm is chrooted into the node)."""
-
-    def __init__(self, launcher: str):
-        req_r, req_w = os.pipe()
-        rep_r, rep_w = os.pipe()
-        try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "redpak.pkg.scriptlets", str(req_r), str(rep_w),
-                 launcher], pass_fds=(req_r, rep_w), stdin=subprocess.DEVNULL)
-        except OSError as err:
-            for fd in (req_r, req_w, rep_r, rep_w):
-                os.close(fd)
-            raise PackageError(f"cannot start the scriptlet runner: {err.strerror}") from err
-        os.close(req_r)
-        os.close(rep_w)
-        self._req = os.fdopen(req_w, "w", encoding="utf-8", errors="surrogateescape")
-        self._rep = os.fdopen(rep_r, "r", encoding="utf-8")
-
-    def run(self, node: str, prog: tuple[str, ...], script: str, args: list[str],
-            name: str) -> int:
-        """run_in_node() in the helper; raises PackageError if it fails to run."""
-        self._req.write(json.dumps({"node": node, "prog": list(prog), "script": script,
-                                    "args": args, "name": name}) + "\n")
-        self._req.flush()
-        line = self._rep.readline()
-        if not line:
-            raise PackageError(f"{name}: the scriptlet runner stopped")
-        reply = json.loads(line)
-        if "error" in reply:
-            raise PackageError(reply["error"])
-        return int(reply["status"])
-
-    def close(self) -> None:
-        """Stop the helper."""
-        self._req.close()
-        self.proc.wait()
-        self._rep.close()
-
-
-def _serve(req_fd: int, rep_fd: int, launcher: str) -> None:
-    with os.fdopen(req_fd, "r", encoding="utf-8") as req, \
-            os.fdopen(rep_fd, "w", encoding="utf-8") as rep:
-        for line in req:
-            r = json.loads(line)
-            try:
-                reply: dict[str, Any] = {"status": run_in_node(
-                    r["node"], tuple(r["prog"]), r["script"], r["args"], launcher, r["name"])}
-            except PackageError as err:
-                reply = {"error": str(err)}
-            rep.write(json.dumps(reply) + "\n")
-            rep.flush()
-
-
-if __name__ == "__main__":
-    _serve(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3])

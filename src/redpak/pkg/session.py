@@ -39,6 +39,7 @@ class Session:
     gpgcheck_from: str               # who turned gpgcheck on ("" when off)
     cachedir: str
     persistdir: str
+    devices_from: str = ""           # the file allowing device nodes ("" when refused)
 
     @property
     def leaf(self) -> NodeRef:
@@ -73,7 +74,16 @@ def open_session(redpath: str) -> Session:
                               "/var/cache/dnf", family)
     persistdir = _inside_family(expanded.persistdir.value if expanded.persistdir else
                                 "/var/lib/dnf", family)
-    return Session(family, gpgcheck, who, cachedir, persistdir)
+    return Session(family, gpgcheck, who, cachedir, persistdir, _devices_from(nodes[-1]))
+
+
+def _devices_from(node) -> str:
+    """`pkg-devices: true` in the node's own admin (first) or normal config allows its
+    packages to create device nodes; never inherited. Returns the file saying so."""
+    for conf in (node.admin, node.config):
+        if conf is not None and conf.settings.pkg_devices is not None:
+            return conf.file if conf.settings.pkg_devices else ""
+    return ""
 
 
 def _inside_family(value: str, family: tuple[NodeRef, ...]) -> str:

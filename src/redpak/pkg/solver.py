@@ -494,6 +494,18 @@ class Universe:
         after = (before - removed) | added
         problems = []
         for offset, node in enumerate(descendants):
+            # One package lives in one node of a family: a descendant's copy would shadow
+            # (or be shadowed by) the new one, and the two could diverge.
+            have = {s.name: s for s in per_node[offset]}
+            for i in sorted(added):
+                new = self.pool.solvables[i]
+                if new.name in have:
+                    problems.append(
+                        f"{new.str()} would also be in descendant node {node.describe()}, "
+                        f"which has {have[new.name].str()}: a package belongs to one node "
+                        f"of a family (remove it there first: `redwrap-dnf --redpath "
+                        f"{node.path} remove {new.name}`)")
+        for offset, node in enumerate(descendants):
             chain = {s.id for k, other in enumerate(descendants)
                      if node.path == other.path or node.path.startswith(other.path + "/")
                      for s in per_node[k]}

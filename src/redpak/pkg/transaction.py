@@ -23,6 +23,8 @@ code from the node (a package could ship its own libnss_*.so).
 from __future__ import annotations
 
 import os
+import re
+import stat
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +39,7 @@ from redpak.pkg.rpmdb import (
     rpm_module,
     take_log,
 )
-from redpak.pkg.scriptlets import ERASE_KINDS, INSTALL_KINDS, Runner, refusal, scriptlets_of
+from redpak.pkg.scriptlets import ERASE_KINDS, INSTALL_KINDS, refusal, scriptlets_of
 from redpak.pkg.solver import Change, Plan, Universe
 
 # Files a package may never write: the node's own configs, status, lock and journal, and
@@ -76,37 +78,34 @@ def require_root() -> None:
 
 
 def execute(universe: Universe, plan: Plan, progress: Progress, command: str,
-            launcher: str | None) -> Outcome:
-    """Run `plan` in the universe's leaf node. Raises PackageError before anything is
-    written when a package is refused, and after librpm ran when an element failed."""
+            launcher: str | None, lock_timeout: float = 300.0) -> Outcome:
+    """Run `plan` in the universe's leaf node, atomically (stage.py): the node is either
+    entirely old or entirely new. Raises PackageError, before anything is changed when a
+    package is refused or an element fails. The packages it downloaded are removed,
+    whatever happens."""
     require_root()
-    session = universe.session
-    items = _fetch(universe, plan, progress)
-    family_keys = [k for pkgs in universe.installed for k in armored_keys(pkgs)]
-    _read_headers(universe, items, family_keys)
-    _check_policies(universe, plan, items, launcher)
-    leaf = session.leaf.path
-    replaces = [(old.nevra, old.instance, it.change.new.str())
-                for it in items for old in it.change.old]
-    journal.write(leaf, command, [(it.change.new.str(), header_files(it.hdr)) for it in items],
-                  replaces)
-    outcome = _run(universe, plan, items, family_keys, progress, launcher)
-    journal.clear(leaf)
-    for it in items:
-        if it.downloaded:
-            try:
-                os.unlink(it.path)
-            except OSError:
-                pass
-    return outcome
+    items: list[Item] = []
+    try:
+        _fetch(universe, plan, progress, items)
+        family_keys = [k for pkgs in universe.installed for k in armored_keys(pkgs)]
+        _read_headers(universe, items, family_keys)
+        _check_policies(universe, plan, items, launcher)
+        return _run(universe, plan, items, family_keys, progress, launcher, command,
+                    lock_timeout)
+    finally:
+        for it in items:
+            if it.downloaded:
+                try:
+                    os.unlink(it.path)
+                except OSError:
+                    pass
 
 
 # --------------------------------------------------------------------------- preparation
 
-def _fetch(universe: Universe, plan: Plan, progress: Progress) -> list[Item]:
+def _fetch(universe: Universe, plan: Plan, progress: Progress, items: list[Item]) -> None:
     from redpak.pkg.repos import fetch_package
 
-    items = []
     new = [c for c in plan.changes if c.new is not None]
     for number, change in enumerate(new, 1):
         s = change.new
@@ -116,7 +115,6 @@ def _fetch(universe: Universe, plan: Plan, progress: Progress) -> list[Item]:
         repo = universe.repo_of(s)
         progress.item("Downloading", s.str(), number, len(new))
         items.append(Item(change, fetch_package(repo, s), repo, downloaded=True))
-    return items
 
 
 def gpgcheck_for(universe: Universe, item: Item) -> bool:
@@ -232,6 +230,13 @@ def _check_policies(universe: Universe, plan: Plan, items: list[Item],
         why = refusal(name, it.hdr, INSTALL_KINDS, launcher)
         if why:
             problems.append(why)
+        devices = [p for p, m in zip(header_files(it.hdr), it.hdr[1030] or [])
+                   if stat.S_ISCHR(m & 0o177777) or stat.S_ISBLK(m & 0o177777)]
+        if devices and not universe.session.devices_from:
+            problems.append(f"{name} creates device node(s) {', '.join(devices)}: a device "
+                            "node in a node gives direct access to host hardware; refused "
+                            "(set `pkg-devices: true` in the config section of the node's "
+                            "admin config to allow them in this node)")
     for change in plan.changes:
         for old in change.old:
             why = refusal(old.nevra, old.hdr, ERASE_KINDS, launcher)
@@ -275,22 +280,15 @@ def _preload_nss() -> None:
 
 
 class _Callback:
-    """librpm's transaction callback: opens package files, reports progress, and runs
-    scriptlets through the launcher where rpm would run them."""
+    """librpm's transaction callback: hands it the package files (opened before it runs)
+    and reports progress. Scriptlets never run from here (see _run)."""
 
-    def __init__(self, rpm: Any, ts: Any, node: str, items: list[Item], progress: Progress,
-                 runner: Runner | None, outcome: Outcome):
-        self.rpm, self.node, self.items = rpm, node, items
-        self.progress, self.runner, self.outcome = progress, runner, outcome
+    def __init__(self, rpm: Any, ts: Any, items: list[Item], progress: Progress):
+        self.rpm, self.items, self.progress = rpm, items, progress
         self.elements = list(ts)                 # in the order librpm runs them
         self.total = len(self.elements)
         self.index = 0
-        self.installing = False
-        self.started: set[int] = set()
-        self.upgraded = {old.name for it in items for old in it.change.old}
-        self.old_headers: dict[int, Any] = {}   # database instance -> header
         self.errors: list[Exception] = []
-        self.failed_pre: set[int] = set()
         self.devnull = -1
 
     def __call__(self, what: int, amount: int, total: int, key: Any, data: Any) -> Any:
@@ -301,24 +299,17 @@ class _Callback:
         except Exception as err:
             self.errors.append(err)
             if what == self.rpm.RPMCALLBACK_INST_OPEN_FILE:
-                return self._refuse(key)
+                return self.devnull      # python-rpm aborts on anything but a descriptor
             return None
-
-    def _refuse(self, key: int) -> int:
-        """A descriptor that makes librpm fail this element: python-rpm aborts the process
-        when OPEN_FILE returns anything but a descriptor, so give it an empty file."""
-        return self.devnull
 
     def _event(self, what: int, amount: int, total: int, key: Any) -> Any:
         rpm = self.rpm
-        if what == rpm.RPMCALLBACK_TRANS_START:
-            self.installing = True
-        elif what == rpm.RPMCALLBACK_ELEM_PROGRESS:
+        if what == rpm.RPMCALLBACK_ELEM_PROGRESS:
             self.index = amount
         elif what == rpm.RPMCALLBACK_INST_OPEN_FILE:
-            return self._open(key)
-        elif what == rpm.RPMCALLBACK_INST_CLOSE_FILE:
-            self._close(key)
+            it = self.items[key]
+            os.lseek(it.fd, 0, os.SEEK_SET)      # librpm reads a duplicate: rewind
+            return it.fd
         elif what == rpm.RPMCALLBACK_INST_START:
             it = self.items[key]
             self.progress.item("Installing", it.change.new.str(), self.index + 1, self.total)
@@ -330,65 +321,171 @@ class _Callback:
             te = self.elements[self.index] if self.index < self.total else None
             name = te.NEVRA() if te is not None else str(key)
             self.progress.item("Removing", name, self.index + 1, self.total)
-            self._erase_script(te, "preun")
-        elif what == rpm.RPMCALLBACK_UNINST_STOP:
-            te = self.elements[self.index] if self.index < self.total else None
-            self._erase_script(te, "postun")
         return None
 
-    def _open(self, key: int) -> int:
-        # Descriptors are opened before librpm runs (no path is opened from a callback,
-        # librpm may be chrooted); librpm reads a duplicate, so rewind the shared offset.
-        it = self.items[key]
-        if self.installing and key not in self.started:
-            self.started.add(key)
-            if not self._script(it.hdr, "pre", [self._count(it)], it.change.new.str()):
-                self.failed_pre.add(key)
-                return self._refuse(key)     # librpm then fails this element, as rpm does
-        os.lseek(it.fd, 0, os.SEEK_SET)
-        return it.fd
 
-    def _close(self, key: int) -> None:
-        it = self.items[key]
-        if self.installing and key in self.started and key not in self.failed_pre:
-            self._script(it.hdr, "post", [self._count(it)], it.change.new.str())
+def _scripts_for(rpm: Any, elements: list[Any], items: list[Item],
+                 old_headers: dict[int, Any], node: str) -> tuple[list[dict], list[dict],
+                                                                   list[dict]]:
+    """The scriptlets of a transaction in rpm's order, as (pretrans, pre, post) lists of
+    {node, prog, body, args, name, kind}: %pretrans, then per element %pre (installs) or
+    %preun (removals) before librpm runs; per element %post or %postun, then %posttrans,
+    once the node is the new one."""
+    upgraded = {old.name for it in items for old in it.change.old}
 
-    def _count(self, it: Item) -> str:
-        """$1 of an install scriptlet: instances of the package after this one."""
-        return "2" if any(o.name == it.change.new.name for o in it.change.old) else "1"
+    def entries(hdr: Any, kind: str, args: list[str], name: str) -> list[dict]:
+        return [{"node": node, "prog": list(s.prog), "body": s.body, "args": args,
+                 "name": f"%{kind} of {name}", "kind": kind}
+                for s in scriptlets_of(hdr, (kind,)) if not s.noop][:1]
 
-    def _erase_script(self, te: Any, kind: str) -> None:
-        if te is None or self.runner is None:
-            return
-        hdr = self.old_headers.get(te.DBOffset())
-        if hdr is None:
-            return
-        args = ["1" if te.N() in self.upgraded else "0"]
-        self._script(hdr, kind, args, te.NEVRA())
+    pretrans = [e for it in items for e in entries(it.hdr, "pretrans", [],
+                                                    it.change.new.str())]
+    pre: list[dict] = []
+    post: list[dict] = []
+    for te in elements:
+        if te.Type() == rpm.TR_ADDED:
+            it = items[te.Key()]
+            count = "2" if any(o.name == it.change.new.name for o in it.change.old) else "1"
+            pre += entries(it.hdr, "pre", [count], it.change.new.str())
+            post += entries(it.hdr, "post", [count], it.change.new.str())
+        else:
+            hdr = old_headers.get(te.DBOffset())
+            if hdr is not None:
+                args = ["1" if te.N() in upgraded else "0"]
+                pre += entries(hdr, "preun", args, te.NEVRA())
+                post += entries(hdr, "postun", args, te.NEVRA())
+    post += [e for it in items for e in entries(it.hdr, "posttrans", [],
+                                                 it.change.new.str())]
+    return pretrans, pre, post
 
-    def _script(self, hdr: Any, kind: str, args: list[str], name: str) -> bool:
-        scripts = [s for s in scriptlets_of(hdr, (kind,)) if not s.noop]
-        if not scripts or self.runner is None:
-            return True
-        script = scripts[0]
-        # Never started from here: this may run while librpm is chrooted into the node.
-        status = self.runner.run(self.node, script.prog, script.body, args,
-                                 f"%{kind} of {name}")
-        if status != 0:
-            self.outcome.warnings.append(f"scriptlet %{kind} of {name} failed in the node "
-                                         f"(exit status {status})")
-            return kind not in ("pre", "pretrans")
-        return True
+
+def run_scripts(scripts: list[dict], launcher: str | None, outcome: Outcome,
+                stop_on_pre: bool = False) -> None:
+    """Run scriptlets through the launcher (each in its own network namespace); a failing
+    %pre refuses the transaction when `stop_on_pre`, any other failure is a warning."""
+    from redpak.pkg.scriptlets import run_in_node
+
+    for s in scripts:
+        if launcher is None:
+            outcome.warnings.append(f"scriptlet {s['name']} not run: no launcher")
+            continue
+        status = run_in_node(s["node"], tuple(s["prog"]), s["body"], s["args"], launcher,
+                             s["name"])
+        if status == 0:
+            continue
+        if stop_on_pre and s["kind"] == "pre":
+            raise PackageError(f"refused, nothing was changed: scriptlet {s['name']} failed "
+                               f"in the node (exit status {status})")
+        outcome.warnings.append(f"scriptlet {s['name']} failed in the node "
+                                f"(exit status {status})")
 
 
 def _run(universe: Universe, plan: Plan, items: list[Item], family_keys: list[str],
-         progress: Progress, launcher: str | None) -> Outcome:
-    from redpak.pkg.repos import repo_keys
+         progress: Progress, launcher: str | None, command: str,
+         lock_timeout: float) -> Outcome:
+    from redpak.pkg import stage as staging
+    from redpak.pkg.rpmdb import checked_db_path, real_root, rpm_lock
 
     rpm = rpm_module()
     session = universe.session
     leaf = session.leaf.path
-    ts = open_for_write(leaf)
+    root = real_root(leaf)
+    db = checked_db_path(leaf)
+    os.makedirs(db, exist_ok=True)
+    outcome = Outcome()
+    node_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    lock_fd = -1
+    ts = None
+    stage = staging.Stage(root, node_fd)
+    try:
+        lock_fd = rpm_lock(db, lock_timeout)
+        old_headers = {old.instance: old.hdr for c in plan.changes for old in c.old}
+        paths = [p for it in items for p in header_files(it.hdr)]
+        paths += [p for h in old_headers.values() for p in header_files(h)]
+        stage.create(staging.units_for(node_fd, paths), _privileged_paths(items))
+        ts = open_for_write(stage.path, staged=True)
+        _add_elements(rpm, ts, universe, plan, items, family_keys)
+        callback = _Callback(rpm, ts, items, progress)
+        pretrans, pre, post = _scripts_for(rpm, callback.elements, items, old_headers, leaf)
+        # The live node is untouched until the swap: %pretrans, %pre and %preun see it
+        # as it is, and a failing %pre refuses everything.
+        run_scripts(pretrans, launcher, outcome)
+        run_scripts(pre, launcher, outcome, stop_on_pre=True)
+        result, messages = _run_librpm(rpm, ts, universe, items, callback, progress)
+        ts.closeDB()
+        ts = None
+        for err in callback.errors:
+            outcome.warnings.append(f"during the transaction: {err}")
+        if result:                          # problems found: librpm did nothing
+            # librpm names filesystems as seen from its root (the stage, in the node).
+            raise PackageError("librpm refused the transaction, nothing was changed:\n  "
+                               + "\n  ".join(re.sub(r" on the (/\S*) filesystem",
+                                                     lambda m: " on the filesystem of "
+                                                     + os.path.normpath(root + m[1]),
+                                                     text) for text, _ in result))
+        failed = [te.NEVRA() for te in callback.elements if te.Failed()]
+        if result is not None or failed:
+            errors = outcome.warnings + [m for m in messages if m.startswith("error:")]
+            raise PackageError("the transaction failed for " + (", ".join(failed) or "some "
+                               "packages") + (":\n  " + "\n  ".join(errors) if errors else "")
+                               + "\nnothing was changed: run the command again after "
+                               "fixing the cause")
+        outcome.done.extend(_strip_privileges(stage.path, items))
+        outcome.warnings.extend(m.removeprefix("warning: ") for m in messages
+                                if m.startswith("warning:"))
+        # Commit: from the journal on, the transaction is rolled forward, never back.
+        units = stage.staged_ids()
+        journal.write_commit(leaf, command, units, post)
+        staging.swap(root, node_fd, units)
+        if post:
+            journal.write_post(leaf, command, post)
+        journal.clear(leaf)
+    except BaseException:
+        if not os.path.lexists(journal.journal_path(leaf)):
+            try:
+                stage.discard()
+            except PackageError:
+                pass
+        raise
+    finally:
+        if ts is not None:
+            ts.closeDB()
+        if lock_fd >= 0:
+            os.close(lock_fd)
+        os.close(node_fd)
+    for change in plan.changes:
+        outcome.done.append(f"{_past[change.kind]} {change.nevra}")
+    finish(leaf, post, launcher, outcome)
+    return outcome
+
+
+def finish(leaf: str, post: list[dict], launcher: str | None, outcome: Outcome,
+           swapped: bool = True) -> None:
+    """After the swap (`swapped`): delete the old units (in the background), run the
+    remaining scriptlets in the new node. Otherwise (recovery): delete a stale stage."""
+    from redpak.pkg import stage as staging
+
+    try:
+        fd = os.open(leaf, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            if swapped:
+                staging.discard_old(leaf, fd)
+            else:
+                staging.remove_stale(leaf, fd)
+        finally:
+            os.close(fd)
+    except (OSError, PackageError) as err:
+        outcome.warnings.append(f"the old files were not all removed: {err}")
+    if post:
+        run_scripts(post, launcher, outcome)
+        journal.clear_post(leaf)
+
+
+def _add_elements(rpm: Any, ts: Any, universe: Universe, plan: Plan, items: list[Item],
+                  family_keys: list[str]) -> None:
+    from redpak.pkg.repos import repo_keys
+
+    session = universe.session
     flags = rpm.RPMTRANS_FLAG_NOSCRIPTS | rpm.RPMTRANS_FLAG_NOTRIGGERS
     flags |= getattr(rpm, "RPMTRANS_FLAG_NOPLUGINS", 0)
     ts.setFlags(flags)
@@ -414,19 +511,15 @@ def _run(universe: Universe, plan: Plan, items: list[Item], family_keys: list[st
                 ts.addErase(old.instance)
     ts.setProbFilter(filters)
     ts.order()
-    outcome = Outcome()
-    old_headers = {old.instance: old.hdr for c in plan.changes for old in c.old}
-    runner = Runner(launcher) if launcher is not None and _has_scripts(items, old_headers) \
-        else None
-    callback = _Callback(rpm, ts, leaf, items, progress, runner, outcome)
-    callback.old_headers = old_headers
+
+
+def _run_librpm(rpm: Any, ts: Any, universe: Universe, items: list[Item],
+                callback: _Callback, progress: Progress) -> tuple[Any, list[str]]:
     strict = any(gpgcheck_for(universe, it) for it in items)
     try:
         callback.devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         for it in items:
             it.fd = os.open(it.path, os.O_RDONLY | os.O_CLOEXEC)
-        for it in items:
-            callback._script(it.hdr, "pretrans", [], it.change.new.str())
         _preload_nss()
         take_log()
         rpm.addMacro("_pkgverify_level", "signature" if strict else "digest")
@@ -435,56 +528,65 @@ def _run(universe: Universe, plan: Plan, items: list[Item], family_keys: list[st
         finally:
             rpm.delMacro("_pkgverify_level")
             progress.finish()
-        messages = take_log()
-        if not result and not [te for te in ts if te.Failed()]:
-            for it in items:
-                callback._script(it.hdr, "posttrans", [], it.change.new.str())
+        return result, take_log()
     finally:
-        ts.closeDB()
-        if runner is not None:
-            runner.close()
         for fd in [it.fd for it in items] + [callback.devnull]:
             if fd >= 0:
                 os.close(fd)
         for it in items:
             it.fd = -1
-    for err in callback.errors:
-        outcome.warnings.append(f"during the transaction: {err}")
-    if result:                          # problems found: librpm did nothing
-        raise PackageError("librpm refused the transaction, nothing was changed:\n  "
-                           + "\n  ".join(text for text, _ in result))
-    failed = [te.NEVRA() for te in ts if te.Failed()]
-    if result is not None or failed:
-        _recover_now(leaf)
-        errors = outcome.warnings + [m for m in messages if m.startswith("error:")]
-        raise PackageError("the transaction failed for " + (", ".join(failed) or "some "
-                           "packages") + (":\n  " + "\n  ".join(errors) if errors else "")
-                           + "\n(the other packages were processed; run the command "
-                           "again after fixing the cause)")
-    outcome.warnings.extend(m.removeprefix("warning: ") for m in messages
-                            if m.startswith("warning:"))
-    for change in plan.changes:
-        outcome.done.append(f"{_past[change.kind]} {change.nevra}")
-    return outcome
 
 
-def _has_scripts(items: list[Item], old_headers: dict[int, Any]) -> bool:
-    return any(not s.noop for it in items for s in scriptlets_of(it.hdr, INSTALL_KINDS)) or \
-        any(not s.noop for h in old_headers.values() for s in scriptlets_of(h, ERASE_KINDS))
+_SETID = 0o6000
+_CAPS_XATTR = "security.capability"
+
+
+def _privileged_paths(items: list[Item]) -> set[str]:
+    """Paths whose staged copy must not share its inode with the live node: librpm may
+    set their metadata in place (an unchanged file), and their bits are then stripped."""
+    out = set()
+    for it in items:
+        modes = it.hdr[1030] or []                    # RPMTAG_FILEMODES
+        caps = it.hdr[5010] or []                     # RPMTAG_FILECAPS
+        for i, path in enumerate(header_files(it.hdr)):
+            if (i < len(modes) and modes[i] & _SETID) or (i < len(caps) and caps[i]):
+                out.add(path)
+    return out
+
+
+def _strip_privileges(stage_root: str, items: list[Item]) -> list[str]:
+    """Remove setuid/setgid bits and file capabilities from what librpm wrote in the
+    stage: a node's files are on the host, where any user could run them. Returns the
+    lines saying what was removed."""
+    from redpak.pkg.stage import break_link
+
+    done = []
+    for it in items:
+        modes = it.hdr[1030] or []
+        caps = it.hdr[5010] or []
+        for i, path in enumerate(header_files(it.hdr)):
+            setid = i < len(modes) and stat.S_ISREG(modes[i] & 0o177777) and modes[i] & _SETID
+            cap = i < len(caps) and bool(caps[i])
+            if not setid and not cap:
+                continue
+            host = break_link(stage_root, path)
+            if host is None:
+                continue
+            what = []
+            if setid:
+                mode = os.lstat(host).st_mode
+                os.chmod(host, stat.S_IMODE(mode) & ~_SETID)
+                what.append("setuid/setgid bits")
+            if cap:
+                try:
+                    os.removexattr(host, _CAPS_XATTR, follow_symlinks=False)
+                except OSError:
+                    pass
+                what.append("file capabilities")
+            done.append(f"Removed the {' and '.join(what)} of {path} "
+                        f"({it.change.new.str()})")
+    return done
 
 
 _past = {"install": "Installed", "upgrade": "Upgraded", "downgrade": "Downgraded",
          "reinstall": "Reinstalled", "replace": "Installed", "erase": "Removed"}
-
-
-def _recover_now(leaf: str) -> None:
-    """After a failed element: remove what it left, as after a crash."""
-    from redpak.pkg.rpmdb import read_installed
-
-    data = journal.read(leaf)
-    if data is None:
-        return
-    ts = open_for_write(leaf)
-    installed = {p.nevra for p in read_installed(leaf)}
-    journal.recover(leaf, data, ts, installed)
-    journal.clear(leaf)
