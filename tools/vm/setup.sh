@@ -9,17 +9,6 @@ DEBS=(
     busybox-static cpio gzip xz-utils util-linux gcc make
     linux-source-6.1 flex bison bc libelf-dev libssl-dev
 )
-missing=()
-for p in "${DEBS[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    if [ "$(id -u)" -ne 0 ]; then
-        echo "vm setup: missing Debian packages: ${missing[*]} (run this script as root)" >&2
-        exit 1
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+. "$(dirname "$0")/../debs.sh"
+install_debs "vm setup" "${DEBS[@]}"
 echo "vm setup: ready"
