@@ -189,6 +189,16 @@ static void remove_runs(const struct rp_plan *plan, const struct rp_cgroups *cg,
         }
 }
 
+/* After a failed pass: the family directories it made, deepest first (rmdir
+ * spares those another launch uses; it may remove one another launch just
+ * made, which that launch retries, as when a launch ends). */
+static void remove_family_dirs(const struct rp_plan *plan, uint32_t end)
+{
+    for (uint32_t i = end; i-- > 0;)
+        if (plan->cgroup[i].op == RP_CGROUP_MKDIR)
+            rmdir(rp_plan_str(plan, plan->cgroup[i].path));
+}
+
 /* One pass over the ops: family directories and their limits, then the run
  * directories, then (v1) the tasks files the child will join through. */
 static int run_ops(const struct rp_plan *plan, struct rp_cgroups *cg, struct rp_error *err)
@@ -213,6 +223,8 @@ static int run_ops(const struct rp_plan *plan, struct rp_cgroups *cg, struct rp_
         default: /* CHECK: before this; ATTACH: below */
             r = 0;
         }
+        if (r < 0)
+            remove_family_dirs(plan, i + 1);
         if (r)
             return r;
     }
@@ -228,6 +240,8 @@ static int run_ops(const struct rp_plan *plan, struct rp_cgroups *cg, struct rp_
         }
         if (r) {
             remove_runs(plan, cg, i);
+            if (r < 0)
+                remove_family_dirs(plan, plan->ncgroup);
             return r;
         }
     }
@@ -242,6 +256,7 @@ static int run_ops(const struct rp_plan *plan, struct rp_cgroups *cg, struct rp_
             r = rp_fail_path(err, errno, path, "open %s", path);
         if (r) {
             remove_runs(plan, cg, plan->ncgroup);
+            remove_family_dirs(plan, plan->ncgroup);
             return -1;
         }
         cg->nfds++;

@@ -217,6 +217,18 @@ def _cpu_max(text: str) -> tuple[str, int]:
     return parts[0].lower(), period
 
 
+def _cpuset_within_ancestors(nodes: Sequence[_NodeCg], i: int, name: str) -> str:
+    """Node i's CPUs (or memory nodes) within what its ancestors said: the intersection along
+    the family, so a child never names a CPU its parent lacks (v1 refuses that, and v2 refuses
+    CPUs the machine does not have). Raises PlanError when nothing is left."""
+    said = [parse_cpulist(x.value(name)) for x in nodes[:i + 1] if x.value(name) is not None]
+    common = frozenset.intersection(*said)
+    if not common:
+        raise _cg_error(name, nodes[i].origin, "it does not overlap its ancestors'",
+                        "a node's cpuset must be a subset of its ancestors'")
+    return format_cpulist(common)
+
+
 def _v2_writes(nodes: Sequence[_NodeCg], i: int, ctrls: set[str]) -> list[tuple[str, str]]:
     n = nodes[i]
     out: list[tuple[str, str]] = []
@@ -232,6 +244,8 @@ def _v2_writes(nodes: Sequence[_NodeCg], i: int, ctrls: set[str]) -> list[tuple[
         if key.kind in ("io_weight", "io_max"):
             if "io" in ctrls:  # the kernel takes one line per write
                 out += [(key.v2, line) for line in str(value).splitlines()]
+        elif key.kind == "cpulist":  # within the ancestors' (v2 refuses CPUs it lacks)
+            put(name, key.v2, _cpuset_within_ancestors(nodes, i, name))
         elif key.kind == "size":
             put(name, key.v2, _bytes(value))
         elif key.kind == "bool":
@@ -289,14 +303,8 @@ def _v1_writes(nodes: Sequence[_NodeCg], i: int, h: Hierarchy, host: Host
         # inherit (clone_children).
         out.append((W, "cgroup.clone_children", "1"))
         for name, file in (("cpuset_cpus", "cpuset.cpus"), ("cpuset_mems", "cpuset.mems")):
-            said = [parse_cpulist(x.value(name)) for x in nodes[:i + 1]
-                    if x.value(name) is not None]
             if n.value(name) is not None:
-                common = frozenset.intersection(*said)
-                if not common:
-                    raise _cg_error(name, n.origin, "it does not overlap its ancestors'",
-                                    "a node's cpuset must be a subset of its ancestors'")
-                out.append((W, file, format_cpulist(common)))
+                out.append((W, file, _cpuset_within_ancestors(nodes, i, name)))
             elif i == 0:
                 out.append((CgroupAction.COPY, file, ""))
     if "memory" in h.controllers:

@@ -370,6 +370,16 @@ def test_failed_launch_leaves_no_cgroup(fam):
     assert redpak_dirs(fam.tag) == []
 
 
+def test_cgroup_write_the_kernel_refuses_leaves_no_cgroup(fam):
+    # no machine has these CPUs: the write fails after the family's directories were made
+    # (found by the cgroup v2 VM lane, where the family's directories survived)
+    leaf = fam.make(root={"cgroups": {"pids": {"max": "30"}, "cpuset": {"cpus": "0-8191"}}})
+    with pytest.raises(LaunchError) as err:
+        run(leaf, "status")
+    assert err.value.step == "cgroup" and "cpuset.cpus" in str(err.value), err.value
+    assert redpak_dirs(fam.tag) == []
+
+
 def test_plan_compiled_in_another_cgroup_is_stale(fam, tmp_path):
     needs_v1("pids")
     leaf = fam.make(leaf={"cgroups": {"pids": {"max": "30"}}})

@@ -557,6 +557,16 @@ def test_v1_cpusets_intersect_along_the_family_and_copy_the_parents():
     assert "cpuset.mems" not in writes(ops, "app")          # inherited (clone_children)
 
 
+def test_v2_cpusets_intersect_along_the_family():
+    # v2 refuses CPUs the machine lacks (ERANGE): a child says 2-7 under a parent's 0-3,
+    # it gets 2-3, as on v1 (found by the cgroup v2 VM lane, tools/vm/lane v2)
+    ops = controls_of({"cgroups": CgroupSettings(cpuset_cpus="0-3")},
+                      {"cgroups": CgroupSettings(cpuset_cpus="2-7", cpuset_mems="0")}).cgroup
+    assert writes(ops, "sys")["cpuset.cpus"] == ["0-3"]
+    assert writes(ops, "app")["cpuset.cpus"] == ["2-3"]
+    assert writes(ops, "app")["cpuset.mems"] == ["0"]
+
+
 def test_v1_memory_limits_stay_per_node():
     # v1 memory limits are hierarchical: a child above its parent is capped by the kernel
     ops = controls_of({"cgroups": CgroupSettings(mem_max="64M")},
