@@ -121,3 +121,21 @@ def test_refused_transaction_leaves_no_journal(family, built) -> None:
     assert sorted(family.rpm_qa(family.app)) == ["foo-1.0", "libfoo-2.0"]
     again = dnf("--redpath", str(family.app), "install", "-y", "conflictb")
     assert again.returncode == 0 and "interrupted" not in again.stderr
+
+
+def test_nothing_of_the_command_runs_on_after_it_returned(family) -> None:
+    # The old units are deleted while the scriptlets after run, but the command waits
+    # for that deletion: an image build step copies or proves the node right after it.
+    bulk = family.app / "usr/share/bulk"
+    bulk.mkdir(parents=True)
+    for i in range(200):
+        sub = bulk / f"d{i}"
+        sub.mkdir()
+        for j in range(100):
+            (sub / f"f{j}").write_bytes(b"x")
+    for args in (("install", "-y", "conflictb"), ("remove", "-y", "conflictb")):
+        proc = dnf("--redpath", str(family.app), *args)
+        assert proc.returncode == 0, proc.stderr
+        left = [p.name for p in family.app.iterdir() if p.name.startswith(".redpak-stage")]
+        assert left == [], f"{args[0]}: still being deleted after the command returned: {left}"
+    assert sum(1 for _ in bulk.rglob("f*")) == 20000

@@ -31,6 +31,7 @@ import os
 import shutil
 import stat
 from collections.abc import Iterable
+from typing import Any
 
 from redpak.errors import PackageError
 
@@ -323,21 +324,37 @@ def remove_stale(node_root: str, node_fd: int, wait: bool = True) -> None:
                                f"{err.strerror}") from err
 
 
-def discard_old(node_root: str, node_fd: int) -> None:
-    """After the swap the stage holds the old units: rename it out of the way and delete
-    it in the background (deleting a tree costs more than the whole transaction; the next
-    transaction removes what is left). Raises OSError."""
+def discard_old(node_root: str, node_fd: int) -> Any:
+    """After the swap the stage holds the old units: rename it out of the way and start
+    deleting it (deleting a tree costs more than the whole transaction, so it overlaps the
+    scriptlets that follow; a killed deletion is finished by the next transaction).
+    Returns the deletion to pass to wait_deleted() before the command ends: nothing of a
+    command may still run after it returned (an image step copies the node next).
+    Raises OSError."""
     trash = f"{TRASH}{os.getpid()}-{os.urandom(4).hex()}"
     os.rename(STAGE, trash, src_dir_fd=node_fd, dst_dir_fd=node_fd)
-    _delete_in_background(os.path.join(node_root, trash))
+    return _delete_in_background(os.path.join(node_root, trash))
 
 
-def _delete_in_background(path: str) -> None:
+def wait_deleted(deletions: list[Any]) -> None:
+    """Wait for deletions started by discard_old()/remove_stale(wait=False)."""
+    for proc in deletions:
+        proc.wait()
+    deletions.clear()
+
+
+PENDING_DELETIONS: list[Any] = []
+"""Deletions started in this process and not yet waited for (see wait_deleted())."""
+
+
+def _delete_in_background(path: str) -> Any:
     import subprocess
 
-    subprocess.Popen(["rm", "-rf", "--one-file-system", "--", path],
-                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                     stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+    proc = subprocess.Popen(["rm", "-rf", "--one-file-system", "--", path],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+    PENDING_DELETIONS.append(proc)
+    return proc
 
 
 # --------------------------------------------------------------------------- cloning
