@@ -63,11 +63,8 @@ def build(out: Path) -> None:
 
 def plans(out: Path, arch: str) -> None:
     """The family of the smoke test, and its plans compiled for ARCH on this host."""
-    import redpak.plan as plan_mod
+    from redpak import build
     from redpak.controls import Host
-    from redpak.expand import expand_family
-    from redpak.family import merge_family
-    from redpak.node import load_family
     from redpak.plan import Identity, LaunchOptions, compile_plan
     from test_c import SAMPLE
     from test_controls import Family
@@ -84,10 +81,9 @@ def plans(out: Path, arch: str) -> None:
     }
     host = Host(arch=arch)        # a cgroup v2 host, as the guest is
     for name, leaf in leaves.items():
-        family = expand_family(merge_family(load_family(leaf)), os.environ, 0, 0,
-                               os.getpid()).family
+        family = build.launch_family(str(leaf), LaunchOptions(), os.environ).expanded.family
         plan = compile_plan(family, Identity(0, 0, 0, 0, True), LaunchOptions(),
-                            source_kind=plan_mod._source_kind, host=host).plan
+                            source_kind=build._source_kind, host=host).plan
         # The guest sees these files through 9p (other device and inode numbers): the
         # cache-validity records would make the C core refuse the plan as stale.
         plan = dataclasses.replace(plan, file_deps=(), env_deps=())
