@@ -82,6 +82,22 @@ def make_family(work: Path, repo: Path) -> Path:
     return app
 
 
+def make_baseline_family(work: Path, repo: Path, baseline: Path) -> Path:
+    """The same family, made by the baseline's own code (its templates and schema: a
+    family made by this checkout may hold keys the baseline does not know)."""
+    system = work / "base-nodes" / "system"
+    code = ("import sys\nfrom redpak.pkg import ops\n"
+            "q = ops.Options(out=lambda text: None)\n"
+            "for path in sys.argv[1:]:\n"
+            "    ops.manager(path, None, False, None, None, False, q)\n")
+    subprocess.run([sys.executable, "-c", code, str(system / "platform"),
+                    str(system / "platform" / "app")], check=True,
+                   env=dict(os.environ, PYTHONPATH=str(baseline)))
+    (system / "etc/yum.repos.d/bench.repo").write_text(
+        f"[bench]\nname=bench\nbaseurl=file://{repo}\n")
+    return system / "platform" / "app"
+
+
 def _stats(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
     p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
@@ -118,7 +134,7 @@ def _timed(cmd: list[str], **kw) -> float:
 
 
 def bench(app: Path, repo: Path, names: list[str], runs: int, work: Path,
-          baseline: Path | None) -> dict[str, dict]:
+          baseline: Path | None, base_app: Path | None = None) -> dict[str, dict]:
     from redpak.pkg import ops
     from redpak.pkg.progress import Progress
 
@@ -126,6 +142,7 @@ def bench(app: Path, repo: Path, names: list[str], runs: int, work: Path,
     env = dict(os.environ, REDPAK_REDWRAP="")
     base_env = dict(env, PYTHONPATH=str(baseline)) if baseline else None
     cli = [sys.executable, "-m", "redpak.cli.redwrap_dnf", "-y", "-q", "--redpath", str(app)]
+    base_cli = [*cli[:-1], str(base_app or app)]
     dnf = shutil.which("dnf")
     root = work / "dnfroot"
     dnf_cmd = [dnf or "dnf", "--installroot", str(root), "--setopt=reposdir=/nonexistent",
@@ -143,11 +160,12 @@ def bench(app: Path, repo: Path, names: list[str], runs: int, work: Path,
             _rpm_erase(app, pkgs)
             shutil.rmtree(root, ignore_errors=True)
 
-        _rpm_erase_all(app)
-        if prefill_files:
-            subprocess.run(["rpm", "--root", str(app), "--dbpath", "/var/lib/rpm", "-i",
-                            "--nodeps", "--noscripts", *prefill_files], check=True,
-                           capture_output=True)
+        for node in {app, base_app or app}:
+            _rpm_erase_all(node)
+            if prefill_files:
+                subprocess.run(["rpm", "--root", str(node), "--dbpath", "/var/lib/rpm", "-i",
+                                "--nodeps", "--noscripts", *prefill_files], check=True,
+                               capture_output=True)
         ops.install(str(app), pkgs, opts)           # warm: metadata cache, page cache
         reset()
         if dnf:
@@ -167,8 +185,9 @@ def bench(app: Path, repo: Path, names: list[str], runs: int, work: Path,
             rows["redpak CLI"].append(_timed([*cli, "install", *pkgs], env=env))
             reset()
             if base_env:
-                rows["baseline CLI"].append(_timed([*cli, "install", *pkgs], env=base_env))
-                reset()
+                rows["baseline CLI"].append(_timed([*base_cli, "install", *pkgs],
+                                                   env=base_env))
+                _rpm_erase(base_app or app, pkgs)
             if dnf:
                 rows["dnf"].append(_timed(dnf_cmd + pkgs))
                 reset()
@@ -207,7 +226,8 @@ def main() -> int:
         repo, names = build(work)
         app = make_family(work, repo)
         baseline = None if args.baseline == "none" else _baseline(work, args.baseline)
-        results = bench(app, repo, names, args.runs, work, baseline)
+        base_app = make_baseline_family(work, repo, baseline) if baseline else None
+        results = bench(app, repo, names, args.runs, work, baseline, base_app)
     info = {"kernel": platform.release(), "cpu": _cpu(), "python": platform.python_version(),
             "runs": args.runs, "baseline": args.baseline}
     if args.json:
