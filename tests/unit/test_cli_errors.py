@@ -62,3 +62,17 @@ def test_create_root_inside_a_family_warns(tmp_path, model):
             f"the family of {tmp_path / 'sys/app'}" in r.stderr)
     # --update rewrites an existing node: nothing new to warn about.
     assert redconf(tmp_path, "create", "-u", model, "sys/app/sub").stderr == ""
+
+
+def test_mergeconfig_of_a_stock_family_prints_overrides_as_info(tmp_path):
+    # A child's own rpmdir (node-local, documented as an override, "info") is no fault:
+    # a stock three-level family shows no warning, and the overrides still name origins.
+    for args in (["-r", "sys"], ["-l", "-a", "plat", "sys/plat"],
+                 ["-l", "-a", "app", "sys/plat/app"]):
+        assert redconf(tmp_path, "create", *args).returncode == 0
+    r = redconf(tmp_path, "mergeconfig", "--expand", "sys/plat/app")
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.splitlines()
+    assert not [line for line in lines if line.startswith("warning:")], r.stderr
+    assert any(line.startswith("info: rpmdir: node 'plat'") and
+               "is overridden closer to the leaf" in line for line in lines), r.stderr
