@@ -76,3 +76,29 @@ def test_mergeconfig_of_a_stock_family_prints_overrides_as_info(tmp_path):
     assert not [line for line in lines if line.startswith("warning:")], r.stderr
     assert any(line.startswith("info: rpmdir: node 'plat'") and
                "is overridden closer to the leaf" in line for line in lines), r.stderr
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("config:", "config:\n  chdir: relative/dir"),
+     "chdir: 'relative/dir' must be an absolute path inside the node"),
+    ("mount: /nodes/$NODE_ALIAS/var", "mount 'nodes/var' must be an absolute path"),
+    ("mount: /nodes/$NODE_ALIAS/var", "mount '/nodes/../var' must not contain '.' or '..'"),
+])
+def test_check_refuses_the_paths_a_launch_refuses(tmp_path, edit, message):
+    # `redconf check` said "no problem" for a relative mount or chdir that every redwrap
+    # of the node then refused (exit 125): the same rules now run in both.
+    for args in (["-r", "sys"], ["-l", "-a", "app", "sys/app"]):
+        assert redconf(tmp_path, "create", *args).returncode == 0
+    assert redconf(tmp_path, "check", tmp_path).returncode == 0
+    config = tmp_path / "sys/app/etc/redpak.yaml"
+    text = config.read_text()
+    if isinstance(edit, tuple):
+        old, new = edit
+    else:
+        old, new = edit, "mount: " + message.split("'")[1]
+    assert old in text
+    config.write_text(text.replace(old, new, 1))
+    r = redconf(tmp_path, "check", tmp_path)
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert message in r.stdout and "etc/redpak.yaml:" in r.stdout, r.stdout
+    assert "1 problem found in 2 nodes" in r.stderr

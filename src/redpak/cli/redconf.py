@@ -174,6 +174,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from redpak.build import family_config
     from redpak.model import NodeState
     from redpak.node import find_family, find_tree, load_node
+    from redpak.plan import check_paths
 
     problems: list[dict[str, str]] = []
     warnings: list[str] = []
@@ -240,6 +241,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             mode = "admin" if admin else "normal"
             try:
                 merged = family_config(family, admin, os.environ, uid, gid, pid).family
+                check_paths(merged)     # what a launch refuses, check refuses too
                 for w in merged.warnings:
                     warning(f"{path}: {mode} mode: {w}", str(w))
             except RedpakError as err:
