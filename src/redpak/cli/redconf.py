@@ -486,7 +486,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="validate every node of a tree",
                        description="Parse every node at or below ROOT and merge and expand "
-                                   "its family in normal and admin modes; list every problem. "
+                                   "its family in normal and admin modes, applying the path "
+                                   "rules of a launch (absolute mounts and chdir); list "
+                                   "every problem. "
                                    "With --packages, also prove every node's packages "
                                    "(docs/proof.md).")
     _add_node(p, "ROOT", "directory to search")
