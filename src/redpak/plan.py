@@ -155,10 +155,7 @@ def compile_plan(fam: FamilyConfig, ident: Identity, options: LaunchOptions = La
     _check_commands(fam, ident)
     controls = compile_controls(fam, mounts, host or Host(), options.smack)
     out.warnings += controls.warnings
-    chdir = fam.chdir.value if fam.chdir and fam.chdir.value else "/"
-    if not chdir.startswith("/"):
-        raise PlanError(f"chdir: '{chdir}' must be an absolute path inside the node "
-                        f"({fam.chdir.origin.describe() if fam.chdir else ''})")
+    chdir = _chdir(fam)
     plan = LaunchPlan(
         namespaces=namespaces, joins=joins, uid_map=uid_map, gid_map=gid_map,
         setgroups_deny=deny, uid=uid, gid=gid, drop_groups=drop,
@@ -279,6 +276,30 @@ def _normalise_mount(text: str, where: str) -> str:
     return "/" + "/".join(parts)
 
 
+def _target(exp: Export, where: str) -> str:
+    target = _normalise_mount(exp.mount, where)
+    if target == "/":
+        raise PlanError(f"{where}: mount '/' is the node's root; export below it")
+    return target
+
+
+def _chdir(fam: FamilyConfig) -> str:
+    chdir = fam.chdir.value if fam.chdir and fam.chdir.value else "/"
+    if not chdir.startswith("/"):
+        raise PlanError(f"chdir: '{chdir}' must be an absolute path inside the node "
+                        f"({fam.chdir.origin.describe() if fam.chdir else ''})")
+    return chdir
+
+
+def check_paths(fam: FamilyConfig) -> None:
+    """The path rules of compile_plan that need no host (every export's mount absolute,
+    without '.' or '..', not '/'; chdir absolute): `redconf check` applies them, so it
+    refuses what a launch refuses. Raises PlanError."""
+    for sourced in fam.exports:
+        _target(sourced.value, sourced.origin.describe())
+    _chdir(fam)
+
+
 def _under(path: str, dirs: tuple[str, ...]) -> bool:
     return any(path == d or path.startswith(d.rstrip("/") + "/") for d in dirs)
 
@@ -290,9 +311,7 @@ def _mounts(fam: FamilyConfig, ident: Identity, uid: int, gid: int, options: Lau
     for sourced in fam.exports:
         exp: Export = sourced.value
         where = sourced.origin.describe()
-        target = _normalise_mount(exp.mount, where)
-        if target == "/":
-            raise PlanError(f"{where}: mount '/' is the node's root; export below it")
+        target = _target(exp, where)
         mount = _mount_of(exp, target, where, ident, uid, gid, options, kind_of, create,
                           node_dirs, out)
         if mount is not None:

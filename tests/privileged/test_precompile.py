@@ -108,7 +108,8 @@ def test_uncacheable_and_broken_leaves_are_reported(tree):
 
 def test_usage_errors(tree):
     r = redconf(tree, "compile", "-E", "NOVALUE", str(tree))
-    assert r.returncode == 1 and "expected NAME=VALUE" in r.stderr
+    # A malformed option is a usage error: 2, as README says for every redconf command.
+    assert r.returncode == 2 and "'NOVALUE' is not NAME=VALUE" in r.stderr
     r = redconf(tree, "compile", str(tree / "missing"))
     assert r.returncode == 1 and f"{tree / 'missing'}: no such directory" in r.stderr
     (tree / "empty").mkdir()

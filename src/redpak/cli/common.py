@@ -62,9 +62,10 @@ def print_error(prog: str, message: str) -> None:
     print(f"{prog}: {escape_text(message)}", file=sys.stderr, flush=True)
 
 
-def print_warning(message: str) -> None:
-    """Print `warning: message` on stderr (control and bidi characters escaped)."""
-    print(f"warning: {escape_text(message)}", file=sys.stderr, flush=True)
+def print_warning(message: str, level: str = "warning") -> None:
+    """Print `warning: message` (or `LEVEL: message`) on stderr (control and bidi
+    characters escaped)."""
+    print(f"{level}: {escape_text(message)}", file=sys.stderr, flush=True)
 
 
 def run_guarded(prog: str, func: Callable[[], int], verbose: bool = False) -> int:

@@ -45,7 +45,33 @@ def cmd_create(args: argparse.Namespace) -> int:
                 print(f"  admin:  {data['admin']}")
     else:
         emit(data, args.fmt)
+    sys.stdout.flush()
+    # Stock templates only: a custom config (-c) may well hold its own system.
+    warning = None if args.update or args.config else _family_warning(
+        node.path, node.alias, args.model)
+    if warning:
+        print_warning(warning)
     return 0
+
+
+def _family_warning(path: str, alias: str, model: str) -> str | None:
+    """What a careless `redconf create` built that a launch cannot use as meant: a leaf
+    with no node above it (no system), or a root/full node below an existing node
+    (its system exports collide with its ancestor's, ignored one by one)."""
+    from redpak.node import find_family
+
+    ancestors = find_family(path)[:-1]
+    if model == "leaf" and not ancestors:
+        return (f"node '{alias}' ({path}) is a leaf with no node above it: it gets no "
+                f"system (/bin, /lib, /etc, /proc ...), only what is installed in it; "
+                f"create a system node in a parent directory (`redconf create --root "
+                f"DIR`) or use --full")
+    if model in ("root", "full") and ancestors:
+        return (f"node '{alias}' ({path}) is a {model} node inside the family of "
+                f"{ancestors[-1]}: its system exports are ignored there, below its "
+                f"ancestors' (`redconf check -v` lists them); a node inside a family "
+                f"is usually a --leaf")
+    return None
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -87,8 +113,10 @@ def cmd_mergeconfig(args: argparse.Namespace) -> int:
     else:
         emit(data, args.fmt)
     sys.stdout.flush()          # warnings last, where a terminal user sees them
-    for text in [*data.get("warnings", ()), *data.get("overrides", ())]:
+    for text in data.get("warnings", ()):
         print_warning(text)
+    for text in data.get("overrides", ()):     # a node-local value redefined below: no fault
+        print_warning(text, "info")
     return 0
 
 
@@ -146,6 +174,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from redpak.build import family_config
     from redpak.model import NodeState
     from redpak.node import find_family, find_tree, load_node
+    from redpak.plan import check_paths
 
     problems: list[dict[str, str]] = []
     warnings: list[str] = []
@@ -212,6 +241,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             mode = "admin" if admin else "normal"
             try:
                 merged = family_config(family, admin, os.environ, uid, gid, pid).family
+                check_paths(merged)     # what a launch refuses, check refuses too
                 for w in merged.warnings:
                     warning(f"{path}: {mode} mode: {w}", str(w))
             except RedpakError as err:
@@ -250,11 +280,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from redpak.precompile import compile_tree
 
     env = dict(os.environ)
-    for item in args.env or ():
-        name, eq, value = item.partition("=")
-        if not eq or not name:
-            raise RedpakError(f"--env {item!r}: expected NAME=VALUE")
-        env[name] = value
+    env.update(args.env or ())
     for name in args.unset_env or ():
         env.pop(name, None)
     results = compile_tree(args.node, admin=args.admin, environ=env)
@@ -386,6 +412,14 @@ def _log_level(text: str) -> int:
     return int(text)
 
 
+def _assignment(text: str) -> tuple[str, str]:
+    # A malformed -E is a usage error (exit 2, with the usage line), like any bad option.
+    name, eq, value = text.partition("=")
+    if not eq or not name:
+        raise argparse.ArgumentTypeError(f"'{text}' is not NAME=VALUE")
+    return name, value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The redconf argument parser."""
     parser = argparse.ArgumentParser(
@@ -452,7 +486,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="validate every node of a tree",
                        description="Parse every node at or below ROOT and merge and expand "
-                                   "its family in normal and admin modes; list every problem. "
+                                   "its family in normal and admin modes, applying the path "
+                                   "rules of a launch (absolute mounts and chdir); list "
+                                   "every problem. "
                                    "With --packages, also prove every node's packages "
                                    "(docs/proof.md).")
     _add_node(p, "ROOT", "directory to search")
@@ -478,7 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_node(p, "ROOT", "directory to search")
     p.add_argument("-a", "--admin", action="store_true",
                    help="also compile the admin-mode plans (redwrap -a)")
-    p.add_argument("-E", "--env", action="append", metavar="NAME=VALUE",
+    p.add_argument("-E", "--env", action="append", metavar="NAME=VALUE", type=_assignment,
                    help="compile for launches with this variable (e.g. NOTIFY_SOCKET="
                         "/run/systemd/notify for redpak-notify@ services); repeatable")
     p.add_argument("--unset-env", action="append", metavar="NAME",

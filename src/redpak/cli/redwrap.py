@@ -223,7 +223,13 @@ def _launch(args: Args) -> int:
     overrides = args.user or args.group or args.smack or args.strict
     path = cache_path(normalize_path(args.redpath), args.admin, os.getuid())
     if plan.cacheable and not overrides and path is not None:
-        write_cache(path, data)
+        try:
+            write_cache(path, data, strict=True)
+        except OSError as err:     # no cache: every launch starts Python; -v says why
+            if args.verbose:
+                where = err.filename or os.path.dirname(path)
+                sys.stderr.write(f"{PROG}: cannot cache the plan: {where}: "
+                                 f"{err.strerror or err} (each launch compiles it again)\n")
     from ..launch import run_plan
     return run_plan(data, args.program, verbose=args.verbose)
 
