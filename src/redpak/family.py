@@ -365,6 +365,23 @@ def _norm_mount(mount: str) -> str:
     return text.rstrip("/") or ("/" if text.startswith("/") else text)
 
 
+_NODE_REF = re.compile(r"\$(?:\{(NODE_(?:ALIAS|NAME|PATH|INFO))\}|(NODE_(?:ALIAS|NAME|PATH|INFO))"
+                       r"(?![A-Za-z0-9_]))")
+
+
+def _mount_key(node: Node, mount: str) -> str:
+    """The merge key of a mount point: as written, but with the node's own $NODE_* built-ins
+    (which differ from node to node) replaced, so that a family merged without expansion
+    (mergeconfig without --expand) keeps each node's `/nodes/$NODE_ALIAS/...` apart as the
+    launch does. An expanded family has no $NODE_ left: the key is the mount itself."""
+    if "$" in mount:
+        cfg = node.config
+        values = {"NODE_ALIAS": cfg.alias, "NODE_NAME": cfg.name or "", "NODE_PATH": node.path,
+                  "NODE_INFO": cfg.info or ""}
+        mount = _NODE_REF.sub(lambda m: values[m[1] or m[2]], mount)
+    return _norm_mount(mount)
+
+
 def _share_of(node: Node, cfg: NodeConfig, ns: str) -> tuple[ShareValue, Origin] | None:
     """A config's own value for namespace ns: share_ns unless unset, else share_all."""
     for name in (f"share_{ns}", "share_all"):
@@ -437,7 +454,7 @@ def _node_view(node: Node, admin: bool) -> _View:
     below: list[tuple[Export, Origin, str]] = []
     for cfg in layers:
         for i, exp in enumerate(cfg.exports):
-            mount = _norm_mount(exp.mount)
+            mount = _mount_key(node, exp.mount)
             item = (exp, _origin(node, cfg, exp.line, f"exports[{i}]"), mount)
             if mount in first_export and cfg is not layers[0]:
                 replaced = exports[first_export[mount]]

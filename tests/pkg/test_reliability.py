@@ -103,8 +103,8 @@ def test_in_process_calls_from_threads_are_serialised(family, capsys) -> None:
         t.start()
     for t in threads:
         t.join()
-    capsys.readouterr()
-    assert results == {"conflictb": 0, "bar": 0}
+    out = capsys.readouterr()
+    assert results == {"conflictb": 0, "bar": 0}, out.err
     assert family.rpm_qa(family.app) == ["bar-1.0", "conflictb-1.0", "libfoo-2.0"]
 
 

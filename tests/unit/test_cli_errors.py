@@ -78,6 +78,22 @@ def test_mergeconfig_of_a_stock_family_prints_overrides_as_info(tmp_path):
                "is overridden closer to the leaf" in line for line in lines), r.stderr
 
 
+def test_mergeconfig_without_expand_keeps_each_nodes_own_mounts(tmp_path):
+    # Without --expand the family is merged as written, but each node's $NODE_ALIAS is its
+    # own: app's /nodes/$NODE_ALIAS/usr is not a redefinition of plat's (issue 8).
+    for args in (["-r", "sys"], ["-l", "-a", "plat", "sys/plat"],
+                 ["-l", "-a", "app", "sys/plat/app"]):
+        assert redconf(tmp_path, "create", *args).returncode == 0
+    r = redconf(tmp_path, "--json", "mergeconfig", "sys/plat/app")
+    assert r.returncode == 0, r.stderr
+    assert "cannot redefine" not in r.stderr and "warning:" not in r.stderr, r.stderr
+    import json
+    usr = [e for e in json.loads(r.stdout)["exports"]
+           if str(e).count("/nodes/$NODE_ALIAS/usr")]
+    assert len(usr) == 2, usr      # plat's and app's, each with its own origin
+    assert "sys/plat/app" in str(usr[1]) and "sys/plat/app" not in str(usr[0])
+
+
 @pytest.mark.parametrize("edit, message", [
     (("config:", "config:\n  chdir: relative/dir"),
      "chdir: 'relative/dir' must be an absolute path inside the node"),
