@@ -283,12 +283,17 @@ class _Yaml:
             cls.SeqStart, cls.SeqEnd = events.SequenceStartEvent, events.SequenceEndEvent
             cls.DocStart, cls.StreamEnd = events.DocumentStartEvent, events.StreamEndEvent
             # typed cgroup values are str subclasses: safe dumpers print them as their text
+            # (redconf config --format yaml): the emitter takes exact strs only
             for dumper in {yaml.representer.SafeRepresenter, yaml.SafeDumper,
                            getattr(yaml, "CSafeDumper", yaml.SafeDumper)}:
                 for typed in (CpuSet, CpuMax, IoWeight, IoMax):
-                    dumper.add_representer(typed, yaml.representer.SafeRepresenter.represent_str)
+                    dumper.add_representer(typed, _represent_text)
             cls.loaded = True
         return cls
+
+
+def _represent_text(dumper: Any, value: str) -> Any:
+    return dumper.represent_str(str(value))
 
 
 def _stack_path(stack: list[list[Any]], limit: int = 8) -> str:

@@ -241,7 +241,7 @@ def _v1_default(name: str, value) -> bool:
     if name == "mem_oom_group":
         return value is False
     if name == "cpuset_cpus_partition":
-        return str(value).lower() == "member"
+        return value == "member"
     return False
 
 
@@ -388,7 +388,8 @@ def compile_cgroups(fam: FamilyConfig, host: Host) -> tuple[CgroupOp, ...]:
     wanted: dict[str, tuple[str, Origin]] = {}  # controller -> first key needing it
     for n in nodes:
         if n.value("cpu_weight") is not None and n.value("cpu_weight_nice") is not None:
-            raise _cg_error("cpu_weight_nice", n.origin, "cpu.weight is set in the same node",
+            raise _cg_error("cpu_weight_nice", n.origin,
+                            f"{_CG_FIELDS['cpu_weight'][0]} is set in the same node",
                             "both set the same knob: keep one")
         for name in _CG_FIELDS:
             if n.value(name) is not None:
@@ -435,7 +436,7 @@ def compile_cgroups(fam: FamilyConfig, host: Host) -> tuple[CgroupOp, ...]:
         # v1: the child joins through `tasks` by itself, one thread writing "0", which skips
         # the global thread-group lock (an RCU grace period per write) cgroup.procs takes
         ops.append(CgroupOp(CgroupAction.ATTACH, parent,
-                            CGROUP_FILES["procs" if h.version == 2 else "tasks"]))
+                            CGROUP_FILES["join_v2" if h.version == 2 else "join_v1"]))
     return tuple(ops)
 
 
@@ -759,7 +760,7 @@ def _errno_number(text: str | None, origin: Origin | None) -> int:
     if text.isdigit():
         return int(text)
     import errno as _errno
-    value = getattr(_errno, text.upper(), None)
+    value = getattr(_errno, text, None)
     if not isinstance(value, int):
         where = origin.describe() if origin else "seccomp"
         raise PlanError(f"seccomp.errno: '{text}' ({where}) is not an errno name of this system "
@@ -793,7 +794,7 @@ def compile_seccomp(fam: FamilyConfig, arch: str, warnings: list[str],
         where = f"node '{node.alias}' ({node.path})"
         for name in allow:
             _unknown_syscall(name, "allow", where, arch, warnings)
-        if str(profile).lower() == "default":
+        if profile == "default":
             for name, (rule, _why) in DEFAULT_PROFILE.items():
                 if name not in allow and name in syscall_numbers(arch):
                     rules.setdefault(name, rule)

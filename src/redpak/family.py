@@ -418,19 +418,18 @@ def check_state(node: Node) -> None:
 
 
 def _canon_cap(cap: Capability, origin: Origin) -> tuple[str, ...]:
-    name = cap.cap.strip().lower()
-    if name == "all":
+    """The capabilities of an entry: typed at load (config.py: a canonical cap_* name or
+    'all'); a Capability built in code with anything else is refused here."""
+    if cap.cap == "all":
         return CAP_NAMES
-    if not name.startswith("cap_"):
-        name = "cap_" + name
-    if name not in CAP_BITS:
+    if cap.cap not in CAP_BITS:
         import difflib  # only on the error path
 
-        close = difflib.get_close_matches(name, CAP_NAMES, n=1)
+        close = difflib.get_close_matches(cap.cap.lower(), CAP_NAMES, n=1)
         raise ConfigError(origin.file, f"{origin.key}.cap", f"'{cap.cap}' is not a capability",
                           f"did you mean {close[0]}?" if close else "see capabilities(7)",
                           origin.line or None)
-    return (name,)
+    return (cap.cap,)
 
 
 def _merge_caps(views: list[_View]) -> tuple[Sourced[str], ...]:
@@ -439,8 +438,8 @@ def _merge_caps(views: list[_View]) -> tuple[Sourced[str], ...]:
     for view in views:
         stance: dict[str, tuple[bool, Origin]] = {}
         for group in view.cap_groups:
-            ordered = ([c for c in group if c[0].cap.strip().lower() == "all"]
-                       + [c for c in group if c[0].cap.strip().lower() != "all"])
+            ordered = ([c for c in group if c[0].cap == "all"]
+                       + [c for c in group if c[0].cap != "all"])
             for cap, origin in ordered:
                 for name in _canon_cap(cap, origin):
                     if cap.add:
@@ -449,7 +448,7 @@ def _merge_caps(views: list[_View]) -> tuple[Sourced[str], ...]:
                             raise MergeError(
                                 "capabilities",
                                 f"{origin.describe()} adds {name}"
-                                f"{' (through cap: all)' if cap.cap.lower() == 'all' else ''},"
+                                f"{' (through cap: all)' if cap.cap == 'all' else ''},"
                                 f" which its ancestor {anc.describe()} dropped",
                                 ancestor=f"{anc.alias} ({anc.path})",
                                 descendant=f"{origin.alias} ({origin.path})",
@@ -620,17 +619,17 @@ def _merge_seccomp(views: list[_View], warns: list[MergeWarning], notes: list[Me
     position = {v.node.path: i for i, v in enumerate(views)}
     profiles = [v.seccomp["profile"] for v in views if v.seccomp["profile"] is not None]
     profile = None
-    defaults = [(p, o) for p, o in profiles if str(p).lower() == "default"]
+    defaults = [(p, o) for p, o in profiles if p == "default"]
     if defaults:
         first = defaults[0][1]
         profile = Sourced("default", (first,))
         for p, o in profiles:
-            if str(p).lower() != "default" and position[o.path] > position[first.path]:
+            if p != "default" and position[o.path] > position[first.path]:
                 warns.append(_lost("seccomp.profile", first, o,
                                    f"sets profile {p}: ignored, an ancestor's default profile "
                                    "applies to its descendants"))
     elif profiles:
-        profile = Sourced(str(profiles[0][0]).lower(), (profiles[0][1],))
+        profile = Sourced(profiles[0][0], (profiles[0][1],))
 
     deny: dict[str, Origin] = {}
     for view in views:
@@ -653,7 +652,7 @@ def _merge_seccomp(views: list[_View], warns: list[MergeWarning], notes: list[Me
     errnos = [v.seccomp["errno"] for v in views if v.seccomp["errno"] is not None]
     errno = Sourced(errnos[0][0], (errnos[0][1],)) if errnos else None
     for value, origin in errnos[1:]:
-        if str(value).upper() != str(errnos[0][0]).upper():
+        if value != errnos[0][0]:
             warns.append(_lost("seccomp.errno", errnos[0][1], origin,
                                f"sets errno {value}: ignored, the root-most definition wins"))
     per_node = tuple(NodeSeccomp(v.node.alias, v.node.path,
