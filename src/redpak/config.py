@@ -46,6 +46,7 @@ MAX_DEPTH = 64
 from .schema import (  # noqa: E402  (the schema: keys, kinds, merge rules)
     CAPABILITY,
     CAPABILITY_NAMES,
+    CGROUP_KEYS,
     CGROUPS,
     CONFIG,
     ENVIRON,
@@ -822,16 +823,6 @@ def parse_cpuset(text: str) -> CpuSet:
     return CpuSet.of(ids)
 
 
-def _p_cpulist(v: _Validator, node: _Node, path: str, line: int) -> CpuSet | None:
-    value = v.text(node, path, "cpulist")
-    if value is None:
-        return None
-    try:
-        return parse_cpuset(value)
-    except ValueError as err:
-        raise v.fail(path, node.line, str(err)) from None
-
-
 def _p_partition(v: _Validator, node: _Node, path: str, line: int) -> str | None:
     return v.enum(node, path, "partition", {p: p for p in _PARTITIONS}, _PARTITIONS)
 
@@ -844,17 +835,6 @@ def parse_size(text: str) -> int | str:
     if m is None:
         raise ValueError(f"expected {KINDS['size']}, got '{text}' (for example 64M or max)")
     return int(m[1]) << (10 * " KMGT".index(m[2].upper() or " "))
-
-
-def _p_size(v: _Validator, node: _Node, path: str, line: int) -> int | str | None:
-    """Bytes or 'max': typed once, here."""
-    value = v.text(node, path, "size")
-    if value is None:
-        return None
-    try:
-        return parse_size(value)
-    except ValueError as err:
-        raise v.fail(path, node.line, str(err)) from None
 
 
 def _ranged(v: _Validator, node: _Node, path: str, kind: str, lo: int, hi: int) -> int | None:
@@ -892,16 +872,6 @@ def parse_cpu_max(text: str) -> CpuMax:
                      int(parts[1]) if len(parts) == 2 else 100000)
 
 
-def _p_cpu_max(v: _Validator, node: _Node, path: str, line: int) -> CpuMax | None:
-    value = v.text(node, path, "cpu_max")
-    if value is None:
-        return None
-    try:
-        return parse_cpu_max(value)
-    except ValueError as err:
-        raise v.fail(path, node.line, str(err)) from None
-
-
 def parse_count(text: str) -> int | str:
     """pids.max typed: an int or 'max'; raises ValueError."""
     if text.lower() == "max":
@@ -909,16 +879,6 @@ def parse_count(text: str) -> int | str:
     if not _digits(text):
         raise ValueError(f"expected {KINDS['pids_max']}, got '{text}'")
     return int(text)
-
-
-def _p_pids_max(v: _Validator, node: _Node, path: str, line: int) -> int | str | None:
-    value = v.text(node, path, "pids_max")
-    if value is None:
-        return None
-    try:
-        return parse_count(value)
-    except ValueError as err:
-        raise v.fail(path, node.line, str(err)) from None
 
 
 def _entries(text: str) -> list[str]:
@@ -968,26 +928,6 @@ def parse_io_max(text: str) -> IoMax:
     return IoMax.of(devices)
 
 
-def _p_io_weight(v: _Validator, node: _Node, path: str, line: int) -> IoWeight | None:
-    value = v.text(node, path, "io_weight")
-    if value is None:
-        return None
-    try:
-        return parse_io_weight(value)
-    except ValueError as err:
-        raise v.fail(path, node.line, str(err)) from None
-
-
-def _p_io_max(v: _Validator, node: _Node, path: str, line: int) -> IoMax | None:
-    value = v.text(node, path, "io_max")
-    if value is None:
-        return None
-    try:
-        return parse_io_max(value)
-    except ValueError as err:
-        raise v.fail(path, node.line, str(err)) from None
-
-
 def _p_seccomp(v: _Validator, node: _Node, path: str, line: int) -> SeccompSettings | None:
     if node.kind == _SCALAR and node.plain and not node.value:
         return None
@@ -1030,33 +970,47 @@ def _p_landlock(v: _Validator, node: _Node, path: str, line: int) -> LandlockSet
     return LandlockSettings(**fields, line=line)
 
 
+_CG_TEXT: dict[str, Callable[[str], Any]] = {
+    "cpulist": parse_cpuset, "size": parse_size, "cpu_max": parse_cpu_max,
+    "pids_max": parse_count, "io_weight": parse_io_weight, "io_max": parse_io_max,
+}
+"""Kinds of cgroup values whose text is typed by a parse_* function (raising ValueError);
+the other cgroup kinds are ints, bools or words."""
+
+
+def _from_text(kind: str, parse: Callable[[str], Any]
+               ) -> Callable[[_Validator, _Node, str, int], Any]:
+    """The validator of a kind typed by parse: its ValueError becomes a ConfigError naming
+    the file, key and line."""
+    def parser(v: _Validator, node: _Node, path: str, line: int) -> Any:
+        value = v.text(node, path, kind)
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except ValueError as err:
+            raise v.fail(path, node.line, str(err)) from None
+    return parser
+
+
 _PARSERS: dict[str, Callable[[_Validator, _Node, str, int], Any]] = {
     "string": _p_string, "path": _p_path, "export_path": _p_export_path, "alias": _p_alias, "bool": _p_bool, "int": _p_int,
     "octal": _p_octal, "pathlist": _p_pathlist, "share": _p_share,
     "share_all": _p_share_all, "tristate": _p_tristate, "capabilities": _p_capabilities,
     "cap": _p_cap, "cgroups": _p_cgroups, "seccomp": _p_seccomp, "landlock": _p_landlock,
     "obsolete": _p_obsolete, "export_mode": _p_export_mode, "env_mode": _p_env_mode,
-    "env_key": _p_env_key, "cpulist": _p_cpulist, "partition": _p_partition,
-    "size": _p_size, "cpu_weight": _p_cpu_weight, "weight_nice": _p_weight_nice,
-    "cpu_max": _p_cpu_max, "pids_max": _p_pids_max, "io_weight": _p_io_weight,
-    "io_max": _p_io_max, "profile": _p_profile, "syscalls": _p_syscalls, "errno": _p_errno,
+    "env_key": _p_env_key, "partition": _p_partition,
+    "cpu_weight": _p_cpu_weight, "weight_nice": _p_weight_nice,
+    "profile": _p_profile, "syscalls": _p_syscalls, "errno": _p_errno,
+    **{kind: _from_text(kind, parse) for kind, parse in _CG_TEXT.items()},
 }
 assert set(_PARSERS) == set(KINDS)
-
-
-_CG_TEXT: dict[str, Callable[[str], Any]] = {
-    "cpulist": parse_cpuset, "size": parse_size, "cpu_max": parse_cpu_max,
-    "pids_max": parse_count, "io_weight": parse_io_weight, "io_max": parse_io_max,
-}
-"""Kinds of cgroup values whose text is typed (the others are ints, bools or words)."""
 
 
 def cgroup_settings(line: int = 0, **values: Any) -> CgroupSettings:
     """CgroupSettings built in code (API users, tests) from values written as in a config
     file, by field (cpuset_cpus='0-3', mem_max='64M', io_max='8:0 rbps=1024'), typed as
     load_config types them. Raises ValueError naming the field on a bad value."""
-    from .schema import CGROUP_KEYS
-
     typed: dict[str, Any] = {}
     for name, value in values.items():
         if name not in CGROUP_KEYS:

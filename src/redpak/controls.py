@@ -146,7 +146,8 @@ def probe_host() -> Host:
         if fstype == "cgroup2" and "" in own and "" not in found:
             h = Hierarchy(2, mount, "", frozenset(), own[""], root)
             where = h.dir_of(own[""])
-            offered = (_read_file(f"{where}/{CGROUP_FILES['controllers']}") or "") if where else ""
+            offered = ((_read_file(f"{where}/{CGROUP_FILES['controllers']}") or "")
+                       if where else "")
             found[""] = Hierarchy(2, mount, "", frozenset(offered.split()), own[""], root)
         elif fstype == "cgroup":
             opts = set(rfields[2].split(","))
@@ -293,7 +294,7 @@ def _v1_writes(nodes: Sequence[_NodeCg], i: int, h: Hierarchy, host: Host
                 out.append((CgroupAction.COPY, files[0], ""))
         elif value is None:
             continue
-        elif key.kind == "size" and key.merge == "min" and name == "mem_swap_max":
+        elif name == "mem_swap_max":
             # v1 limits memory and swap together: memsw = memory + swap
             mem = n.value("mem_max")
             if host.read(f"{h.mount}/{files[0]}") is None:
@@ -410,12 +411,13 @@ def compile_cgroups(fam: FamilyConfig, host: Host) -> tuple[CgroupOp, ...]:
         if check is not None:
             ops.append(check)
         if h.version == 2:
-            offered = (set(h.controllers) if check is not None
-                       else set((host.read(f"{root}/{CGROUP_FILES['controllers']}") or "").split()))
+            offered = (set(h.controllers) if check is not None else set(
+                (host.read(f"{root}/{CGROUP_FILES['controllers']}") or "").split()))
             for ctrl in sorted(ctrls - offered):
                 name, origin = wanted[ctrl]
                 raise _cg_error(name, origin, f"cgroup v2 does not offer the '{ctrl}' controller "
-                                f"below {root}", f"enable it in the {CGROUP_FILES['subtree_control']} of "
+                                f"below {root}", f"enable it in the "
+                                f"{CGROUP_FILES['subtree_control']} of "
                                 f"{os.path.dirname(root)}, or set cgrouproot")
             enable = " ".join(f"+{c}" for c in sorted(ctrls))
             # already-enabled controllers make this a no-op (cgroup-v2.rst)

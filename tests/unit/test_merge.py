@@ -14,7 +14,6 @@ from redpak.family import CAP_NAMES, merge_family, size_order
 from redpak.model import (
     NAMESPACES,
     Capability,
-    CgroupSettings,
     EnvEntry,
     EnvMode,
     Export,

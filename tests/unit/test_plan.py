@@ -19,7 +19,6 @@ from redpak.family import CAP_NAMES, merge_family
 from redpak.config import cgroup_settings
 from redpak.model import (
     Capability,
-    CgroupSettings,
     EnvEntry,
     EnvMode,
     Export,
