@@ -14,11 +14,16 @@ import stat
 from .errors import ConfigError
 from .model import (
     Capability,
+    IO_LIMITS,
     CgroupSettings,
+    CpuMax,
+    CpuSet,
     EnvEntry,
     EnvMode,
     Export,
     ExportMode,
+    IoMax,
+    IoWeight,
     LandlockSettings,
     NodeConfig,
     SeccompSettings,
@@ -41,6 +46,7 @@ MAX_DEPTH = 64
 from .schema import (  # noqa: E402  (the schema: keys, kinds, merge rules)
     CAPABILITY,
     CAPABILITY_NAMES,
+    CGROUP_KEYS,
     CGROUPS,
     CONFIG,
     ENVIRON,
@@ -277,8 +283,18 @@ class _Yaml:
             cls.MapStart, cls.MapEnd = events.MappingStartEvent, events.MappingEndEvent
             cls.SeqStart, cls.SeqEnd = events.SequenceStartEvent, events.SequenceEndEvent
             cls.DocStart, cls.StreamEnd = events.DocumentStartEvent, events.StreamEndEvent
+            # typed cgroup values are str subclasses: safe dumpers print them as their text
+            # (redconf config --format yaml): the emitter takes exact strs only
+            for dumper in {yaml.representer.SafeRepresenter, yaml.SafeDumper,
+                           getattr(yaml, "CSafeDumper", yaml.SafeDumper)}:
+                for typed in (CpuSet, CpuMax, IoWeight, IoMax):
+                    dumper.add_representer(typed, _represent_text)
             cls.loaded = True
         return cls
+
+
+def _represent_text(dumper: Any, value: str) -> Any:
+    return dumper.represent_str(str(value))
 
 
 def _stack_path(stack: list[list[Any]], limit: int = 8) -> str:
@@ -793,34 +809,31 @@ def _p_cgroups(v: _Validator, node: _Node, path: str, line: int) -> CgroupSettin
     return CgroupSettings(**flat, line=line)
 
 
-def _p_cpulist(v: _Validator, node: _Node, path: str, line: int) -> str | None:
-    value = v.text(node, path, "cpulist")
-    if value is None:
-        return None
-    compact = "".join(value.split())
+def parse_cpuset(text: str) -> CpuSet:
+    """A cpuset list ('0-3, 5') typed: raises ValueError naming what is wrong."""
+    compact = "".join(text.split())
     if not _CPULIST_RE.fullmatch(compact):
-        raise v.bad(node, path, "cpulist", value)
+        raise ValueError(f"expected {KINDS['cpulist']}, got '{text}'")
+    ids: set[int] = set()
     for part in compact.split(","):
         lo, _, hi = part.partition("-")
         if hi and int(hi) < int(lo):
-            raise v.fail(path, node.line, f"range '{part}' is reversed", f"write {hi}-{lo}")
-    return compact
+            raise ValueError(f"range '{part}' is reversed (write {hi}-{lo})")
+        ids.update(range(int(lo), int(hi or lo) + 1))
+    return CpuSet.of(ids)
 
 
 def _p_partition(v: _Validator, node: _Node, path: str, line: int) -> str | None:
     return v.enum(node, path, "partition", {p: p for p in _PARTITIONS}, _PARTITIONS)
 
 
-def _p_size(v: _Validator, node: _Node, path: str, line: int) -> int | str | None:
-    """Bytes (binary units: 1K = 1024), or 'max': typed once, here."""
-    value = v.text(node, path, "size")
-    if value is None:
-        return None
-    if value.lower() == "max":
+def parse_size(text: str) -> int | str:
+    """A size typed: bytes (binary units: 1K = 1024), or 'max'; raises ValueError."""
+    if text.lower() == "max":
         return "max"
-    m = _SIZE_RE.fullmatch(value)
+    m = _SIZE_RE.fullmatch(text)
     if m is None:
-        raise v.bad(node, path, "size", value, "for example 64M or max")
+        raise ValueError(f"expected {KINDS['size']}, got '{text}' (for example 64M or max)")
     return int(m[1]) << (10 * " KMGT".index(m[2].upper() or " "))
 
 
@@ -841,76 +854,78 @@ def _p_weight_nice(v: _Validator, node: _Node, path: str, line: int) -> int | No
     return _ranged(v, node, path, "weight_nice", -20, 19)
 
 
-def _p_cpu_max(v: _Validator, node: _Node, path: str, line: int) -> str | None:
-    value = v.text(node, path, "cpu_max")
-    if value is None:
-        return None
-    parts = value.lower().split()
+def parse_cpu_max(text: str) -> CpuMax:
+    """A cpu.max value ('50000 100000', '25000', 'max') typed, the period made explicit
+    (the kernel's default, 100000); raises ValueError naming what is wrong."""
+    parts = text.lower().split()
     ok = 1 <= len(parts) <= 2 and (parts[0] == "max" or _digits(parts[0])) \
         and all(_digits(p) for p in parts[1:])
     if not ok:
-        raise v.bad(node, path, "cpu_max", value, "for example '50000 100000' or max")
+        raise ValueError(f"expected {KINDS['cpu_max']}, got '{text}' (for example "
+                         "'50000 100000' or max)")
     # Kernel bounds (sched/core.c): quota >= 1 ms, 1 ms <= period <= 1 s.
     if parts[0] != "max" and int(parts[0]) < 1000:
-        raise v.fail(path, node.line, f"quota {parts[0]} is below 1000 microseconds")
+        raise ValueError(f"quota {parts[0]} is below 1000 microseconds")
     if len(parts) == 2 and not 1000 <= int(parts[1]) <= 1000000:
-        raise v.fail(path, node.line, f"period {parts[1]} is outside 1000..1000000 "
-                     "microseconds")
-    if len(parts) == 1:
-        parts.append("100000")      # the kernel's default period, made explicit once
-    return " ".join(parts)
+        raise ValueError(f"period {parts[1]} is outside 1000..1000000 microseconds")
+    return CpuMax.of(None if parts[0] == "max" else int(parts[0]),
+                     int(parts[1]) if len(parts) == 2 else 100000)
 
 
-def _p_pids_max(v: _Validator, node: _Node, path: str, line: int) -> int | str | None:
-    value = v.text(node, path, "pids_max")
-    if value is None:
-        return None
-    if value.lower() == "max":
+def parse_count(text: str) -> int | str:
+    """pids.max typed: an int or 'max'; raises ValueError."""
+    if text.lower() == "max":
         return "max"
-    if not _digits(value):
-        raise v.bad(node, path, "pids_max", value)
-    return int(value)
+    if not _digits(text):
+        raise ValueError(f"expected {KINDS['pids_max']}, got '{text}'")
+    return int(text)
 
 
-def _lines_of(v: _Validator, node: _Node, path: str, kind: str) -> list[str] | None:
-    value = v.text(node, path, kind)
-    if value is None:
-        return None
-    lines = [" ".join(ln.split()) for ln in value.splitlines()]
+def _entries(text: str) -> list[str]:
+    lines = [" ".join(ln.split()) for ln in text.splitlines()]
     return [ln for ln in lines if ln]
 
 
-def _p_io_weight(v: _Validator, node: _Node, path: str, line: int) -> str | None:
-    entries = _lines_of(v, node, path, "io_weight")
-    if entries is None:
-        return None
+def parse_io_weight(text: str) -> IoWeight:
+    """An io.weight value ('N', 'default N', 'MAJ:MIN N', one per line) typed as
+    (device or 'default', weight) entries; raises ValueError naming the bad entry."""
+    entries = _entries(text)
     out = []
     for entry in entries:
         if _digits(entry) and len(entries) == 1:
-            weight, entry = entry, f"default {entry}"
+            dev, weight = "default", entry
         else:
             m = _IO_WEIGHT_RE.fullmatch(entry)
             if m is None:
-                raise v.bad(node, path, "io_weight", entry)
-            weight, entry = m[2], f"{m[1].lower()} {m[2]}"
+                raise ValueError(f"expected {KINDS['io_weight']}, got '{entry}'")
+            dev, weight = m[1].lower(), m[2]
         if not 1 <= int(weight) <= 10000:
-            raise v.bad(node, path, "io_weight", entry)
-        out.append(entry)
+            raise ValueError(f"expected {KINDS['io_weight']}, got '{entry}'")
+        out.append((dev, int(weight)))
     if not out:
-        raise v.bad(node, path, "io_weight", "")
-    return "\n".join(out)
+        raise ValueError(f"expected {KINDS['io_weight']}, got ''")
+    return IoWeight.of(tuple(out))
 
 
-def _p_io_max(v: _Validator, node: _Node, path: str, line: int) -> str | None:
-    entries = _lines_of(v, node, path, "io_max")
-    if entries is None:
-        return None
+def parse_io_max(text: str) -> IoMax:
+    """An io.max value ('MAJ:MIN rbps=N wiops=max', one device per line) typed per device:
+    limits are ints or 'max' (a device named twice: its limits combine, the later wins).
+    Raises ValueError naming the bad entry."""
+    entries = _entries(text)
+    if not entries:
+        raise ValueError(f"expected {KINDS['io_max']}, got ''")
+    devices: dict[str, dict[str, int | str]] = {}
     for entry in entries:
         if not _IO_MAX_RE.fullmatch(entry):
-            raise v.bad(node, path, "io_max", entry, "for example '8:0 rbps=1048576 wiops=120'")
-    if not entries:
-        raise v.bad(node, path, "io_max", "")
-    return "\n".join(e.lower() for e in entries)
+            raise ValueError(f"expected {KINDS['io_max']}, got '{entry}' (for example "
+                             "'8:0 rbps=1048576 wiops=120')")
+        dev, *limits = entry.lower().split()
+        mine = devices.setdefault(dev, {})
+        for item in limits:
+            key, _, value = item.partition("=")
+            mine[key] = "max" if value == "max" else int(value)
+    assert all(k in IO_LIMITS for d in devices.values() for k in d)
+    return IoMax.of(devices)
 
 
 def _p_seccomp(v: _Validator, node: _Node, path: str, line: int) -> SeccompSettings | None:
@@ -955,15 +970,55 @@ def _p_landlock(v: _Validator, node: _Node, path: str, line: int) -> LandlockSet
     return LandlockSettings(**fields, line=line)
 
 
+_CG_TEXT: dict[str, Callable[[str], Any]] = {
+    "cpulist": parse_cpuset, "size": parse_size, "cpu_max": parse_cpu_max,
+    "pids_max": parse_count, "io_weight": parse_io_weight, "io_max": parse_io_max,
+}
+"""Kinds of cgroup values whose text is typed by a parse_* function (raising ValueError);
+the other cgroup kinds are ints, bools or words."""
+
+
+def _from_text(kind: str, parse: Callable[[str], Any]
+               ) -> Callable[[_Validator, _Node, str, int], Any]:
+    """The validator of a kind typed by parse: its ValueError becomes a ConfigError naming
+    the file, key and line."""
+    def parser(v: _Validator, node: _Node, path: str, line: int) -> Any:
+        value = v.text(node, path, kind)
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except ValueError as err:
+            raise v.fail(path, node.line, str(err)) from None
+    return parser
+
+
 _PARSERS: dict[str, Callable[[_Validator, _Node, str, int], Any]] = {
     "string": _p_string, "path": _p_path, "export_path": _p_export_path, "alias": _p_alias, "bool": _p_bool, "int": _p_int,
     "octal": _p_octal, "pathlist": _p_pathlist, "share": _p_share,
     "share_all": _p_share_all, "tristate": _p_tristate, "capabilities": _p_capabilities,
     "cap": _p_cap, "cgroups": _p_cgroups, "seccomp": _p_seccomp, "landlock": _p_landlock,
     "obsolete": _p_obsolete, "export_mode": _p_export_mode, "env_mode": _p_env_mode,
-    "env_key": _p_env_key, "cpulist": _p_cpulist, "partition": _p_partition,
-    "size": _p_size, "cpu_weight": _p_cpu_weight, "weight_nice": _p_weight_nice,
-    "cpu_max": _p_cpu_max, "pids_max": _p_pids_max, "io_weight": _p_io_weight,
-    "io_max": _p_io_max, "profile": _p_profile, "syscalls": _p_syscalls, "errno": _p_errno,
+    "env_key": _p_env_key, "partition": _p_partition,
+    "cpu_weight": _p_cpu_weight, "weight_nice": _p_weight_nice,
+    "profile": _p_profile, "syscalls": _p_syscalls, "errno": _p_errno,
+    **{kind: _from_text(kind, parse) for kind, parse in _CG_TEXT.items()},
 }
 assert set(_PARSERS) == set(KINDS)
+
+
+def cgroup_settings(line: int = 0, **values: Any) -> CgroupSettings:
+    """CgroupSettings built in code (API users, tests) from values written as in a config
+    file, by field (cpuset_cpus='0-3', mem_max='64M', io_max='8:0 rbps=1024'), typed as
+    load_config types them. Raises ValueError naming the field on a bad value."""
+    typed: dict[str, Any] = {}
+    for name, value in values.items():
+        if name not in CGROUP_KEYS:
+            raise ValueError(f"'{name}' is no cgroup setting")
+        parse = _CG_TEXT.get(CGROUP_KEYS[name][1].kind)
+        try:
+            typed[name] = parse(value) if parse is not None and isinstance(value, str) \
+                else value
+        except ValueError as err:
+            raise ValueError(f"cgroups.{CGROUP_KEYS[name][0]}: {err}") from None
+    return CgroupSettings(**typed, line=line)

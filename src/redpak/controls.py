@@ -21,17 +21,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from .errors import PlanError
-from .family import (
-    FamilyConfig,
-    Origin,
-    cpu_max_ratio,
-    format_cpulist,
-    parse_cpulist,
-    parse_io_max,
-    parse_size,
-)
-from .model import CgroupSettings, Node
-from .schema import CGROUP_KEYS
+from .family import FamilyConfig, Origin
+from .model import IO_LIMITS, CgroupSettings, CpuMax, CpuSet, Node
+from .schema import CGROUP_FILES, CGROUP_KEYS
 from .planfile import (
     LANDLOCK_OPTIONAL,
     CgroupAction,
@@ -61,7 +53,7 @@ def _read_file(path: str) -> str | None:
 
 
 def _fake_read(path: str) -> str | None:
-    if path.endswith("/cgroup.controllers"):
+    if path.endswith("/" + CGROUP_FILES["controllers"]):
         return " ".join(V2_CONTROLLERS)
     return ""
 
@@ -154,7 +146,8 @@ def probe_host() -> Host:
         if fstype == "cgroup2" and "" in own and "" not in found:
             h = Hierarchy(2, mount, "", frozenset(), own[""], root)
             where = h.dir_of(own[""])
-            offered = (_read_file(f"{where}/cgroup.controllers") or "") if where else ""
+            offered = ((_read_file(f"{where}/{CGROUP_FILES['controllers']}") or "")
+                       if where else "")
             found[""] = Hierarchy(2, mount, "", frozenset(offered.split()), own[""], root)
         elif fstype == "cgroup":
             opts = set(rfields[2].split(","))
@@ -184,9 +177,12 @@ _NICE_WEIGHT = (88761, 71755, 56483, 46273, 36291, 29154, 23254, 18705, 14949, 1
                 1024, 820, 655, 526, 423, 335, 272, 215, 172, 137,
                 110, 87, 70, 56, 45, 36, 29, 23, 18, 15)
 
-_IO_V1 = {"rbps": "blkio.throttle.read_bps_device", "wbps": "blkio.throttle.write_bps_device",
-          "riops": "blkio.throttle.read_iops_device",
-          "wiops": "blkio.throttle.write_iops_device"}
+_V1 = {field: key.v1.split() for field, (_, key) in CGROUP_KEYS.items()}
+"""The cgroup v1 file(s) of each key, from the schema (cpu.max: quota then period file;
+io.max: one file per limit of IO_LIMITS)."""
+
+_V2 = {field: key.v2 for field, (_, key) in CGROUP_KEYS.items()}
+"""The cgroup v2 file of each key, from the schema."""
 
 
 @dataclass(frozen=True)
@@ -205,85 +201,68 @@ def _cg_error(name: str, origin: Origin, problem: str, hint: str) -> PlanError:
                      f"{problem} ({hint})")
 
 
-def _bytes(text: str) -> str:
-    size = parse_size(text)
-    return "max" if size is None else str(size)
-
-
-def _cpu_max(text: str) -> tuple[str, int]:
-    """('quota'|'max', period) of a validated cpu.max value."""
-    parts = str(text).split()
-    period = int(parts[1]) if len(parts) == 2 else 100000
-    return parts[0].lower(), period
-
-
-def _cpuset_within_ancestors(nodes: Sequence[_NodeCg], i: int, name: str) -> str:
+def _cpuset_within_ancestors(nodes: Sequence[_NodeCg], i: int, name: str) -> CpuSet:
     """Node i's CPUs (or memory nodes) within what its ancestors said: the intersection along
     the family, so a child never names a CPU its parent lacks (v1 refuses that, and v2 refuses
     CPUs the machine does not have). Raises PlanError when nothing is left."""
-    said = [parse_cpulist(x.value(name)) for x in nodes[:i + 1] if x.value(name) is not None]
-    common = frozenset.intersection(*said)
-    if not common:
+    said: list[CpuSet] = [x.value(name) for x in nodes[:i + 1] if x.value(name) is not None]
+    common = said[0]
+    for cpus in said[1:]:
+        common &= cpus
+    if not common.ids:
         raise _cg_error(name, nodes[i].origin, "it does not overlap its ancestors'",
                         "a node's cpuset must be a subset of its ancestors'")
-    return format_cpulist(common)
+    return common
 
 
 def _v2_writes(nodes: Sequence[_NodeCg], i: int, ctrls: set[str]) -> list[tuple[str, str]]:
     n = nodes[i]
     out: list[tuple[str, str]] = []
-
-    def put(name: str, file: str, value: str) -> None:
-        if n.value(name) is not None and _CG_FIELDS[name][1] in ctrls:
-            out.append((file, value))
-
     for name, (_, key) in CGROUP_KEYS.items():    # the schema names each v2 file
         value = n.value(name)
-        if value is None:
+        if value is None or key.controller not in ctrls:
             continue
-        if key.kind in ("io_weight", "io_max"):
-            if "io" in ctrls:  # the kernel takes one line per write
-                out += [(key.v2, line) for line in str(value).splitlines()]
+        if key.kind in ("io_weight", "io_max"):   # the kernel takes one line per write
+            out += [(key.v2, line) for line in value.splitlines()]
         elif key.kind == "cpulist":  # within the ancestors' (v2 refuses CPUs it lacks)
-            put(name, key.v2, _cpuset_within_ancestors(nodes, i, name))
-        elif key.kind == "size":
-            put(name, key.v2, _bytes(value))
+            out.append((key.v2, str(_cpuset_within_ancestors(nodes, i, name))))
         elif key.kind == "bool":
-            put(name, key.v2, "1" if value else "0")
-        elif key.kind == "cpu_max":
-            quota, period = _cpu_max(value)
-            put(name, key.v2, f"{quota} {period}")
-        else:
-            put(name, key.v2, str(value))
+            out.append((key.v2, "1" if value else "0"))
+        else:   # sizes, counts, weights (int or 'max'), partitions, cpu.max: their text
+            out.append((key.v2, str(value)))
     return out
 
 
 def _v1_default(name: str, value) -> bool:
     """A value that asks for nothing v1 does not already do (no protection, no throttle)."""
     if name in ("mem_min",):
-        return parse_size(value) == 0
+        return value == 0
     if name in ("mem_high", "mem_swap_high"):
-        return parse_size(value) is None
+        return value == "max"
     if name == "mem_oom_group":
         return value is False
     if name == "cpuset_cpus_partition":
-        return str(value).lower() == "member"
+        return value == "member"
     return False
 
 
 _V1_LACKS = {
-    "mem_min": "cgroup v1 has no memory protection (memory.min)",
-    "mem_high": "cgroup v1 has no throttling limit (memory.high)",
-    "mem_swap_high": "cgroup v1 has no swap throttling limit (memory.swap.high)",
+    "mem_min": f"cgroup v1 has no memory protection ({_V2['mem_min']})",
+    "mem_high": f"cgroup v1 has no throttling limit ({_V2['mem_high']})",
+    "mem_swap_high": f"cgroup v1 has no swap throttling limit ({_V2['mem_swap_high']})",
     "mem_oom_group": "the v1 OOM killer cannot kill a cgroup's processes as a group",
     "cpuset_cpus_partition": "cgroup v1 has no cpuset partitions",
 }
+assert all(not _V1[name] for name in _V1_LACKS)  # the schema gives them no v1 file
 
 
 def _v1_writes(nodes: Sequence[_NodeCg], i: int, h: Hierarchy, host: Host
                ) -> list[tuple[CgroupAction, str, str]]:
+    """Node i's writes in v1 hierarchy h: the schema's v1 file of each key, the value
+    converted by its kind (sizes to bytes, weights to shares, cpu.max to quota and period,
+    io.max to one file per limit)."""
     n = nodes[i]
-    cg = n.cg
+    ctrls = _v1_ctrls(h)
     out: list[tuple[CgroupAction, str, str]] = []
     W = CgroupAction.WRITE
 
@@ -293,73 +272,70 @@ def _v1_writes(nodes: Sequence[_NodeCg], i: int, h: Hierarchy, host: Host
                          "remove the key, or run the family on a cgroup v2 host")
 
     for name, why in _V1_LACKS.items():
-        if n.value(name) is not None and _CG_FIELDS[name][1] in _v1_ctrls(h) \
-                and not _v1_default(name, getattr(cg, name)):
+        if n.value(name) is not None and _CG_FIELDS[name][1] in ctrls \
+                and not _v1_default(name, n.value(name)):
             raise lacks(name, why)
-    if "cpuset" in h.controllers:
+    if any(key.kind == "cpulist" and key.controller in ctrls
+           for _, key in CGROUP_KEYS.values()):
         # A v1 cpuset takes tasks only once it has CPUs and memory nodes, and children
         # must stay inside their parent: write the intersection along the family, copy
         # the parent's where the root-most node says nothing, and let deeper directories
         # inherit (clone_children).
-        out.append((W, "cgroup.clone_children", "1"))
-        for name, file in (("cpuset_cpus", "cpuset.cpus"), ("cpuset_mems", "cpuset.mems")):
-            if n.value(name) is not None:
-                out.append((W, file, _cpuset_within_ancestors(nodes, i, name)))
+        out.append((W, CGROUP_FILES["clone_children"], "1"))
+    for name, (_, key) in CGROUP_KEYS.items():
+        if key.controller not in ctrls or not _V1[name]:
+            continue
+        value = n.value(name)
+        files = _V1[name]
+        if key.kind == "cpulist":
+            if value is not None:
+                out.append((W, files[0], str(_cpuset_within_ancestors(nodes, i, name))))
             elif i == 0:
-                out.append((CgroupAction.COPY, file, ""))
-    if "memory" in h.controllers:
-        if n.value("mem_max") is not None:
-            out.append((W, "memory.limit_in_bytes", _v1_bytes(cg.mem_max)))
-        if n.value("mem_swap_max") is not None:
-            swap = parse_size(cg.mem_swap_max)
-            mem = parse_size(cg.mem_max) if n.value("mem_max") is not None else None
-            if host.read(f"{h.mount}/memory.memsw.limit_in_bytes") is None:
-                raise lacks("mem_swap_max", "this kernel does not account swap "
-                            "(no memory.memsw.limit_in_bytes: boot with swapaccount=1)")
-            if swap is not None and mem is None:
-                raise lacks("mem_swap_max", "v1 limits memory and swap together "
-                            "(memory.memsw.limit_in_bytes), which needs mem.max in the same node")
-            out.append((W, "memory.memsw.limit_in_bytes",
-                        "-1" if swap is None else str(mem + swap)))
-        if n.value("mem_low") is not None:
-            # v1's soft limit: where reclaim pushes a cgroup back first under memory
-            # pressure, the best-effort counterpart of memory.low
-            out.append((W, "memory.soft_limit_in_bytes", _v1_bytes(cg.mem_low)))
-    if "cpu" in h.controllers:
-        if n.value("cpu_weight") is not None:
-            shares = min(max(round(int(cg.cpu_weight) * 1024 / 100), 2), 262144)
-            out.append((W, "cpu.shares", str(shares)))
-        if n.value("cpu_weight_nice") is not None:
-            out.append((W, "cpu.shares", str(_NICE_WEIGHT[int(cg.cpu_weight_nice) + 20])))
-        if n.value("cpu_max") is not None:
-            quota, period = _cpu_max(cg.cpu_max)
-            if quota != "max":
+                out.append((CgroupAction.COPY, files[0], ""))
+        elif value is None:
+            continue
+        elif name == "mem_swap_max":
+            # v1 limits memory and swap together: memsw = memory + swap
+            mem = n.value("mem_max")
+            if host.read(f"{h.mount}/{files[0]}") is None:
+                raise lacks(name, f"this kernel does not account swap (no {files[0]}: "
+                            "boot with swapaccount=1)")
+            if value != "max" and mem in (None, "max"):
+                raise lacks(name, f"v1 limits memory and swap together ({files[0]}), "
+                            f"which needs {_CG_FIELDS['mem_max'][0]} in the same node")
+            out.append((W, files[0], "-1" if value == "max" else str(mem + value)))
+        elif key.kind == "size":
+            out.append((W, files[0], "-1" if value == "max" else str(value)))
+        elif key.kind == "cpu_weight":
+            out.append((W, files[0], str(min(max(round(value * 1024 / 100), 2), 262144))))
+        elif key.kind == "weight_nice":
+            out.append((W, files[0], str(_NICE_WEIGHT[value + 20])))
+        elif key.kind == "cpu_max":
+            cap: CpuMax = value
+            if cap.quota is not None:
                 # v1 refuses a quota above the parent's (v2 caps it): write the cap
-                tighter = [x for x in nodes[:i] if x.value("cpu_max") is not None
-                           and cpu_max_ratio(x.cg.cpu_max) < cpu_max_ratio(cg.cpu_max)]
+                tighter = [x.value(name) for x in nodes[:i] if x.value(name) is not None
+                           and x.value(name).ratio < cap.ratio]
                 if tighter:
-                    best = min(tighter, key=lambda x: cpu_max_ratio(x.cg.cpu_max))
-                    quota, period = _cpu_max(best.cg.cpu_max)
-            out.append((W, "cpu.cfs_period_us", str(period)))
-            out.append((W, "cpu.cfs_quota_us", "-1" if quota == "max" else quota))
-    if "blkio" in h.controllers:
-        if n.value("io_weight") is not None:
-            weight_file = f"{h.mount}/blkio.bfq.weight"
-            if host.read(weight_file) is None:
-                raise lacks("io_weight", "its blkio controller has no weight file "
-                            "(blkio.bfq.weight needs the BFQ I/O scheduler)")
-            for line in str(cg.io_weight).splitlines():
-                weight = int(line.split()[-1])
+                    cap = min(tighter, key=lambda c: c.ratio)
+            quota_file, period_file = files
+            out.append((W, period_file, str(cap.period)))
+            out.append((W, quota_file, "-1" if cap.quota is None else str(cap.quota)))
+        elif key.kind == "io_weight":
+            if host.read(f"{h.mount}/{files[0]}") is None:
+                raise lacks(name, f"its {h.key} controller has no weight file "
+                            f"({files[0]} needs the BFQ I/O scheduler)")
+            for line, (_dev, weight) in zip(value.splitlines(), value.entries):
                 if weight > 1000:
-                    raise lacks("io_weight", f"BFQ weights go up to 1000, not {weight}")
-                out.append((W, "blkio.bfq.weight", line))
-        if n.value("io_max") is not None:
-            for dev, limits in parse_io_max(cg.io_max).items():
-                for key, value in limits.items():
-                    size = parse_size(value)
-                    out.append((W, _IO_V1[key], f"{dev} {0 if size is None else size}"))
-    if "pids" in h.controllers and n.value("pids_max") is not None:
-        out.append((W, "pids.max", str(cg.pids_max)))
+                    raise lacks(name, f"BFQ weights go up to 1000, not {weight}")
+                out.append((W, files[0], line))
+        elif key.kind == "io_max":
+            per_limit = dict(zip(IO_LIMITS, files))
+            for dev, limits in value.devices:
+                for limit, amount in limits:
+                    out.append((W, per_limit[limit], f"{dev} {0 if amount == 'max' else amount}"))
+        else:   # counts (pids.max)
+            out.append((W, files[0], str(value)))
     return out
 
 
@@ -367,11 +343,6 @@ def _v1_ctrls(h: Hierarchy) -> set[str]:
     """The v2 names of the controllers a v1 hierarchy carries."""
     back = {v: k for k, v in _V1_NAME.items()}
     return {back.get(c, c) for c in h.controllers}
-
-
-def _v1_bytes(text: str) -> str:
-    size = parse_size(text)
-    return "-1" if size is None else str(size)
 
 
 def _dir_name(n: _NodeCg) -> str:
@@ -418,7 +389,8 @@ def compile_cgroups(fam: FamilyConfig, host: Host) -> tuple[CgroupOp, ...]:
     wanted: dict[str, tuple[str, Origin]] = {}  # controller -> first key needing it
     for n in nodes:
         if n.value("cpu_weight") is not None and n.value("cpu_weight_nice") is not None:
-            raise _cg_error("cpu_weight_nice", n.origin, "cpu.weight is set in the same node",
+            raise _cg_error("cpu_weight_nice", n.origin,
+                            f"{_CG_FIELDS['cpu_weight'][0]} is set in the same node",
                             "both set the same knob: keep one")
         for name in _CG_FIELDS:
             if n.value(name) is not None:
@@ -439,16 +411,18 @@ def compile_cgroups(fam: FamilyConfig, host: Host) -> tuple[CgroupOp, ...]:
         if check is not None:
             ops.append(check)
         if h.version == 2:
-            offered = (set(h.controllers) if check is not None
-                       else set((host.read(f"{root}/cgroup.controllers") or "").split()))
+            offered = (set(h.controllers) if check is not None else set(
+                (host.read(f"{root}/{CGROUP_FILES['controllers']}") or "").split()))
             for ctrl in sorted(ctrls - offered):
                 name, origin = wanted[ctrl]
                 raise _cg_error(name, origin, f"cgroup v2 does not offer the '{ctrl}' controller "
-                                f"below {root}", f"enable it in the cgroup.subtree_control of "
+                                f"below {root}", f"enable it in the "
+                                f"{CGROUP_FILES['subtree_control']} of "
                                 f"{os.path.dirname(root)}, or set cgrouproot")
             enable = " ".join(f"+{c}" for c in sorted(ctrls))
             # already-enabled controllers make this a no-op (cgroup-v2.rst)
-            ops.append(CgroupOp(CgroupAction.WRITE, root, "cgroup.subtree_control", enable))
+            ops.append(CgroupOp(CgroupAction.WRITE, root, CGROUP_FILES["subtree_control"],
+                                enable))
         parent = root
         for i, n in enumerate(nodes):
             path = f"{parent}/{_dir_name(n)}"
@@ -456,14 +430,15 @@ def compile_cgroups(fam: FamilyConfig, host: Host) -> tuple[CgroupOp, ...]:
             if h.version == 2:
                 ops += [CgroupOp(CgroupAction.WRITE, path, f, v)
                         for f, v in _v2_writes(nodes, i, ctrls)]
-                ops.append(CgroupOp(CgroupAction.WRITE, path, "cgroup.subtree_control", enable))
+                ops.append(CgroupOp(CgroupAction.WRITE, path, CGROUP_FILES["subtree_control"],
+                                    enable))
             else:
                 ops += [CgroupOp(a, path, f, v) for a, f, v in _v1_writes(nodes, i, h, host)]
             parent = path
         # v1: the child joins through `tasks` by itself, one thread writing "0", which skips
         # the global thread-group lock (an RCU grace period per write) cgroup.procs takes
         ops.append(CgroupOp(CgroupAction.ATTACH, parent,
-                            "cgroup.procs" if h.version == 2 else "tasks"))
+                            CGROUP_FILES["join_v2" if h.version == 2 else "join_v1"]))
     return tuple(ops)
 
 
@@ -787,7 +762,7 @@ def _errno_number(text: str | None, origin: Origin | None) -> int:
     if text.isdigit():
         return int(text)
     import errno as _errno
-    value = getattr(_errno, text.upper(), None)
+    value = getattr(_errno, text, None)
     if not isinstance(value, int):
         where = origin.describe() if origin else "seccomp"
         raise PlanError(f"seccomp.errno: '{text}' ({where}) is not an errno name of this system "
@@ -821,7 +796,7 @@ def compile_seccomp(fam: FamilyConfig, arch: str, warnings: list[str],
         where = f"node '{node.alias}' ({node.path})"
         for name in allow:
             _unknown_syscall(name, "allow", where, arch, warnings)
-        if str(profile).lower() == "default":
+        if profile == "default":
             for name, (rule, _why) in DEFAULT_PROFILE.items():
                 if name not in allow and name in syscall_numbers(arch):
                     rules.setdefault(name, rule)

@@ -43,10 +43,13 @@ from .errors import ConfigError, MergeError, NodeError
 from .model import (
     NAMESPACES,
     Capability,
+    IO_LIMITS,
     CgroupSettings,
+    CpuSet,
     EnvEntry,
     Export,
     ExportMode,
+    IoMax,
     Node,
     NodeConfig,
     NodeState,
@@ -220,112 +223,12 @@ class FamilyConfig:
 
 
 # ---------------------------------------------------------------------------------------
-# Size, cpu and cpuset helpers (also used by plan compilation)
-
-_SIZE_RE = re.compile(r"\s*(\d+)\s*([kmgtpe]?)(i?b)?\s*", re.IGNORECASE)
-_UNITS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5, "e": 6}
+# Order of typed cgroup values (config.py typed them at load: nothing is parsed here)
 
 
-def parse_size(text: str | int) -> int | None:
-    """Bytes in a cgroup size ('64M', '1G', '4096', 'max' -> None = unlimited); units are
-    binary (K = 1024). Raises ValueError on anything else."""
-    if isinstance(text, int) and not isinstance(text, bool):
-        return text
-    if not isinstance(text, str):
-        raise ValueError(f"{text!r} is not a size")
-    if text.strip().lower() in ("max", "infinity"):
-        return None
-    m = _SIZE_RE.fullmatch(text)
-    if not m:
-        raise ValueError(f"'{text}' is not a size (write e.g. 64M, 1G or max)")
-    return int(m.group(1)) * 1024 ** _UNITS[m.group(2).lower()]
-
-
-def compare_sizes(a: str | int, b: str | int) -> int:
-    """-1, 0 or 1 as size a is smaller, equal or larger than b ('max' is the largest).
-    Raises ValueError on a bad size."""
-    x, y = parse_size(a), parse_size(b)
-    if x == y:
-        return 0
-    if x is None:
-        return 1
-    if y is None:
-        return -1
-    return -1 if x < y else 1
-
-
-def cpu_max_ratio(text: str) -> float:
-    """Fraction of a CPU allowed by a cpu.max value ('50000 100000' -> 0.5, 'max' -> inf).
-    Raises ValueError on a bad value."""
-    parts = str(text).split()
-    if not 1 <= len(parts) <= 2:
-        raise ValueError(f"'{text}' is not a cpu.max value (write QUOTA [PERIOD] or max)")
-    period = int(parts[1]) if len(parts) == 2 and parts[1].isdigit() else 100000
-    if len(parts) == 2 and not parts[1].isdigit():
-        raise ValueError(f"'{text}': period must be a number of microseconds")
-    if period <= 0:
-        raise ValueError(f"'{text}': period must be positive")
-    if parts[0].lower() == "max":
-        return float("inf")
-    if not parts[0].isdigit():
-        raise ValueError(f"'{text}' is not a cpu.max value (write QUOTA [PERIOD] or max)")
-    return int(parts[0]) / period
-
-
-def parse_cpulist(text: str) -> frozenset[int]:
-    """The set of numbers in a cpuset list ('0-3,6' -> {0,1,2,3,6}). Raises ValueError."""
-    out: set[int] = set()
-    for part in str(text).replace(" ", "").split(","):
-        if not part:
-            continue
-        lo, sep, hi = part.partition("-")
-        if not lo.isdigit() or (sep and not hi.isdigit()):
-            raise ValueError(f"'{text}' is not a cpu/memory-node list (write e.g. 0-3,6)")
-        first, last = int(lo), int(hi) if sep else int(lo)
-        if last < first:
-            raise ValueError(f"'{text}': range {part} is backwards")
-        out.update(range(first, last + 1))
-    return frozenset(out)
-
-
-def format_cpulist(numbers: frozenset[int] | set[int]) -> str:
-    """Canonical cpuset list text for a set of numbers ({0,1,2,6} -> '0-2,6')."""
-    runs: list[list[int]] = []
-    for n in sorted(numbers):
-        if runs and runs[-1][1] == n - 1:
-            runs[-1][1] = n
-        else:
-            runs.append([n, n])
-    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
-
-
-_IO_KEYS = ("rbps", "wbps", "riops", "wiops")
-
-
-def parse_io_max(text: str) -> dict[str, dict[str, str]]:
-    """Per-device limits of an io.max value ('8:0 rbps=1M wbps=max' ->
-    {'8:0': {'rbps': '1M', 'wbps': 'max'}}). Raises ValueError."""
-    devices: dict[str, dict[str, str]] = {}
-    current: dict[str, str] | None = None
-    for token in re.split(r"[\s,;]+", str(text).strip()):
-        if not token:
-            continue
-        if re.fullmatch(r"\d+:\d+", token):
-            current = devices.setdefault(token, {})
-            continue
-        key, eq, value = token.partition("=")
-        if current is None or not eq or key not in _IO_KEYS:
-            raise ValueError(f"'{text}' is not an io.max value "
-                             "(write MAJ:MIN rbps=N wbps=N riops=N wiops=N)")
-        parse_size(value)
-        current[key] = value
-    return devices
-
-
-def format_io_max(devices: Mapping[str, Mapping[str, str]]) -> str:
-    """io.max text, one device per line (the kernel takes one device per write)."""
-    return "\n".join(" ".join([dev] + [f"{k}={v[k]}" for k in _IO_KEYS if k in v])
-                     for dev, v in devices.items())
+def size_order(value: int | str) -> float:
+    """A size or count typed at load (int, or 'max' the largest) as a comparable number."""
+    return float("inf") if value == "max" else value
 
 
 # ---------------------------------------------------------------------------------------
@@ -532,19 +435,18 @@ def check_state(node: Node) -> None:
 
 
 def _canon_cap(cap: Capability, origin: Origin) -> tuple[str, ...]:
-    name = cap.cap.strip().lower()
-    if name == "all":
+    """The capabilities of an entry: typed at load (config.py: a canonical cap_* name or
+    'all'); a Capability built in code with anything else is refused here."""
+    if cap.cap == "all":
         return CAP_NAMES
-    if not name.startswith("cap_"):
-        name = "cap_" + name
-    if name not in CAP_BITS:
+    if cap.cap not in CAP_BITS:
         import difflib  # only on the error path
 
-        close = difflib.get_close_matches(name, CAP_NAMES, n=1)
+        close = difflib.get_close_matches(cap.cap.lower(), CAP_NAMES, n=1)
         raise ConfigError(origin.file, f"{origin.key}.cap", f"'{cap.cap}' is not a capability",
                           f"did you mean {close[0]}?" if close else "see capabilities(7)",
                           origin.line or None)
-    return (name,)
+    return (cap.cap,)
 
 
 def _merge_caps(views: list[_View]) -> tuple[Sourced[str], ...]:
@@ -553,8 +455,8 @@ def _merge_caps(views: list[_View]) -> tuple[Sourced[str], ...]:
     for view in views:
         stance: dict[str, tuple[bool, Origin]] = {}
         for group in view.cap_groups:
-            ordered = ([c for c in group if c[0].cap.strip().lower() == "all"]
-                       + [c for c in group if c[0].cap.strip().lower() != "all"])
+            ordered = ([c for c in group if c[0].cap == "all"]
+                       + [c for c in group if c[0].cap != "all"])
             for cap, origin in ordered:
                 for name in _canon_cap(cap, origin):
                     if cap.add:
@@ -563,7 +465,7 @@ def _merge_caps(views: list[_View]) -> tuple[Sourced[str], ...]:
                             raise MergeError(
                                 "capabilities",
                                 f"{origin.describe()} adds {name}"
-                                f"{' (through cap: all)' if cap.cap.lower() == 'all' else ''},"
+                                f"{' (through cap: all)' if cap.cap == 'all' else ''},"
                                 f" which its ancestor {anc.describe()} dropped",
                                 ancestor=f"{anc.alias} ({anc.path})",
                                 descendant=f"{origin.alias} ({origin.path})",
@@ -734,17 +636,17 @@ def _merge_seccomp(views: list[_View], warns: list[MergeWarning], notes: list[Me
     position = {v.node.path: i for i, v in enumerate(views)}
     profiles = [v.seccomp["profile"] for v in views if v.seccomp["profile"] is not None]
     profile = None
-    defaults = [(p, o) for p, o in profiles if str(p).lower() == "default"]
+    defaults = [(p, o) for p, o in profiles if p == "default"]
     if defaults:
         first = defaults[0][1]
         profile = Sourced("default", (first,))
         for p, o in profiles:
-            if str(p).lower() != "default" and position[o.path] > position[first.path]:
+            if p != "default" and position[o.path] > position[first.path]:
                 warns.append(_lost("seccomp.profile", first, o,
                                    f"sets profile {p}: ignored, an ancestor's default profile "
                                    "applies to its descendants"))
     elif profiles:
-        profile = Sourced(str(profiles[0][0]).lower(), (profiles[0][1],))
+        profile = Sourced(profiles[0][0], (profiles[0][1],))
 
     deny: dict[str, Origin] = {}
     for view in views:
@@ -767,7 +669,7 @@ def _merge_seccomp(views: list[_View], warns: list[MergeWarning], notes: list[Me
     errnos = [v.seccomp["errno"] for v in views if v.seccomp["errno"] is not None]
     errno = Sourced(errnos[0][0], (errnos[0][1],)) if errnos else None
     for value, origin in errnos[1:]:
-        if str(value).upper() != str(errnos[0][0]).upper():
+        if value != errnos[0][0]:
             warns.append(_lost("seccomp.errno", errnos[0][1], origin,
                                f"sets errno {value}: ignored, the root-most definition wins"))
     per_node = tuple(NodeSeccomp(v.node.alias, v.node.path,
@@ -797,50 +699,35 @@ def _smack_optional(views: list[_View], smack: Sourced[str] | None, admin: bool)
 
 def _tightest(name: str, found: list[tuple[Any, Origin]]) -> tuple[Any, Origin]:
     """Tightest value of one cgroup key along the chain (found is root -> leaf), by the
-    key's merge rule in the schema."""
+    key's merge rule in the schema; values are typed (config.py), compared as they are."""
     yaml_path, spec = CGROUP_KEYS[name]
-    key = f"cgroups.{yaml_path}"
     rule = spec.merge
-
-    def parsed(parse: Callable[[Any], Any], value: Any, origin: Origin) -> Any:
-        try:
-            return parse(value)
-        except ValueError as err:
-            raise MergeError(key, f"{origin.describe()}: {err}",
-                             descendant=f"{origin.alias} ({origin.path})",
-                             hint="fix the value in that node's config") from err
-
     if rule == "leaf":
         return found[-1]
-    if rule == "min":
-        best = found[0]
-        for item in found[1:]:
-            a, b = parsed(parse_size, best[0], best[1]), parsed(parse_size, *item)
-            if b is not None and (a is None or b < a):
-                best = item
-        return best
+    if rule == "min":   # the first of equal values stands
+        return min(found, key=lambda item: size_order(item[0]))
     if rule == "min-ratio":
-        return min(found, key=lambda item: parsed(cpu_max_ratio, *item))
+        return min(found, key=lambda item: item[0].ratio)
     if rule == "intersect":
-        cpus = parsed(parse_cpulist, *found[0])
+        cpus: CpuSet = found[0][0]
         for value, origin in found[1:]:
-            mine = parsed(parse_cpulist, value, origin)
-            if not cpus & mine:
-                raise MergeError(key, f"{origin.describe()} sets {value}, which does not "
-                                 f"overlap its ancestors' {format_cpulist(cpus)}",
+            if not cpus.ids & value.ids:
+                raise MergeError(f"cgroups.{yaml_path}", f"{origin.describe()} sets {value}, "
+                                 f"which does not overlap its ancestors' {cpus}",
                                  descendant=f"{origin.alias} ({origin.path})",
                                  hint="a node's cpuset must be a subset of its ancestors'")
-            cpus &= mine
-        return format_cpulist(cpus), found[-1][1]
+            cpus &= value
+        return cpus, found[-1][1]
     if rule == "min-per-device":
-        limits: dict[str, dict[str, str]] = {}
-        for value, origin in found:
-            for dev, keys in parsed(parse_io_max, value, origin).items():
+        limits: dict[str, dict[str, int | str]] = {}
+        for value, _origin in found:
+            for dev, keys in value.devices:
                 mine = limits.setdefault(dev, {})
-                for k, v in keys.items():
-                    if k not in mine or compare_sizes(v, mine[k]) < 0:
+                for k, v in keys:
+                    if k not in mine or size_order(v) < size_order(mine[k]):
                         mine[k] = v
-        return format_io_max(limits), found[-1][1]
+        return IoMax.of({dev: {k: v[k] for k in IO_LIMITS if k in v}
+                         for dev, v in limits.items()}), found[-1][1]
     raise AssertionError(name)
 
 
@@ -913,6 +800,8 @@ def _cgroup_tree(cg: CgroupSettings, wrap: Callable[[str, Any], Any]) -> dict[st
         if f.name == "line" or value is None:
             continue
         section, _, key = CGROUP_KEYS[f.name][0].partition(".")
+        if isinstance(value, str):  # typed values (CpuSet, CpuMax, ...) print as text
+            value = str(value)
         tree.setdefault(section, {})[key] = wrap(f.name, value)
     return tree
 
@@ -1001,5 +890,4 @@ def _family_to_dict(fam: FamilyConfig, origins: bool) -> dict[str, Any]:
 
 __all__ = ["CAP_NAMES", "CAP_BITS", "FamilyConfig", "FamilySeccomp", "MergeWarning",
            "NodeSeccomp", "Origin", "layers_of", "standing_environ",
-           "Sourced", "compare_sizes", "cpu_max_ratio", "format_cpulist", "merge_family",
-           "parse_cpulist", "parse_io_max", "parse_size", "yaml_key"]
+           "Sourced", "merge_family", "size_order", "yaml_key"]

@@ -120,14 +120,127 @@ class Capability:
     line: int = 0
 
 
+class _Typed(str):
+    """A cgroup value typed once at load (config.py) that is also its canonical text (the
+    str it derives from): merge and compile read the parsed attributes, output prints the
+    text. Immutable; built only through the subclass's `of`."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable (cannot set {name})")
+
+    def _set(self, **attrs: object) -> _Typed:
+        for name, value in attrs.items():
+            object.__setattr__(self, name, value)
+        return self
+
+    def __reduce__(self):  # pickle/copy rebuild through `of`, not str(text)
+        return (_rebuild, (type(self), self._args()))
+
+    def _args(self) -> tuple:  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+
+def _rebuild(cls: type, args: tuple) -> _Typed:
+    return cls.of(*args)
+
+
+def format_cpulist(numbers: frozenset[int] | set[int]) -> str:
+    """Canonical cpuset list text for a set of numbers ({0,1,2,6} -> '0-2,6')."""
+    runs: list[list[int]] = []
+    for n in sorted(numbers):
+        if runs and runs[-1][1] == n - 1:
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
+class CpuSet(_Typed):
+    """cpuset.cpus / cpuset.mems: the set of CPU (memory node) numbers, `ids`; the text is
+    the canonical list ('0-3,5')."""
+
+    ids: frozenset[int]
+
+    @classmethod
+    def of(cls, ids: frozenset[int] | set[int]) -> CpuSet:
+        ids = frozenset(ids)
+        return str.__new__(cls, format_cpulist(ids))._set(ids=ids)
+
+    def __and__(self, other: CpuSet) -> CpuSet:  # type: ignore[override]
+        return CpuSet.of(self.ids & other.ids)
+
+    def _args(self) -> tuple:
+        return (self.ids,)
+
+
+class CpuMax(_Typed):
+    """cpu.max: `quota` in microseconds (None: max) per `period`; text 'QUOTA|max PERIOD'."""
+
+    quota: int | None
+    period: int
+
+    @classmethod
+    def of(cls, quota: int | None, period: int = 100000) -> CpuMax:
+        text = f"{'max' if quota is None else quota} {period}"
+        return str.__new__(cls, text)._set(quota=quota, period=period)
+
+    @property
+    def ratio(self) -> float:
+        """The fraction of a CPU it allows (inf for max)."""
+        return float("inf") if self.quota is None else self.quota / self.period
+
+    def _args(self) -> tuple:
+        return (self.quota, self.period)
+
+
+class IoWeight(_Typed):
+    """io.weight: `entries` ((device 'MAJ:MIN' or 'default', weight), ...); text one entry
+    per line ('default 100\n8:0 200'), the kernel takes one per write."""
+
+    entries: tuple[tuple[str, int], ...]
+
+    @classmethod
+    def of(cls, entries: tuple[tuple[str, int], ...]) -> IoWeight:
+        entries = tuple(entries)
+        text = "\n".join(f"{dev} {weight}" for dev, weight in entries)
+        return str.__new__(cls, text)._set(entries=entries)
+
+    def _args(self) -> tuple:
+        return (self.entries,)
+
+
+IO_LIMITS = ("rbps", "wbps", "riops", "wiops")
+"""The limits of one io.max device, in the kernel's order."""
+
+
+class IoMax(_Typed):
+    """io.max: `devices` ((device 'MAJ:MIN', ((limit, int or 'max'), ...)), ...), limits
+    of IO_LIMITS; text one device per line ('8:0 rbps=1048576 wiops=max')."""
+
+    devices: tuple[tuple[str, tuple[tuple[str, int | str], ...]], ...]
+
+    @classmethod
+    def of(cls, devices) -> IoMax:
+        """devices: a mapping or pairs, device -> mapping or pairs limit -> value."""
+        items = devices.items() if hasattr(devices, "items") else devices
+        typed = tuple((dev, tuple(limits.items() if hasattr(limits, "items") else limits))
+                      for dev, limits in items)
+        text = "\n".join(" ".join([dev] + [f"{k}={v}" for k, v in limits])
+                         for dev, limits in typed)
+        return str.__new__(cls, text)._set(devices=typed)
+
+    def _args(self) -> tuple:
+        return (self.devices,)
+
+
 @dataclass(frozen=True)
 class CgroupSettings:
-    """cgroup v2 semantics, typed once at load (schema.CGROUPS): sizes and pids.max are
-    ints (bytes, count) or 'max'; cpu.max is 'QUOTA|max PERIOD'; cpusets are canonical
-    lists ('0-3,5'); io values one entry per line. None = not set."""
+    """cgroup v2 semantics, typed once at load (config.py, by schema.CGROUPS kind): sizes
+    and pids.max are ints (bytes, count) or 'max'; cpu.max a CpuMax; cpusets CpuSets; io
+    values IoWeight and IoMax (parsed per device). None = not set."""
 
-    cpuset_cpus: str | None = None
-    cpuset_mems: str | None = None
+    cpuset_cpus: CpuSet | None = None
+    cpuset_mems: CpuSet | None = None
     cpuset_cpus_partition: str | None = None
     mem_min: int | str | None = None
     mem_low: int | str | None = None
@@ -138,9 +251,9 @@ class CgroupSettings:
     mem_swap_max: int | str | None = None
     cpu_weight: int | None = None
     cpu_weight_nice: int | None = None
-    cpu_max: str | None = None
-    io_weight: str | None = None
-    io_max: str | None = None
+    cpu_max: CpuMax | None = None
+    io_weight: IoWeight | None = None
+    io_max: IoMax | None = None
     pids_max: int | str | None = None
     line: int = 0
 

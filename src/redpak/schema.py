@@ -206,6 +206,15 @@ CGROUPS: dict[str, dict[str, Key]] = {
     ),
 }
 
+CGROUP_FILES: dict[str, str] = {
+    "controllers": "cgroup.controllers",        # v2: the controllers a cgroup offers
+    "subtree_control": "cgroup.subtree_control",  # v2: the controllers its children get
+    "join_v2": "cgroup.procs",                  # v2: join
+    "join_v1": "tasks",                         # v1: join (one thread)
+    "clone_children": "cgroup.clone_children",  # v1 cpuset: children copy cpus and mems
+}
+"""The core (controller-less) cgroup files redpak writes, by role."""
+
 CGROUP_KEYS: dict[str, tuple[str, Key]] = {
     key.field: (f"{section}.{key.name}", key)
     for section, table in CGROUPS.items() for key in table.values()}

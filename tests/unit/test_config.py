@@ -14,7 +14,8 @@ from redpak import config
 from redpak.config import (CAPABILITY_NAMES, MAX_BYTES, load_config, load_yaml_mapping,
                            parse_config, parse_yaml_mapping)
 from redpak.errors import ConfigError
-from redpak.model import (Capability, EnvEntry, EnvMode, Export, ExportMode, Share,
+from redpak.model import (Capability, CpuMax, CpuSet, EnvEntry, EnvMode, Export, ExportMode,
+                          IoMax, IoWeight, Share,
                           ShareValue, Tristate)
 
 FILE = "app/etc/redpak.yaml"
@@ -337,6 +338,72 @@ def test_cgroups_all_keys() -> None:
     assert cg.io_weight == "default 200"
     assert cg.io_max == "8:0 rbps=1048576 wiops=120\n8:16 wbps=max"
     assert cg.pids_max == 64 and cg.line == 4
+
+
+def test_cgroup_values_are_typed_at_load() -> None:
+    # parsed once here: merge and compile read these attributes, never the text
+    cg = parse(with_config(textwrap.indent(textwrap.dedent("""
+        cgroups:
+          cpuset: {cpus: "0-2, 6,7", mems: 0}
+          cpu: {max: 25000}
+          io:
+            weight: |
+              default 100
+              8:0 200
+            max: |
+              8:0 rbps=1048576 WIOPS=max
+              8:16 riops=10
+              8:0 wbps=4096
+    """).strip(), "  "))).settings.cgroups
+    assert type(cg.cpuset_cpus) is CpuSet and cg.cpuset_cpus.ids == {0, 1, 2, 6, 7}
+    assert cg.cpuset_cpus == "0-2,6-7" and cg.cpuset_mems.ids == {0}
+    assert type(cg.cpu_max) is CpuMax
+    assert (cg.cpu_max.quota, cg.cpu_max.period, cg.cpu_max.ratio) == (25000, 100000, 0.25)
+    assert type(cg.io_weight) is IoWeight
+    assert cg.io_weight.entries == (("default", 100), ("8:0", 200))
+    assert type(cg.io_max) is IoMax     # per device; a device named twice is one entry
+    assert cg.io_max.devices == (("8:0", (("rbps", 1048576), ("wiops", "max"),
+                                          ("wbps", 4096))),
+                                 ("8:16", (("riops", 10),)))
+    assert cg.io_max == "8:0 rbps=1048576 wiops=max wbps=4096\n8:16 riops=10"
+    with pytest.raises(AttributeError):
+        cg.cpuset_cpus.ids = frozenset()    # typed values are immutable
+
+
+def test_typed_cgroup_values_survive_copy_and_pickle() -> None:
+    import copy
+    import pickle
+
+    cg = config.cgroup_settings(cpuset_cpus="1-3", cpu_max="max", io_max="8:0 rbps=10",
+                                io_weight="50")
+    for clone in (copy.deepcopy(cg), pickle.loads(pickle.dumps(cg))):
+        assert clone == cg and clone.cpuset_cpus.ids == {1, 2, 3}
+        assert clone.cpu_max.quota is None and clone.io_max.devices == cg.io_max.devices
+        assert clone.io_weight.entries == (("default", 50),)
+
+
+def test_typed_cgroup_values_dump_as_yaml_text() -> None:
+    # `redconf config --format yaml` dumps the parsed values with PyYAML's safe dumper
+    import yaml
+
+    cg = parse(with_config("  cgroups: {cpuset: {cpus: 0-1}, cpu: {max: max}}")).settings.cgroups
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    text = yaml.dump({"cpus": cg.cpuset_cpus, "max": cg.cpu_max}, Dumper=dumper)
+    assert yaml.safe_load(text) == {"cpus": "0-1", "max": "max 100000"}
+
+
+@pytest.mark.parametrize("body, message", [
+    ("cpuset: {cpus: 3-1}", "reversed"),
+    ("cpuset: {mems: a}", "CPU/node list"),
+    ("cpu: {max: 10}", "below 1000"),
+    ("io: {max: '8:0 rbps=1M'}", "MAJ:MIN"),
+    ("io: {weight: 'default 0'}", "1 to 10000"),
+])
+def test_bad_typed_cgroup_value_names_file_key_and_line(body: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse(with_config(f"  cgroups:\n    {body}"))
+    text = str(err.value)
+    assert message in text and "cgroups." in text and ":5" in text, text
 
 
 @pytest.mark.parametrize("key, value, stored", [

@@ -23,6 +23,7 @@ from redpak.controls import (
 from redpak.errors import PlanError
 from redpak.expand import expand_family
 from redpak.family import merge_family
+from redpak.config import cgroup_settings
 from redpak.model import (
     CgroupSettings,
     Export,
@@ -330,7 +331,7 @@ def writes(ops, node: str) -> dict[str, list[str]]:
     return found
 
 
-FULL = CgroupSettings(cpuset_cpus="0-1", cpuset_mems="0", cpuset_cpus_partition="member",
+FULL = cgroup_settings(cpuset_cpus="0-1", cpuset_mems="0", cpuset_cpus_partition="member",
                       mem_min="1M", mem_low="16M", mem_high="200M", mem_max="256M",
                       mem_oom_group=True, mem_swap_high="max", mem_swap_max="0",
                       cpu_weight_nice=5, cpu_max="50000 100000",
@@ -352,8 +353,8 @@ def test_v2_every_key_is_written_with_v2_semantics():
 
 
 def test_v2_layout_nested_per_node_checked_root_attach_last():
-    ops = controls_of({"cgroups": CgroupSettings(pids_max="100")},
-                      {"cgroups": CgroupSettings(mem_max="64M")}, host=V2).cgroup
+    ops = controls_of({"cgroups": cgroup_settings(pids_max="100")},
+                      {"cgroups": cgroup_settings(mem_max="64M")}, host=V2).cgroup
     text = ops_text(ops)
     sys_dir = ops[2].path
     app_dir = ops[5].path
@@ -371,17 +372,17 @@ def test_v2_layout_nested_per_node_checked_root_attach_last():
 
 def test_v2_child_limits_above_the_parents_are_written_as_given():
     # cgroup v2 caps a child by its ancestors itself: no rewriting needed
-    ops = controls_of({"cgroups": CgroupSettings(cpu_max="10000 100000", pids_max="10")},
-                      {"cgroups": CgroupSettings(cpu_max="90000 100000", pids_max="1000")},
+    ops = controls_of({"cgroups": cgroup_settings(cpu_max="10000 100000", pids_max="10")},
+                      {"cgroups": cgroup_settings(cpu_max="90000 100000", pids_max="1000")},
                       host=V2).cgroup
     assert writes(ops, "app")["cpu.max"] == ["90000 100000"]
     assert writes(ops, "app")["pids.max"] == ["1000"]
 
 
 def test_v2_cpu_max_period_defaults_and_max():
-    ops = controls_of(leaf={"cgroups": CgroupSettings(cpu_max="max")}, host=V2).cgroup
+    ops = controls_of(leaf={"cgroups": cgroup_settings(cpu_max="max")}, host=V2).cgroup
     assert writes(ops, "app")["cpu.max"] == ["max 100000"]
-    ops = controls_of(leaf={"cgroups": CgroupSettings(cpu_max="25000")}, host=V2).cgroup
+    ops = controls_of(leaf={"cgroups": cgroup_settings(cpu_max="25000")}, host=V2).cgroup
     assert writes(ops, "app")["cpu.max"] == ["25000 100000"]
 
 
@@ -389,7 +390,7 @@ def test_v2_controller_not_offered_is_a_plan_error():
     host = Host(arch="x86_64", hierarchies=(Hierarchy(2, "/sys/fs/cgroup", "",
                                                       frozenset({"memory"}), "/user.slice"),))
     with pytest.raises(PlanError) as err:
-        controls_of(leaf={"cgroups": CgroupSettings(pids_max="10")}, host=host)
+        controls_of(leaf={"cgroups": cgroup_settings(pids_max="10")}, host=host)
     text = str(err.value)
     assert text.startswith("cgroups.pids.max:") and "node 'app'" in text
     assert "'pids'" in text and "/sys/fs/cgroup/user.slice" in text
@@ -403,24 +404,24 @@ def test_no_limit_no_cgroups():
 def test_explicit_cgrouproot_has_no_check_and_must_exist():
     host = Host(arch="x86_64", isdir=lambda p: p == "/sys/fs/cgroup/redpak.slice")
     ops = controls_of({"cgrouproot": "/sys/fs/cgroup/redpak.slice"},
-                      {"cgroups": CgroupSettings(pids_max="5")}, host=host).cgroup
+                      {"cgroups": cgroup_settings(pids_max="5")}, host=host).cgroup
     assert CgroupAction.CHECK not in [op.action for op in ops]
     assert ops[0] == CgroupOp(CgroupAction.WRITE, "/sys/fs/cgroup/redpak.slice",
                               "cgroup.subtree_control", "+pids")
     with pytest.raises(PlanError) as err:
         controls_of({"cgrouproot": "/sys/fs/cgroup/nope"},
-                    {"cgroups": CgroupSettings(pids_max="5")}, host=host)
+                    {"cgroups": cgroup_settings(pids_max="5")}, host=host)
     assert "cgrouproot" in str(err.value) and "does not exist" in str(err.value)
     with pytest.raises(PlanError) as err:
-        controls_of({"cgrouproot": "/srv/cg"}, {"cgroups": CgroupSettings(pids_max="5")},
+        controls_of({"cgrouproot": "/srv/cg"}, {"cgroups": cgroup_settings(pids_max="5")},
                     host=host)
     assert "not inside a cgroup hierarchy" in str(err.value)
 
 
 def test_directory_names_follow_the_node_and_its_settings():
-    a = controls_of({"cgroups": CgroupSettings(pids_max="10")}, host=V2).cgroup
-    b = controls_of({"cgroups": CgroupSettings(pids_max="10")}, host=V2).cgroup
-    c = controls_of({"cgroups": CgroupSettings(pids_max="11")}, host=V2).cgroup
+    a = controls_of({"cgroups": cgroup_settings(pids_max="10")}, host=V2).cgroup
+    b = controls_of({"cgroups": cgroup_settings(pids_max="10")}, host=V2).cgroup
+    c = controls_of({"cgroups": cgroup_settings(pids_max="11")}, host=V2).cgroup
     assert a == b
     assert a[2].path != c[2].path          # other limits: not shared with those launches
     assert a[5].path.rsplit("/", 1)[1] == c[5].path.rsplit("/", 1)[1]  # app's own: same
@@ -442,10 +443,10 @@ def hybrid(memsw=True, bfq=False, caller="/") -> Host:
 
 
 def test_v1_mapping_of_each_supported_key():
-    cg = CgroupSettings(cpuset_cpus="0-1", cpuset_mems="0", cpuset_cpus_partition="member",
+    cg = cgroup_settings(cpuset_cpus="0-1", cpuset_mems="0", cpuset_cpus_partition="member",
                         mem_low="16M", mem_max="256M", mem_swap_max="64M", mem_oom_group=False,
                         mem_min="0", mem_high="max", cpu_weight=200, cpu_max="50000 100000",
-                        io_max="8:0 rbps=1M wiops=max", pids_max="64")
+                        io_max="8:0 rbps=1048576 wiops=max", pids_max="64")
     ops = controls_of(leaf={"cgroups": cg}, host=hybrid()).cgroup
     assert writes(ops, "app") == {
         "cgroup.clone_children": ["1"], "cpuset.cpus": ["0-1"], "cpuset.mems": ["0"],
@@ -458,7 +459,7 @@ def test_v1_mapping_of_each_supported_key():
 
 
 def test_v1_ops_go_to_each_controllers_hierarchy():
-    ops = controls_of(leaf={"cgroups": CgroupSettings(mem_max="64M", pids_max="9")},
+    ops = controls_of(leaf={"cgroups": cgroup_settings(mem_max="64M", pids_max="9")},
                       host=hybrid()).cgroup
     hierarchies = {op.path.split("/")[4] for op in ops}
     assert hierarchies == {"memory", "pids"}
@@ -473,7 +474,7 @@ def test_v1_ops_go_to_each_controllers_hierarchy():
 
 def test_v1_root_is_the_callers_cgroup_in_each_hierarchy():
     host = hybrid(caller="/process_api/abc")
-    ops = controls_of(leaf={"cgroups": CgroupSettings(mem_max="64M")}, host=host).cgroup
+    ops = controls_of(leaf={"cgroups": cgroup_settings(mem_max="64M")}, host=host).cgroup
     assert ops[0] == CgroupOp(CgroupAction.CHECK, "/sys/fs/cgroup/memory/process_api/abc",
                               "memory", "/process_api/abc")
     assert ops[1].path.startswith("/sys/fs/cgroup/memory/process_api/abc/redpak-sys-")
@@ -496,59 +497,59 @@ def test_v1_keys_without_an_honest_equivalent_are_errors(field, value, words):
 
 def test_v1_swap_needs_accounting_and_a_memory_limit():
     with pytest.raises(PlanError) as err:
-        controls_of(leaf={"cgroups": CgroupSettings(mem_max="64M", mem_swap_max="0")},
+        controls_of(leaf={"cgroups": cgroup_settings(mem_max="64M", mem_swap_max="0")},
                     host=hybrid(memsw=False))
     assert "swapaccount" in str(err.value)
     with pytest.raises(PlanError) as err:
-        controls_of(leaf={"cgroups": CgroupSettings(mem_swap_max="0")}, host=hybrid())
+        controls_of(leaf={"cgroups": cgroup_settings(mem_swap_max="0")}, host=hybrid())
     assert "needs mem.max in the same node" in str(err.value)
 
 
 def test_v1_io_weight_needs_bfq():
     with pytest.raises(PlanError) as err:
-        controls_of(leaf={"cgroups": CgroupSettings(io_weight="default 100")}, host=hybrid())
+        controls_of(leaf={"cgroups": cgroup_settings(io_weight="default 100")}, host=hybrid())
     assert "cgroups.io.weight" in str(err.value) and "BFQ" in str(err.value)
-    ops = controls_of(leaf={"cgroups": CgroupSettings(io_weight="default 100")},
+    ops = controls_of(leaf={"cgroups": cgroup_settings(io_weight="default 100")},
                       host=hybrid(bfq=True)).cgroup
     assert writes(ops, "app")["blkio.bfq.weight"] == ["default 100"]
 
 
 @pytest.mark.parametrize("nice,shares", [(0, "1024"), (-20, "88761"), (19, "15"), (5, "335")])
 def test_v1_weight_nice_maps_to_the_schedulers_weight(nice, shares):
-    ops = controls_of(leaf={"cgroups": CgroupSettings(cpu_weight_nice=nice)},
+    ops = controls_of(leaf={"cgroups": cgroup_settings(cpu_weight_nice=nice)},
                       host=hybrid()).cgroup
     assert writes(ops, "app")["cpu.shares"] == [shares]
 
 
 @pytest.mark.parametrize("weight,shares", [(100, "1024"), (1, "10"), (10000, "102400")])
 def test_v1_weight_maps_to_shares(weight, shares):
-    ops = controls_of(leaf={"cgroups": CgroupSettings(cpu_weight=weight)}, host=hybrid()).cgroup
+    ops = controls_of(leaf={"cgroups": cgroup_settings(cpu_weight=weight)}, host=hybrid()).cgroup
     assert writes(ops, "app")["cpu.shares"] == [shares]
 
 
 @pytest.mark.parametrize("v1", [True, False], ids=["v1", "v2"])
 def test_weight_and_weight_nice_in_one_node_is_an_error(v1):
     with pytest.raises(PlanError) as err:
-        controls_of(leaf={"cgroups": CgroupSettings(cpu_weight=100, cpu_weight_nice=0)},
+        controls_of(leaf={"cgroups": cgroup_settings(cpu_weight=100, cpu_weight_nice=0)},
                     host=hybrid() if v1 else V2)
     assert "cgroups.cpu.weight_nice" in str(err.value) and "node 'app'" in str(err.value)
 
 
 def test_v1_cpu_quota_above_the_parents_is_capped():
-    ops = controls_of({"cgroups": CgroupSettings(cpu_max="20000 100000")},
-                      {"cgroups": CgroupSettings(cpu_max="90000 100000")}, host=hybrid()).cgroup
+    ops = controls_of({"cgroups": cgroup_settings(cpu_max="20000 100000")},
+                      {"cgroups": cgroup_settings(cpu_max="90000 100000")}, host=hybrid()).cgroup
     assert writes(ops, "app")["cpu.cfs_quota_us"] == ["20000"]
-    ops = controls_of({"cgroups": CgroupSettings(cpu_max="20000 100000")},
-                      {"cgroups": CgroupSettings(cpu_max="5000 100000")}, host=hybrid()).cgroup
+    ops = controls_of({"cgroups": cgroup_settings(cpu_max="20000 100000")},
+                      {"cgroups": cgroup_settings(cpu_max="5000 100000")}, host=hybrid()).cgroup
     assert writes(ops, "app")["cpu.cfs_quota_us"] == ["5000"]
-    ops = controls_of({"cgroups": CgroupSettings(cpu_max="20000 100000")},
-                      {"cgroups": CgroupSettings(cpu_max="max")}, host=hybrid()).cgroup
+    ops = controls_of({"cgroups": cgroup_settings(cpu_max="20000 100000")},
+                      {"cgroups": cgroup_settings(cpu_max="max")}, host=hybrid()).cgroup
     assert writes(ops, "app")["cpu.cfs_quota_us"] == ["-1"]  # the parent's quota applies
 
 
 def test_v1_cpusets_intersect_along_the_family_and_copy_the_parents():
-    ops = controls_of({"cgroups": CgroupSettings(cpuset_cpus="0-3")},
-                      {"cgroups": CgroupSettings(cpuset_cpus="2-7")}, host=hybrid()).cgroup
+    ops = controls_of({"cgroups": cgroup_settings(cpuset_cpus="0-3")},
+                      {"cgroups": cgroup_settings(cpuset_cpus="2-7")}, host=hybrid()).cgroup
     text = ops_text(ops)
     sys_name = next(t.split(":")[0] for t in text if t.startswith("redpak-sys-"))
     assert f"{sys_name}:cpuset.cpus=0-3" in text
@@ -560,8 +561,8 @@ def test_v1_cpusets_intersect_along_the_family_and_copy_the_parents():
 def test_v2_cpusets_intersect_along_the_family():
     # v2 refuses CPUs the machine lacks (ERANGE): a child says 2-7 under a parent's 0-3,
     # it gets 2-3, as on v1 (found by the cgroup v2 VM lane, tools/vm/lane v2)
-    ops = controls_of({"cgroups": CgroupSettings(cpuset_cpus="0-3")},
-                      {"cgroups": CgroupSettings(cpuset_cpus="2-7", cpuset_mems="0")}).cgroup
+    ops = controls_of({"cgroups": cgroup_settings(cpuset_cpus="0-3")},
+                      {"cgroups": cgroup_settings(cpuset_cpus="2-7", cpuset_mems="0")}).cgroup
     assert writes(ops, "sys")["cpuset.cpus"] == ["0-3"]
     assert writes(ops, "app")["cpuset.cpus"] == ["2-3"]
     assert writes(ops, "app")["cpuset.mems"] == ["0"]
@@ -569,8 +570,8 @@ def test_v2_cpusets_intersect_along_the_family():
 
 def test_v1_memory_limits_stay_per_node():
     # v1 memory limits are hierarchical: a child above its parent is capped by the kernel
-    ops = controls_of({"cgroups": CgroupSettings(mem_max="64M")},
-                      {"cgroups": CgroupSettings(mem_max="1G")}, host=hybrid()).cgroup
+    ops = controls_of({"cgroups": cgroup_settings(mem_max="64M")},
+                      {"cgroups": cgroup_settings(mem_max="1G")}, host=hybrid()).cgroup
     assert writes(ops, "sys")["memory.limit_in_bytes"] == [str(64 << 20)]
     assert writes(ops, "app")["memory.limit_in_bytes"] == [str(1 << 30)]
 
@@ -579,14 +580,14 @@ def test_controller_on_no_hierarchy_is_an_error():
     host = Host(arch="x86_64", hierarchies=(Hierarchy(1, "/sys/fs/cgroup/memory", "memory",
                                                       frozenset({"memory"}), "/"),))
     with pytest.raises(PlanError) as err:
-        controls_of(leaf={"cgroups": CgroupSettings(pids_max="10")}, host=host)
+        controls_of(leaf={"cgroups": cgroup_settings(pids_max="10")}, host=host)
     assert "cgroups.pids.max" in str(err.value) and "no 'pids' cgroup controller" in str(
         err.value)
 
 
 def test_admin_cgroups_only_in_admin_mode():
     nodes = [mknode(SYS, "sys"), mknode(APP, "app",
-                                        admin={"cgroups": CgroupSettings(pids_max="7")})]
+                                        admin={"cgroups": cgroup_settings(pids_max="7")})]
     normal = expand_family(merge_family(nodes), {}, 0, 0, 1).family
     admin = expand_family(merge_family(nodes, admin=True), {}, 0, 0, 1).family
     assert compile_controls(normal, (), hybrid()).cgroup == ()
@@ -724,7 +725,7 @@ def test_bad_smack_labels_are_plan_errors(label):
 def test_controls_survive_encode_decode_and_dump():
     nodes = [mknode(SYS, "sys", seccomp=SeccompSettings(profile="default"),
                     landlock=LandlockSettings(enabled=True),
-                    cgroups=CgroupSettings(pids_max="10", cpuset_cpus="0")),
+                    cgroups=cgroup_settings(pids_max="10", cpuset_cpus="0")),
              mknode(APP, "app", smack="App", smack_optional=True,
                     exports=(Export(ExportMode.TMPFS, "/tmp"),))]
     fam = expand_family(merge_family(nodes), {}, 0, 0, 1).family

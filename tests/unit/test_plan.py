@@ -16,9 +16,9 @@ import redpak.build as plan_mod  # build_plan: identity, source checks
 from redpak.errors import PlanError
 from redpak.expand import DEFAULT_TIMEOUT, expand_family
 from redpak.family import CAP_NAMES, merge_family
+from redpak.config import cgroup_settings
 from redpak.model import (
     Capability,
-    CgroupSettings,
     EnvEntry,
     EnvMode,
     Export,
@@ -711,7 +711,7 @@ def test_compile_needs_an_expanded_family():
 # --- controls reach the plan (their compilation: tests/unit/test_controls.py) -----------
 
 CONTROLS = [
-    ("cgroup", {"cgroups": CgroupSettings(pids_max="10", line=5)}),
+    ("cgroup", {"cgroups": cgroup_settings(pids_max="10", line=5)}),
     ("seccomp", {"seccomp": SeccompSettings(profile="default", line=5)}),
     ("seccomp", {"seccomp": SeccompSettings(deny=("keyctl",), line=5)}),
     ("landlock", {"landlock": LandlockSettings(enabled=True, line=5)}),
@@ -739,7 +739,7 @@ def test_smack_option_labels_the_program():
 
 
 @pytest.mark.parametrize("settings", [
-    {"cgroups": CgroupSettings(line=5)},
+    {"cgroups": cgroup_settings(line=5)},
     {"seccomp": SeccompSettings(profile="none", line=5)},
     {"seccomp": SeccompSettings(errno="EPERM", line=5)},
     {"landlock": LandlockSettings(enabled=False, line=5)},
