@@ -75,7 +75,10 @@ def plans(out: Path, arch: str) -> None:
     fam = Family(fams, out / "ctltool")
     probe = [{"mode": "RestrictedFile", "mount": "/probe", "path": str(out / "probe")}]
     leaves = {
-        "plain": fam.make(root={"seccomp": {"profile": "none"}}, root_exports=probe),
+        # new-session: no TIOCSTI rule either (a node sharing the caller's session gets
+        # one, issue 9), so "plain" runs with no seccomp filter at all
+        "plain": fam.make(root={"seccomp": {"profile": "none"}, "new-session": "enabled"},
+                          root_exports=probe),
         "seccomp": fam.make(root={"seccomp": {"profile": "default"}}, root_exports=probe),
         "pids": fam.make(leaf={"cgroups": {"pids": {"max": "40"}}}, root_exports=probe),
     }
