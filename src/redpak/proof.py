@@ -547,16 +547,11 @@ def to_junit(report: Report, path: str) -> None:
                                         type=rule)
                 failure.text = "\n".join(f.message for f in found)
     data = ET.tostring(suites, encoding="unicode")
-    tmp = f"{path}.tmp{os.getpid()}"
+    from .planfile import write_atomic
     try:
-        with open(tmp, "w", encoding="utf-8") as out:
-            out.write('<?xml version="1.0" encoding="UTF-8"?>\n' + data + "\n")
-        os.replace(tmp, path)
+        write_atomic(path, ('<?xml version="1.0" encoding="UTF-8"?>\n' + data + "\n")
+                     .encode("utf-8"))
     except OSError as err:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
         raise PackageError(f"{path}: cannot write the JUnit report: "
                            f"{err.strerror or err}") from err
 

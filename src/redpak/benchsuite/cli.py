@@ -69,14 +69,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def _write(path: str, text: str) -> None:
     """Write a whole file or nothing (a temporary file renamed); errors name `path`."""
-    tmp = f"{path}.tmp{os.getpid()}"
+    from ..planfile import write_atomic
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        write_atomic(path, text.encode("utf-8"))
     except OSError as err:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
         raise OSError(err.errno, err.strerror, path) from None
 
 
