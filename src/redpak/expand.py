@@ -178,11 +178,7 @@ class ExpansionContext:
             return str(s.gid)
         who, _, what = name.partition("_")
         if who in ("NODE", "LEAF") and what in ("ALIAS", "NAME", "PATH", "INFO"):
-            target = node if who == "NODE" else s.leaf
-            if what == "PATH":
-                return target.path
-            return {"ALIAS": target.config.alias, "NAME": target.config.name,
-                    "INFO": target.config.info}[what] or ""
+            return (node if who == "NODE" else s.leaf).builtin(what)
         base = node.path.rstrip("/")
         return {"REDNODE_CONF": f"{base}/etc/redpak.yaml",
                 "REDNODE_ADMIN": f"{base}/etc/redpak-admin.yaml",

@@ -268,7 +268,7 @@ def _norm_mount(mount: str) -> str:
     return text.rstrip("/") or ("/" if text.startswith("/") else text)
 
 
-_NODE_REF = re.compile(r"\$(?:\{(NODE_(?:ALIAS|NAME|PATH|INFO))\}|(NODE_(?:ALIAS|NAME|PATH|INFO))"
+_NODE_REF = re.compile(r"\$(?:\{NODE_(ALIAS|NAME|PATH|INFO)\}|NODE_(ALIAS|NAME|PATH|INFO)"
                        r"(?![A-Za-z0-9_]))")
 
 
@@ -278,10 +278,7 @@ def _mount_key(node: Node, mount: str) -> str:
     (mergeconfig without --expand) keeps each node's `/nodes/$NODE_ALIAS/...` apart as the
     launch does. An expanded family has no $NODE_ left: the key is the mount itself."""
     if "$" in mount:
-        cfg = node.config
-        values = {"NODE_ALIAS": cfg.alias, "NODE_NAME": cfg.name or "", "NODE_PATH": node.path,
-                  "NODE_INFO": cfg.info or ""}
-        mount = _NODE_REF.sub(lambda m: values[m[1] or m[2]], mount)
+        mount = _NODE_REF.sub(lambda m: node.builtin(m[1] or m[2]), mount)
     return _norm_mount(mount)
 
 

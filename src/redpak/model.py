@@ -360,3 +360,10 @@ class Node:
     @property
     def alias(self) -> str:
         return self.config.alias
+
+    def builtin(self, what: str) -> str:
+        """The value of $NODE_<what> (ALIAS, NAME, PATH, INFO) for this node ("" if unset)."""
+        if what == "PATH":
+            return self.path
+        return {"ALIAS": self.config.alias, "NAME": self.config.name,
+                "INFO": self.config.info}[what] or ""
