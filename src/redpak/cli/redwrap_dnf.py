@@ -353,17 +353,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `redwrap-dnf`; returns the exit status."""
     args = parse_args(argv)
-    try:
-        return run_guarded(PROG, lambda: args.func(args), verbose=bool(args.verbose))
-    finally:
-        _wait_deletions()
-
-
-def _wait_deletions() -> None:
-    """Old trees a transaction started deleting: the command ends after them."""
-    stage = sys.modules.get("redpak.pkg.stage")
-    if stage is not None:
-        stage.wait_deleted(stage.PENDING_DELETIONS)
+    return run_guarded(PROG, lambda: args.func(args), verbose=bool(args.verbose))
 
 
 if __name__ == "__main__":

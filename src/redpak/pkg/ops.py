@@ -73,11 +73,13 @@ def _change(redpath: str, verb: str, specs: list[str], opts: Options) -> int:
     from redpak.pkg.lock import FamilyLock
     from redpak.pkg.rpmdb import RPM_LOCK
     from redpak.pkg.session import descendants, open_session
+    from redpak.pkg.stage import deletions_awaited
     from redpak.pkg.transaction import execute, require_root
 
     require_root()
     session = open_session(redpath)
-    with RPM_LOCK, FamilyLock(session.root.path, opts.lock_timeout, on_wait=opts.warn):
+    with RPM_LOCK, FamilyLock(session.root.path, opts.lock_timeout, on_wait=opts.warn), \
+            deletions_awaited():
         recover(session, opts)
         universe = _universe(session, repos=True, local=specs if verb == "install" else [])
         plan = getattr(universe, f"plan_{verb}")(specs)
@@ -124,11 +126,13 @@ def recover_node(redpath: str, opts: Options) -> int:
     from redpak.pkg.lock import FamilyLock
     from redpak.pkg.rpmdb import RPM_LOCK
     from redpak.pkg.session import open_session
+    from redpak.pkg.stage import deletions_awaited
     from redpak.pkg.transaction import require_root
 
     require_root()
     session = open_session(redpath)
-    with RPM_LOCK, FamilyLock(session.root.path, opts.lock_timeout, on_wait=opts.warn):
+    with RPM_LOCK, FamilyLock(session.root.path, opts.lock_timeout, on_wait=opts.warn), \
+            deletions_awaited():
         if not recover(session, opts):
             opts.out(f"Nothing to recover in {session.leaf.path}.")
     return 0

@@ -25,12 +25,13 @@ never following a symlink.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
 import shutil
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from redpak.errors import PackageError
@@ -324,37 +325,39 @@ def remove_stale(node_root: str, node_fd: int, wait: bool = True) -> None:
                                f"{err.strerror}") from err
 
 
-def discard_old(node_root: str, node_fd: int) -> Any:
+def discard_old(node_root: str, node_fd: int) -> None:
     """After the swap the stage holds the old units: rename it out of the way and start
     deleting it (deleting a tree costs more than the whole transaction, so it overlaps the
-    scriptlets that follow; a killed deletion is finished by the next transaction).
-    Returns the deletion to pass to wait_deleted() before the command ends: nothing of a
-    command may still run after it returned (an image step copies the node next).
-    Raises OSError."""
+    scriptlets that follow; deletions_awaited() ends the command after it; a killed
+    deletion is finished by the next transaction). Raises OSError."""
     trash = f"{TRASH}{os.getpid()}-{os.urandom(4).hex()}"
     os.rename(STAGE, trash, src_dir_fd=node_fd, dst_dir_fd=node_fd)
-    return _delete_in_background(os.path.join(node_root, trash))
+    _delete_in_background(os.path.join(node_root, trash))
 
 
-def wait_deleted(deletions: list[Any]) -> None:
-    """Wait for deletions started by discard_old()/remove_stale(wait=False)."""
-    for proc in deletions:
-        proc.wait()
-    deletions.clear()
+_PENDING: list[Any] = []
+"""Deletions started in this process and not yet waited for (see deletions_awaited())."""
 
 
-PENDING_DELETIONS: list[Any] = []
-"""Deletions started in this process and not yet waited for (see wait_deleted())."""
+@contextlib.contextmanager
+def deletions_awaited() -> Iterator[None]:
+    """Around a package command, inside its locks: every deletion it started in the
+    background has finished when it ends. Nothing of a command runs on after it returned
+    (an image build step copies or proves the node next)."""
+    try:
+        yield
+    finally:
+        while _PENDING:
+            _PENDING.pop().wait()
 
 
-def _delete_in_background(path: str) -> Any:
+def _delete_in_background(path: str) -> None:
     import subprocess
 
-    proc = subprocess.Popen(["rm", "-rf", "--one-file-system", "--", path],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
-    PENDING_DELETIONS.append(proc)
-    return proc
+    _PENDING.append(subprocess.Popen(
+        ["rm", "-rf", "--one-file-system", "--", path], stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        close_fds=True))
 
 
 # --------------------------------------------------------------------------- cloning

@@ -461,9 +461,9 @@ def _run(universe: Universe, plan: Plan, items: list[Item], family_keys: list[st
 
 def finish(leaf: str, post: list[dict], launcher: str | None, outcome: Outcome,
            swapped: bool = True) -> None:
-    """After the swap (`swapped`): delete the old units (while the remaining scriptlets
-    run in the new node), and wait for that deletion. Otherwise (recovery): delete a
-    stale stage."""
+    """After the swap (`swapped`): delete the old units (in the background, while the
+    remaining scriptlets run in the new node), run those scriptlets. Otherwise (recovery):
+    delete a stale stage."""
     from redpak.pkg import stage as staging
 
     try:
@@ -480,7 +480,6 @@ def finish(leaf: str, post: list[dict], launcher: str | None, outcome: Outcome,
     if post:
         run_scripts(post, launcher, outcome)
         journal.clear_post(leaf)
-    staging.wait_deleted(staging.PENDING_DELETIONS)  # nothing runs on after the command
 
 
 def _add_elements(rpm: Any, ts: Any, universe: Universe, plan: Plan, items: list[Item],
