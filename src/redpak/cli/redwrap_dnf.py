@@ -246,24 +246,14 @@ def _add_common(parser: argparse.ArgumentParser, top: bool) -> None:
                              f"(default ${LOCK_TIMEOUT_ENV}, else 300)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The redwrap-dnf argument parser."""
-    parser = argparse.ArgumentParser(
-        prog=PROG, description="Manage the RPM packages of a redpak node (SPEC §8): "
-        "packages are installed under the node, ancestors' packages count as installed "
-        "and are never changed.",
-        epilog="Run `redwrap-dnf COMMAND -h` for the options of a command.")
-    _add_common(parser, top=True)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+def _which(p: argparse.ArgumentParser, *choices: str) -> argparse._MutuallyExclusiveGroup:
+    group = p.add_mutually_exclusive_group()
+    for choice in choices:
+        group.add_argument(f"--{choice}", dest="which", action="store_const", const=choice)
+    return group
 
-    def add(name: str, help_text: str, func: Any, aliases: tuple[str, ...] = ()) -> Any:
-        p = sub.add_parser(name, help=help_text, description=help_text, aliases=aliases)
-        _add_common(p, top=False)
-        p.set_defaults(func=func, op=name)
-        return p
 
-    p = add("manager", "create a node (and a system node in its parent directory)",
-            cmd_manager)
+def _opts_manager(p: argparse.ArgumentParser) -> None:
     p.add_argument("-a", "--alias", help="alias of the node (default: the directory name)")
     p.add_argument("--no-system-node", action="store_true",
                    help="do not create a system node in the parent directory")
@@ -273,46 +263,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-u", "--update", action="store_true",
                    help="rewrite the configs of an existing node")
 
-    for name, text, aliases in (("install", "install packages (names, provides, file "
-                                 "paths or .rpm files) and their dependencies", ()),
-                                ("remove", "remove packages of the node", ("erase",)),
-                                ("reinstall", "reinstall packages of the node", ())):
-        p = add(name, text, cmd_change, aliases)
-        p.add_argument("specs", nargs="+", metavar="PACKAGE")
-    p = add("upgrade", "upgrade packages of the node (all without arguments)", cmd_change,
-            ("update",))
+
+def _opts_specs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("specs", nargs="+", metavar="PACKAGE")
+
+
+def _opts_upgrade(p: argparse.ArgumentParser) -> None:
     p.add_argument("specs", nargs="*", metavar="PACKAGE")
 
-    p = add("list", "list installed (with the node owning each) and available packages",
-            cmd_list)
-    which = p.add_mutually_exclusive_group()
-    which.add_argument("--installed", dest="which", action="store_const", const="installed")
-    which.add_argument("--available", dest="which", action="store_const", const="available")
-    which.add_argument("--all", dest="which", action="store_const", const="all")
+
+def _opts_list(p: argparse.ArgumentParser) -> None:
+    _which(p, "installed", "available", "all")
     p.set_defaults(which="all")
     p.add_argument("patterns", nargs="*", metavar="PATTERN",
                    help="globs on name, name.arch, name-version...; a first word "
                         "installed/available/all selects like the options")
 
-    p = add("info", "show details of packages", cmd_info)
-    which = p.add_mutually_exclusive_group()
-    which.add_argument("--installed", dest="which", action="store_const", const="installed")
-    which.add_argument("--available", dest="which", action="store_const", const="available")
+
+def _opts_info(p: argparse.ArgumentParser) -> None:
+    _which(p, "installed", "available")
     p.set_defaults(which="all")
     p.add_argument("patterns", nargs="+", metavar="PATTERN")
 
-    p = add("search", "search package names and summaries", cmd_search)
+
+def _opts_search(p: argparse.ArgumentParser) -> None:
     p.add_argument("words", nargs="+", metavar="WORD")
 
-    p = add("repolist", "list the family's repositories", cmd_repolist)
-    which = p.add_mutually_exclusive_group()
-    which.add_argument("--all", dest="which", action="store_const", const="all")
-    which.add_argument("--enabled", dest="which", action="store_const", const="enabled")
-    which.add_argument("--disabled", dest="which", action="store_const", const="disabled")
+
+def _opts_repolist(p: argparse.ArgumentParser) -> None:
+    _which(p, "all", "enabled", "disabled")
     p.set_defaults(which="enabled")
 
-    p = add("repoquery", "query packages of the repositories (or installed ones)",
-            cmd_repoquery)
+
+def _opts_repoquery(p: argparse.ArgumentParser) -> None:
     p.add_argument("--installed", action="store_true",
                    help="query the family's installed packages instead")
     p.add_argument("--whatprovides", metavar="CAPABILITY")
@@ -324,27 +307,121 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(show="nevra")
     p.add_argument("patterns", nargs="*", metavar="PATTERN")
 
-    p = add("download", "download packages into a directory", cmd_download)
+
+def _opts_download(p: argparse.ArgumentParser) -> None:
     p.add_argument("specs", nargs="+", metavar="PACKAGE")
     p.add_argument("--destdir", default=".", metavar="DIR",
                    help="where to put them (default: the current directory)")
     p.add_argument("--resolve", action="store_true",
                    help="also the dependencies the node does not have yet")
 
-    add("recover", "complete an interrupted package transaction of the node (redwrap "
-        "refuses to launch a node until then); any changing command also does it first",
-        cmd_recover)
+
+def _opts_none(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+# name, help, function, aliases, options
+COMMANDS: tuple[tuple[str, str, Any, tuple[str, ...], Any], ...] = (
+    ("manager", "create a node (and a system node in its parent directory)", cmd_manager,
+     (), _opts_manager),
+    ("install", "install packages (names, provides, file paths or .rpm files) and their "
+     "dependencies", cmd_change, (), _opts_specs),
+    ("remove", "remove packages of the node", cmd_change, ("erase",), _opts_specs),
+    ("reinstall", "reinstall packages of the node", cmd_change, (), _opts_specs),
+    ("upgrade", "upgrade packages of the node (all without arguments)", cmd_change,
+     ("update",), _opts_upgrade),
+    ("list", "list installed (with the node owning each) and available packages", cmd_list,
+     (), _opts_list),
+    ("info", "show details of packages", cmd_info, (), _opts_info),
+    ("search", "search package names and summaries", cmd_search, (), _opts_search),
+    ("repolist", "list the family's repositories", cmd_repolist, (), _opts_repolist),
+    ("repoquery", "query packages of the repositories (or installed ones)", cmd_repoquery,
+     (), _opts_repoquery),
+    ("download", "download packages into a directory", cmd_download, (), _opts_download),
+    ("recover", "complete an interrupted package transaction of the node (redwrap "
+     "refuses to launch a node until then); any changing command also does it first",
+     cmd_recover, (), _opts_none),
+)
+
+
+class _Retry(Exception):
+    """A usage error of a parser built for one command only: parse with the whole one."""
+
+
+class _OneCommandParser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:
+        raise _Retry(message)
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The redwrap-dnf argument parser. With `only` (a command name), the other commands
+    get no options: building every command's options is a quarter of the start-up."""
+    cls = argparse.ArgumentParser if only is None else _OneCommandParser
+    parser = cls(
+        prog=PROG, description="Manage the RPM packages of a redpak node (SPEC §8): "
+        "packages are installed under the node, ancestors' packages count as installed "
+        "and are never changed.",
+        epilog="Run `redwrap-dnf COMMAND -h` for the options of a command.")
+    _add_common(parser, top=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                parser_class=cls)
+    for name, help_text, func, aliases, options in COMMANDS:
+        p = sub.add_parser(name, help=help_text, description=help_text, aliases=aliases)
+        p.set_defaults(func=func, op=name)
+        if only is None or only == name:
+            _add_common(p, top=False)
+            options(p)
     return parser
+
+
+_VALUE_OPTIONS = ("--redpath", "--lock-timeout")   # the global options taking a value
+
+
+def _command_word(argv: list[str]) -> str | None:
+    """The command that ARGV names, read as argparse would (unique prefixes of long
+    options, -r bundled with flags), or None (no command, --help, anything unusual)."""
+    names = {alias: name for name, _h, _f, aliases, _o in COMMANDS
+             for alias in (name, *aliases)}
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg.startswith("--"):
+            if arg == "--" or arg in ("--help", "--h", "--he", "--hel"):
+                return None
+            skip = "=" not in arg and any(o.startswith(arg) for o in _VALUE_OPTIONS)
+        elif arg.startswith("-") and len(arg) > 1:
+            if "h" in arg:
+                return None
+            skip = arg.endswith("r")         # -r NODE, -yr NODE; -rNODE holds its value
+        else:
+            return names.get(arg)
+    return None
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Parse redwrap-dnf's command line; exits 2 on a usage error, 0 after --help."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    word = _command_word(argv)
+    args = None
+    if word is not None:
+        try:
+            args = build_parser(only=word).parse_args(argv)
+        except _Retry:
+            args = None                      # the whole parser says what is wrong
+        if args is not None and args.op != word:
+            args = None
+    parser = build_parser() if args is None else None
+    if args is None:
+        args = parser.parse_args(argv)
+
+    def error(message: str) -> None:
+        (parser or build_parser()).error(message)
+
     if not args.redpath:
-        parser.error(f"{args.op}: missing --redpath NODE (the node to work on)")
+        error(f"{args.op}: missing --redpath NODE (the node to work on)")
     if args.proof and args.op not in ("install", "remove", "upgrade"):
-        parser.error(f"{args.op}: --proof works with install, remove and upgrade only")
+        error(f"{args.op}: --proof works with install, remove and upgrade only")
     if args.lock_timeout is None:
         args.lock_timeout = _lock_timeout_default()
     return args
