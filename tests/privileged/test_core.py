@@ -806,7 +806,7 @@ except LaunchError as err:
     ("capset", [1]),
     ("umount2", [1]),
     ("openat2", [2, 4]),  # the first one is the feature probe: a fallback, not a failure
-    ("clone3", [2]),  # the first one is the feature probe
+    ("clone3", [3]),  # the first two are the feature probes (clone3, CLONE_INTO_CGROUP)
     ("sethostname", [1]),
     ("prctl", [1, 3]),
 ])
