@@ -5,11 +5,14 @@
  *
  * Processes: the launcher clones C0 with the new namespaces (one clone3, no
  * unshare; the launcher writes the user namespace maps as soon as it
- * returns). When namespaces must be joined first (or a time namespace is
- * asked for and only the legacy clone exists), C0 joins, unshares, and forks
- * C1 with CLONE_PARENT, so C1 is still the launcher's child. With a new pid
- * namespace, C1 (C0 on the fast path) is pid 1: it forks the program with
- * CLONE_VM|CLONE_VFORK and then stays as the node's init.
+ * returns). With a v2 cgroup, clone3 starts C0 in it (CLONE_INTO_CGROUP)
+ * where the kernel takes it; else the launcher writes C0's pid to cgroup.procs
+ * before GO (v1: C0 joins by itself, first thing). When namespaces must be
+ * joined first (or a time namespace is asked for and only the legacy clone
+ * exists), C0 joins, unshares, and forks C1 with CLONE_PARENT, so C1 is
+ * still the launcher's child. With a new pid namespace, C1 (C0 on the fast
+ * path) is pid 1: it forks the program with CLONE_VM|CLONE_VFORK and then
+ * stays as the node's init.
  * Child and launcher talk over a SOCK_SEQPACKET pair (struct rp_msg); the
  * child's end is close-on-exec, so EOF after RP_MSG_EXEC means exec'd.
  * rp_launch_early() adds a pipe on which pid 1 sends the program's status
