@@ -789,7 +789,8 @@ static int launch(const void *buf, size_t len, char *const argv[], const struct 
         goto out;
     if (rp_cgroup_prepare(&plan, &ctx.cg, err) < 0) /* dirs, limits, the node's own cgroup */
         goto out;
-    if ((ctx.features & RP_FEAT_CLONE3) && (ctx.features & RP_FEAT_INTO_CGROUP) && rp_cgroup_open_into(&plan, &ctx.cg))
+    if ((ctx.features & RP_FEAT_CLONE3) && (ctx.features & RP_FEAT_INTO_CGROUP) &&
+        rp_cgroup_open_into(&plan, &ctx.cg))
         ctx.need_parent = (plan.proc->new_ns & RP_NS_USER) != 0; /* clone places the node */
     child->cgroup_owner = ctx.cg.owner;
     child->cgroup_id = ctx.cg.id;
