@@ -656,7 +656,15 @@ if refuse:  # clone3 with the 88-byte clone_args (those with a cgroup field) fai
     if ctypes.CDLL(None, use_errno=True).prctl(22, 2, ctypes.byref(prog), 0, 0):
         raise OSError(ctypes.get_errno(), "seccomp")
 try:
-    print("STATUS", api.Node(sys.argv[2]).run(sys.argv[3:]), flush=True)
+    if sys.argv[2] == "legacy":  # clone3 forced off: the legacy clone(2)
+        from redpak import _core
+        from redpak.plan import build_plan
+        pid = _core.spawn(build_plan(sys.argv[3]).plan.encode(), sys.argv[4:],
+                          disable=_core.FEAT_CLONE3)
+        print("STATUS", _core.wait(pid), flush=True)
+        _core.finish(pid)
+    else:
+        print("STATUS", api.Node(sys.argv[3]).run(sys.argv[4:]), flush=True)
 except LaunchError as err:
     print("LAUNCHERROR", err.step, err, flush=True)
 """
@@ -668,16 +676,17 @@ class CgroupTrace:
     """`/ctl cgroup` launched through the API under `strace -f -ff -y` (clone3 and write of
     every process); with `refuse` (an errno), a seccomp filter installed first makes the
     kernel refuse each clone3 whose clone_args has a cgroup field (88 bytes), as a kernel
-    before 5.7 (E2BIG) or one refusing CLONE_INTO_CGROUP (EINVAL) would."""
+    before 5.7 (E2BIG) or one refusing CLONE_INTO_CGROUP (EINVAL) would; with `legacy`,
+    clone3 is forced off (the launcher's legacy clone(2) path)."""
 
-    def __init__(self, leaf: str, tmp_path: Path, refuse: int = 0):
+    def __init__(self, leaf: str, tmp_path: Path, refuse: int = 0, legacy: bool = False):
         if not shutil.which("strace"):
             pytest.skip("strace is not installed")
         driver, log = tmp_path / "cgdriver.py", tmp_path / "cgtrace"
         driver.write_text(CG_DRIVER)
         r = subprocess.run(["strace", "-f", "-ff", "-qq", "-y", "-o", str(log),
-                            "-e", "trace=clone3,write", sys.executable, str(driver), str(refuse),
-                            leaf, "/ctl", "cgroup"],
+                            "-e", "trace=clone,clone3,write", sys.executable, str(driver),
+                            str(refuse), "legacy" if legacy else "api", leaf, "/ctl", "cgroup"],
                            capture_output=True, text=True, timeout=120, check=False)
         self.out = r.stdout + r.stderr
         self.status = r.stdout
@@ -685,6 +694,9 @@ class CgroupTrace:
                       for ln in f.read_text().splitlines()]
         # the node's clone3 calls: those making namespaces (not the features probes)
         self.clones = [ln for ln in self.lines if ln.startswith("clone3({") and "CLONE_NEW" in ln]
+        # the launcher's clone(2), not C1's (CLONE_PARENT) nor the program's (CLONE_VM)
+        self.legacy = [ln for ln in self.lines if ln.startswith("clone(")
+                       and not re.search(r"CLONE_(PARENT|VM|THREAD)\b", ln)]
         self.procs_writes = re.findall(r'^write\(\d+<([^>]*/cgroup\.procs)>, "(\d+)"',
                                        "\n".join(self.lines), re.M)
         self.tasks_writes = re.findall(r'^write\(\d+<([^>]*/tasks)>, "0", 1\) = 1',

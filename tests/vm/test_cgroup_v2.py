@@ -146,3 +146,18 @@ def test_clone_into_cgroup_refused_falls_back_to_cgroup_procs(fam, tmp_path, ref
     path, pid = t.procs_writes[0]
     assert "/run-" in path and pid == t.result(plain[0]), (t.procs_writes, plain)
     assert t.inside == ["0::/"], t.inside
+
+
+def test_legacy_clone_attaches_through_cgroup_procs(fam, tmp_path):
+    """Without clone3 (forced off, as on kernels before 5.3), the node's first process is
+    made by clone(2), which cannot place it (nor make the time namespace: the slow path,
+    where it unshares and forks): the launcher writes its pid to its run cgroup's
+    cgroup.procs before releasing it, and the launch works the same."""
+    leaf = fam.make(root={"cgroups": {"pids": {"max": "50"}}})
+    t = CgroupTrace(leaf, tmp_path, legacy=True)
+    assert "STATUS 0" in t.status, t.out
+    assert t.clones == [] and len(t.legacy) == 1, (t.clones, t.legacy)
+    pid = t.result(t.legacy[0])
+    assert int(pid) > 0 and len(t.procs_writes) == 1, (t.legacy, t.procs_writes)
+    assert "/run-" in t.procs_writes[0][0] and t.procs_writes[0][1] == pid, t.procs_writes
+    assert t.inside == ["0::/"], t.inside
