@@ -806,7 +806,7 @@ except LaunchError as err:
     ("capset", [1]),
     ("umount2", [1]),
     ("openat2", [2, 4]),  # the first one is the feature probe: a fallback, not a failure
-    ("clone3", [2]),  # the first one is the feature probe
+    ("clone3", [3]),  # the first two are the feature probes (clone3, CLONE_INTO_CGROUP)
     ("sethostname", [1]),
     ("prctl", [1, 3]),
 ])
@@ -838,6 +838,30 @@ def test_fail_closed_under_injected_errors(probe, hostdir, tmp_path, syscall, wh
     finally:
         if joins:
             subprocess.run(["ip", "netns", "delete", name], check=False)
+
+
+FEATURES = "from redpak import _core; print(_core.features(), _core.FEAT_CLONE3, " \
+           "_core.FEAT_INTO_CGROUP)"
+
+
+def test_clone_into_cgroup_is_probed_once_without_making_a_process():
+    """Linux 5.7 added CLONE_INTO_CGROUP with the cgroup field of clone_args: the probe
+    finds it on such a kernel, reports it absent when the kernel refuses the longer
+    struct (E2BIG, as every kernel before 5.7 does), and no probe makes a process."""
+    if not shutil.which("strace"):
+        pytest.skip("strace is not installed")
+    release = tuple(int(x) for x in os.uname().release.split("-")[0].split(".")[:2])
+    for inject, expect in ((None, release >= (5, 7)), ("E2BIG", False)):
+        opts = ["-e", f"inject=clone3:error={inject}:when=2"] if inject else []
+        r = subprocess.run(["strace", "-f", "-qq", "-e", "trace=clone3", *opts,
+                            sys.executable, "-c", FEATURES],
+                           capture_output=True, text=True, timeout=60, check=True)
+        feats, clone3, into = (int(x) for x in r.stdout.split())
+        assert feats & clone3, r.stderr
+        assert bool(feats & into) == expect, (inject, r.stderr)
+        calls = [ln for ln in r.stderr.splitlines() if "clone3(" in ln]
+        assert len(calls) == 2 and all(" = -1 E" in ln for ln in calls), r.stderr
+        assert "cgroup=1}, 88)" in calls[1], calls
 
 
 # ---- unprivileged caller ------------------------------------------------------------------
