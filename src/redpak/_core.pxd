@@ -12,6 +12,7 @@ cdef extern from "redpak.h":
         RP_FEAT_CLOSE_RANGE
         RP_FEAT_PIDFD
         RP_FEAT_MOUNT_API
+        RP_FEAT_OPEN_TREE_ATTR
         RP_LAUNCH_OWN_LIFE
 
     struct rp_error:
