@@ -13,7 +13,8 @@
  *
  * Each op then, with mount_setattr() too (Linux 5.12, new_api()): the mount
  * is built detached (open_tree of the resolved source, or fsmount of a fresh
- * file system), gets its flags (read-only...) while nobody can see it, and is
+ * file system), gets its flags (read-only...) while nobody can see it (in the
+ * same call with open_tree_attr(), Linux 6.15), and is
  * attached with move_mount() on a name created in a directory we hold; the
  * name is never followed, and is checked afterwards to show the mount's root.
  * The fallback: mount(2) naming descriptors through /proc/self/fd/N, the
