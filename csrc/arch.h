@@ -25,6 +25,7 @@
 #define RP_NR_close_range    436
 #define RP_NR_openat2        437
 #define RP_NR_mount_setattr  442
+#define RP_NR_open_tree_attr 467  /* Linux 6.15 */
 
 #define RP_RESOLVE_NO_XDEV       0x01
 #define RP_RESOLVE_NO_MAGICLINKS 0x02

@@ -80,6 +80,10 @@ struct rp_ctx {
     unsigned long long bind_dev, bind_ino; /* its root                          */
     int bind_dir;                /* its root is a directory                      */
     char parent_path[4096];      /* its path in the new root; "" = none       */
+    const char *beneath_dir;     /* node directory of the last BENEATH source (in
+                                  * the plan), resolved as on the host; NULL = none */
+    size_t beneath_len;
+    int beneath_fd;              /* O_PATH: it; valid with beneath_dir          */
     struct rp_cgroups cg;        /* the launch's own cgroups                  */
 };
 

@@ -68,6 +68,8 @@ unsigned rp_features(void)
         f |= RP_FEAT_CLOSE_RANGE;
     if (syscall(RP_NR_fsopen, NULL, 0) < 0 && errno != ENOSYS)
         f |= RP_FEAT_MOUNT_API;
+    if (syscall(RP_NR_open_tree_attr, -1, "", 0, NULL, 0) < 0 && errno != ENOSYS)
+        f |= RP_FEAT_OPEN_TREE_ATTR;
     fd = syscall(RP_NR_pidfd_open, getpid(), 0);
     if (fd >= 0) {
         f |= RP_FEAT_PIDFD;
