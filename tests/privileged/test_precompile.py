@@ -158,3 +158,22 @@ def test_cold_path_imports_only_what_the_launch_needs(tree: Path) -> None:
                 if line.startswith("import time:") and "|" in line}
     assert "redpak.plan" in imported                 # the report is there
     assert sorted(imported.intersection(NOT_FOR_THE_COLD_PATH)) == []
+
+
+def test_ld_library_path_names_only_directories_that_exist(tree: Path) -> None:
+    """The stock leaf's ldpath names its usr/lib and usr/lib64: while the node holds no
+    library there, the loader is not sent looking in them (it would on every exec); the
+    cached plan is compiled again when one appears (a package installed)."""
+    leaf = tree / "sys/platform/app1"
+
+    def ldpath() -> str:
+        proc = subprocess.run([REDWRAP, "--redpath", str(leaf), "--", "/bin/sh", "-c",
+                               "echo \"${LD_LIBRARY_PATH-unset}\""], env=env_for(tree),
+                              capture_output=True, text=True, timeout=120, cwd="/")
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip()
+
+    first = ldpath()
+    assert "/nodes/app1/usr/lib" not in first
+    (leaf / "usr/lib64").mkdir(parents=True)
+    assert ldpath().split(":")[0] == "/nodes/app1/usr/lib64"
