@@ -1,0 +1,61 @@
+"""The Russian doll attacked from a descendant's config (issue p15d QA): a child of a
+three-level family tries to loosen what an ancestor constrains, through the routes the
+merge does not see by name. Each launch is real (native redwrap, cached plan and cold
+path), by root and by an unprivileged caller, and checked from inside the node and on the
+host."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+from rp_testutil import value
+
+pytestmark = pytest.mark.privileged
+
+if os.geteuid() != 0:
+    pytest.skip("the doll attacks need root (namespaces, mounts, a test user)",
+                allow_module_level=True)
+
+from test_redwrap import caller, export, family, ok, root_caller, user_caller  # noqa: E402,F401
+
+
+@pytest.mark.parametrize("route", ["exact", "parent"])
+def test_a_link_never_lets_a_descendant_cover_an_ancestors_readonly_export(family, route):
+    """sys exports /bin (the host's /usr/bin) read-only. A descendant cannot redefine /bin
+    (the merge ignores it), so it plants a Symlink export /zz -> / and binds a writable
+    host directory at /zz/bin (the same mount point, reached through the link) or at
+    /zz/usr (a parent, hiding sys's /usr/bin). The launch must refuse before the program
+    runs, naming the link, cached and cold alike; the decoy is never written."""
+    decoy = family.hostdir("decoy")
+    unique = f"rp-doll-{uuid.uuid4().hex[:8]}"
+    target = "/zz/bin" if route == "exact" else "/zz/usr"
+    covered = "/bin" if route == "exact" else "/usr/bin"
+
+    def change(d):
+        export(d, "Symlink", "/zz", "/")
+        export(d, "Public", target, str(decoy))
+    leaf = family.child("leaf")  # sys -> app -> leaf: the grandchild attacks
+    family.edit(leaf, change)
+    for opts in ((), ("-f",), ()):
+        r, lines = family.probe("write", f"{covered}/{unique}", "mounts", node=leaf, opts=opts)
+        ok(r, 125)
+        last = r.stderr.splitlines()[-1]
+        assert last.startswith("redwrap: mount: "), r.stderr
+        assert f"mount point {target} goes through a symbolic link" in last, r.stderr
+        assert f"over the mount point {covered} " in last, r.stderr
+        assert not lines, r.stdout
+        assert list(decoy.iterdir()) == []
+
+
+def test_a_link_to_a_fresh_place_still_mounts(family):
+    """The check refuses covering only: a mount reached through a link at a place no
+    earlier export uses is made where the link leads, as before."""
+    def change(d):
+        export(d, "Symlink", "/zz", "/")
+        export(d, "Tmpfs", "/zz/fresh")
+    family.edit(family.app, change)
+    r, lines = family.probe("write", "/fresh/x", "mounts")
+    ok(r)
+    assert value(lines, "write /fresh/x") == "ok"
