@@ -652,8 +652,17 @@ def _merge_seccomp(views: list[_View], warns: list[MergeWarning], notes: list[Me
         for name, origin in view.seccomp["deny"]:
             deny.setdefault(name, origin)
     allow: dict[str, Origin] = {}
+    default_by: Origin | None = None  # the root-most node that says profile: default
     for view in views:
         for name, origin in view.seccomp["allow"]:
+            if default_by is not None and default_by.path != origin.path:
+                from .controls import DEFAULT_PROFILE  # controls imports this module
+                if name in DEFAULT_PROFILE:
+                    # A node's allow only exempts its own profile: the ancestor's stands.
+                    warns.append(_lost("seccomp.allow", default_by, origin,
+                                       f"allows {name}, which its ancestor's default profile "
+                                       "denies: ignored"))
+                    continue
             if name in deny:
                 denier = deny[name]
                 if position[denier.path] < position[origin.path]:
@@ -664,6 +673,9 @@ def _merge_seccomp(views: list[_View], warns: list[MergeWarning], notes: list[Me
                                        f"allows {name}, which is denied: ignored", "info"))
                 continue
             allow.setdefault(name, origin)
+        mine = view.seccomp["profile"]
+        if default_by is None and mine is not None and mine[0] == "default":
+            default_by = mine[1]
 
     errnos = [v.seccomp["errno"] for v in views if v.seccomp["errno"] is not None]
     errno = Sourced(errnos[0][0], (errnos[0][1],)) if errnos else None

@@ -59,3 +59,39 @@ def test_a_link_to_a_fresh_place_still_mounts(family):
     r, lines = family.probe("write", "/fresh/x", "mounts")
     ok(r)
     assert value(lines, "write /fresh/x") == "ok"
+
+
+def _mergeconfig(family, node, *opts: str):
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-m", "redpak.cli.redconf", "mergeconfig", "-e",
+                           *opts, str(node)], capture_output=True, text=True, check=False)
+
+
+@pytest.mark.parametrize("admin", [False, True], ids=["normal", "admin"])
+def test_a_descendants_allow_never_lifts_an_ancestors_default_profile(family, helper_bin,
+                                                                      admin):
+    """sys says profile: default; the grandchild says profile: none and allows keyctl (from
+    its normal or its admin config). keyctl stays refused at launch (cached and cold), and
+    mergeconfig, the white box, neither lists the allow nor stays silent about it."""
+    fam = family
+    fam.install(helper_bin / "attack")
+    leaf = fam.child("leaf")
+    fam.edit(fam.sys, lambda d: d["config"].update({"seccomp": {"profile": "default"}}))
+    loosen = {"seccomp": {"profile": "none", "allow": ["keyctl"]}}
+    if admin:
+        (leaf / "etc" / "redpak-admin.yaml").write_text(
+            "headers:\n  alias: admin-of-leaf\nconfig:\n  seccomp:\n    profile: none\n"
+            "    allow: [keyctl]\n")
+    else:
+        fam.edit(leaf, lambda d: d["config"].update(loosen))
+    opts = ("-a",) if admin else ()
+    for extra in ((), ("-f",), ()):
+        r = fam.run("attack", "keyctl", node=leaf, opts=opts + extra)
+        ok(r)
+        assert value(r.stdout.splitlines(), "keyctl") == "EPERM", r.stdout
+    m = _mergeconfig(fam, leaf, *opts)
+    assert m.returncode == 0, m.stderr
+    assert "keyctl" not in m.stdout, m.stdout
+    assert ("allows keyctl, which its ancestor's default profile denies: ignored"
+            in m.stderr), m.stderr

@@ -3,6 +3,7 @@
  * <errno name>", then goes on with the next. Nothing here changes a value on the host
  * when the attempt succeeds: writes put back the value the file already holds.
  *   io_uring              io_uring_setup(2, ...)
+ *   keyctl                keyctl(KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 0)
  *   remount PATH          remount the mount at PATH read-write (MS_REMOUNT|MS_BIND)
  *   umount PATH           umount2(PATH, MNT_DETACH)
  *   rewrite PATH          read PATH, write the same bytes back (O_WRONLY, no truncation)
@@ -111,6 +112,8 @@ int main(int argc, char **argv)
             result(c, NULL, r);
             if (r >= 0)
                 close((int)r);
+        } else if (!strcmp(c, "keyctl")) {
+            result(c, NULL, syscall(SYS_keyctl, 0 /* KEYCTL_GET_KEYRING_ID */, -3, 0));
         } else if (!strcmp(c, "remount")) {
             result(c, a, mount(NULL, a, NULL, MS_REMOUNT | MS_BIND, NULL));
             i++;
