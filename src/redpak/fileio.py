@@ -6,7 +6,20 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["fsync_dir", "write_atomic"]
+__all__ = ["create_fresh", "fsync_dir", "write_atomic"]
+
+
+def create_fresh(path: str, mode: int = 0o644) -> int:
+    """A write descriptor on a new, empty file at PATH. Whatever was there is unlinked
+    first, and the file is created with O_EXCL: a symlink, FIFO or hard link planted at
+    the name (node directories are writable from inside nodes, and the name of a
+    temporary file is predictable) is never written through. Raises OSError."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
+                   mode)
 
 
 def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
@@ -14,8 +27,7 @@ def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
     full, then renamed over PATH. Raises OSError; a failed write removes the temporary
     file, so nothing but a complete file ever appears (the old one stays otherwise)."""
     tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW,
-                 mode)
+    fd = create_fresh(tmp, mode)
     try:
         try:
             view = memoryview(data)

@@ -405,7 +405,12 @@ def _load_metadata(solv: Any, solv_repo: Any, loaded: LoadedRepo, repomd: bytes,
             f.close()
     solv_repo.internalize()
     tmp = os.path.join(cache, f"repo.solv.{os.getpid()}.tmp")
-    f = solv.xfopen(tmp, "w")
+    from ..fileio import create_fresh  # never through a link a node planted at tmp
+    fd = create_fresh(tmp)
+    try:
+        f = solv.xfopen_fd("", fd, "w")  # the binding duplicates fd
+    finally:
+        os.close(fd)
     if f is not None:
         ok = solv_repo.write(f)
         f.close()
