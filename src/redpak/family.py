@@ -526,13 +526,54 @@ def _lost(key: str, standing: Origin, ignored: Origin, what: str, level: str = "
                              f"stands", level, standing, ignored)
 
 
-def _merge_exports(views: list[_View], warns: list[MergeWarning], notes: list[MergeWarning]
-                   ) -> tuple[Sourced[Export], ...]:
+_READ_ONLY_OF = {ExportMode.PUBLIC: ExportMode.RESTRICTED,
+                 ExportMode.PRIVATE: ExportMode.PRIVATE_RESTRICTED,
+                 ExportMode.PUBLIC_FILE: ExportMode.RESTRICTED_FILE,
+                 ExportMode.PRIVATE_FILE: ExportMode.RESTRICTED_FILE}
+
+
+def _inside(path: str, top: str) -> bool:
+    return path == top or path.startswith(top.rstrip("/") + "/")
+
+
+def _keep_read_only(exp: Export, origin: Origin, node: Node,
+                    read_only: list[tuple[str, Origin]], warns: list[MergeWarning],
+                    resolve: Callable[[str], str] | None) -> Export:
+    """A descendant's writable bind of host files an ancestor exports read-only (its source
+    inside an ancestor's Restricted source, at any mount point) is made read-only: the
+    ancestor's constraint is on the files, not only on the place it shows them. Files of
+    the descendant's own node directory are its own (node directories nest on disk).
+    Sources with unexpanded variables cannot be compared (mergeconfig without -e).
+    read_only holds the (normalised) sources and their origins."""
+    if exp.mode not in _READ_ONLY_OF or not read_only:
+        return exp
+    src = _norm_mount(exp.path or exp.mount)
+    own = _norm_mount(node.path)
+    if "$" in src or _inside(src, own):
+        return exp
+    resolve = resolve or (lambda p: p)  # only reached for writable binds of host paths
+    real = resolve(src)
+    if _inside(real, resolve(own)):
+        return exp
+    for top, anc in read_only:
+        if _inside(src, top) or _inside(real, resolve(top)):
+            warns.append(_lost(
+                f"exports {exp.mount}", anc, origin,
+                f"exports {src} {exp.mode.value} (writable), but its ancestor exports {top} "
+                f"read-only: made {_READ_ONLY_OF[exp.mode].value}"))
+            return replace(exp, mode=_READ_ONLY_OF[exp.mode])
+    return exp
+
+
+def _merge_exports(views: list[_View], warns: list[MergeWarning], notes: list[MergeWarning],
+                   resolve: Callable[[str], str] | None = None) -> tuple[Sourced[Export], ...]:
     standing: dict[str, Sourced[Export]] = {}
     out: list[Sourced[Export]] = []
+    read_only: list[tuple[str, Origin]] = []  # ancestors' Restricted sources
     last = len(views) - 1
     for i, view in enumerate(views):
         mine = view.exports if i == last else view.exports + view.below
+        mine_ro: list[tuple[str, Origin]] = []
         for exp, origin, mount in mine:
             if i != last and exp.mode in _PRIVATE_MODES:
                 notes.append(MergeWarning(
@@ -546,8 +587,14 @@ def _merge_exports(views: list[_View], warns: list[MergeWarning], notes: list[Me
                        "cannot redefine a mount point of its ancestor: ignored")
                 warns.append(_lost(f"exports {exp.mount}", prev, origin, why))
                 continue
+            exp = _keep_read_only(exp, origin, view.node, read_only, warns, resolve)
+            if exp.mode in (ExportMode.RESTRICTED, ExportMode.RESTRICTED_FILE):
+                src = _norm_mount(exp.path or exp.mount)
+                if "$" not in src:
+                    mine_ro.append((src, origin))
             standing[mount] = Sourced(exp, (origin,))
             out.append(standing[mount])
+        read_only += mine_ro
     return tuple(out)
 
 
@@ -765,13 +812,15 @@ def _merge_cgroups(views: list[_View]
     return tuple(per_node), CgroupSettings(**values), origins
 
 
-def merge_family(nodes: Sequence[Node], admin: bool = False, expanded: bool = False
-                 ) -> FamilyConfig:
+def merge_family(nodes: Sequence[Node], admin: bool = False, expanded: bool = False,
+                 resolve: Callable[[str], str] | None = None) -> FamilyConfig:
     """Merge a family (root-most first, leaf last) into its effective config. With
     expanded=True the nodes were expanded each in its own context (build.family_config) and
     every Russian-doll rule compares expanded values; otherwise values are as written.
     Raises NodeError (empty family, node not Enable), MergeError (a descendant loosens an
-    ancestor's constraint), ConfigError (a value merge cannot interpret)."""
+    ancestor's constraint), ConfigError (a value merge cannot interpret). resolve (the
+    caller's I/O, e.g. os.path.realpath) maps host sources to where they lead, to compare
+    a descendant's writable bind with its ancestors' read-only ones."""
     nodes = tuple(nodes)
     if not nodes:
         raise NodeError("empty family: no node to merge (is --redpath a node directory?)")
@@ -783,7 +832,7 @@ def merge_family(nodes: Sequence[Node], admin: bool = False, expanded: bool = Fa
     scalars = _merge_scalars(views, warns, notes)
     namespaces = _merge_namespaces(views)
     capabilities = _merge_caps(views)
-    exports = _merge_exports(views, warns, notes)
+    exports = _merge_exports(views, warns, notes, resolve)
     environ = _merge_environ(views, warns)
     seccomp = _merge_seccomp(views, warns, notes)
     cgroups, effective, effective_origins = _merge_cgroups(views)

@@ -95,3 +95,41 @@ def test_a_descendants_allow_never_lifts_an_ancestors_default_profile(family, he
     assert "keyctl" not in m.stdout, m.stdout
     assert ("allows keyctl, which its ancestor's default profile denies: ignored"
             in m.stderr), m.stderr
+
+
+def test_a_descendant_never_binds_writable_what_an_ancestor_exports_read_only(family):
+    """sys exports the host's /usr/bin and /usr/lib read-only, app its packages (app/usr)
+    read-only. The grandchild binds the same files writable at mount points of its own:
+    /usr/bin as written, /usr/lib through the host's /lib link (where /lib leads to
+    usr/lib), and its parent's packages. Each bind is made read-only, with a warning in
+    mergeconfig -e; the grandchild's own directory stays writable. Cached and cold."""
+    leaf = family.child("leaf")
+    lib_link = os.path.islink("/lib") and os.path.realpath("/lib") == "/usr/lib"
+    unique = f"rp-doll-{uuid.uuid4().hex[:8]}"
+    binds = {"/w/usrbin": "/usr/bin", "/w/appusr": str(family.app / "usr"),
+             "/w/own": str(leaf / "var")}
+    if lib_link:
+        binds["/w/lib"] = "/lib"
+
+    def change(d):
+        for mount, path in binds.items():
+            export(d, "Public", mount, path)
+    family.edit(leaf, change)
+    m = _mergeconfig(family, leaf)
+    assert m.returncode == 0, m.stderr
+    for mount in binds:
+        said = f"exports {mount}: node 'leaf'" in m.stderr
+        assert said == (mount != "/w/own"), m.stderr
+    assert "exports /usr/bin Public (writable), but its ancestor exports /usr/bin read-only: " \
+           "made Restricted" in m.stderr
+    for opts in ((), ("-f",)):
+        r, lines = family.probe("mounts", "write", f"/w/appusr/{unique}", "write",
+                                f"/w/own/{unique}", node=leaf, opts=opts)
+        ok(r)
+        flags = {ln.split()[5]: ln.split()[6] for ln in lines if ln.startswith("mount ")}
+        for mount in binds:
+            assert flags[mount].startswith("rw" if mount == "/w/own" else "ro"), lines
+        assert value(lines, f"write /w/appusr/{unique}") == "EROFS"
+        assert value(lines, f"write /w/own/{unique}") == "ok"
+        assert not (family.app / "usr" / unique).exists()
+        (leaf / "var" / unique).unlink()
