@@ -46,6 +46,7 @@ from .model import (
     CgroupSettings,
     CpuSet,
     EnvEntry,
+    EnvMode,
     Export,
     ExportMode,
     IoMax,
@@ -629,6 +630,25 @@ def _cumulative(views: list[_View], attr: str) -> tuple[Sourced[str], ...]:
     return tuple(out)
 
 
+def _unpinned(key: str, entries: tuple[Sourced[str], ...],
+              environ: tuple[Sourced[EnvEntry], ...], warns: list[MergeWarning]
+              ) -> tuple[Sourced[str], ...]:
+    """The merged path (PATH) or ldpath (LD_LIBRARY_PATH) entries, unless the standing
+    environ entry of that variable pins it (Static or Remove): the entries would be set
+    after it and undo it (a descendant's `ldpath` bringing back the LD_LIBRARY_PATH an
+    ancestor removes), so they are dropped, each with a warning."""
+    pin = next((s for s in environ if s.value.key == key
+                and s.value.mode in (EnvMode.STATIC, EnvMode.REMOVE)), None)
+    if pin is None or not entries:
+        return entries
+    how = "removes it" if pin.value.mode is EnvMode.REMOVE else "sets it verbatim (Static)"
+    name = "path" if key == "PATH" else "ldpath"
+    for e in entries:
+        warns.append(_lost(name, pin.origins[0], e.origins[0],
+                           f"adds {e.value} to {key}: ignored, environ {key} {how}"))
+    return ()
+
+
 def _merge_scalars(views: list[_View], warns: list[MergeWarning], notes: list[MergeWarning]
                    ) -> dict[str, Any]:
     out: dict[str, Any] = {}
@@ -836,9 +856,11 @@ def merge_family(nodes: Sequence[Node], admin: bool = False, expanded: bool = Fa
     environ = _merge_environ(views, warns)
     seccomp = _merge_seccomp(views, warns, notes)
     cgroups, effective, effective_origins = _merge_cgroups(views)
+    path = _unpinned("PATH", _cumulative(views, "path"), environ, warns)
+    ldpath = _unpinned("LD_LIBRARY_PATH", _cumulative(views, "ldpath"), environ, warns)
     return FamilyConfig(
-        nodes=nodes, admin=admin, path=_cumulative(views, "path"),
-        ldpath=_cumulative(views, "ldpath"), namespaces=namespaces, capabilities=capabilities,
+        nodes=nodes, admin=admin, path=path, ldpath=ldpath,
+        namespaces=namespaces, capabilities=capabilities,
         exports=exports, environ=environ, seccomp=seccomp, cgroups=cgroups,
         cgroups_effective=effective, cgroups_effective_origins=effective_origins,
         smack_optional=_smack_optional(views, scalars.get("smack"), admin),

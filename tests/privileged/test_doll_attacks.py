@@ -18,7 +18,8 @@ if os.geteuid() != 0:
     pytest.skip("the doll attacks need root (namespaces, mounts, a test user)",
                 allow_module_level=True)
 
-from test_redwrap import caller, export, family, ok, root_caller, user_caller  # noqa: E402,F401
+from test_redwrap import (  # noqa: E402,F401
+    caller, env_of, export, family, ok, root_caller, user_caller)
 
 
 @pytest.mark.parametrize("route", ["exact", "parent"])
@@ -133,3 +134,25 @@ def test_a_descendant_never_binds_writable_what_an_ancestor_exports_read_only(fa
         assert value(lines, f"write /w/own/{unique}") == "ok"
         assert not (family.app / "usr" / unique).exists()
         (leaf / "var" / unique).unlink()
+
+
+def test_a_descendants_path_never_undoes_an_ancestors_pinned_environ(family):
+    """sys removes LD_LIBRARY_PATH and pins PATH (Static). The grandchild's `ldpath` and
+    `path` are set after the environ entries, so they would bring back what sys removed:
+    they are dropped with a warning, cached and cold."""
+    leaf = family.child("leaf")
+    family.edit(family.sys, lambda d: d["environ"].extend([
+        {"key": "LD_LIBRARY_PATH", "mode": "Remove"},
+        {"key": "PATH", "mode": "Static", "value": "/nodes/app/usr/bin:/bin"}]))
+    family.edit(leaf, lambda d: d["config"].update({"ldpath": "/evil", "path": "/evilbin"}))
+    m = _mergeconfig(family, leaf)
+    assert m.returncode == 0, m.stderr
+    assert ("adds /evil to LD_LIBRARY_PATH: ignored, environ LD_LIBRARY_PATH removes it"
+            in m.stderr), m.stderr
+    assert "adds /evilbin to PATH: ignored, environ PATH sets it verbatim" in m.stderr
+    for opts in ((), ("-f",)):
+        r, lines = family.probe("env", node=leaf, opts=opts)
+        ok(r)
+        env = env_of(lines)
+        assert "LD_LIBRARY_PATH" not in env, env
+        assert env["PATH"] == "/nodes/app/usr/bin:/bin"
