@@ -542,27 +542,39 @@ def _keep_read_only(exp: Export, origin: Origin, node: Node,
                     resolve: Callable[[str], str] | None) -> Export:
     """A descendant's writable bind of host files an ancestor exports read-only (its source
     inside an ancestor's Restricted source, at any mount point) is made read-only: the
-    ancestor's constraint is on the files, not only on the place it shows them. Files of
-    the descendant's own node directory are its own (node directories nest on disk).
-    Sources with unexpanded variables cannot be compared (mergeconfig without -e).
-    read_only holds the (normalised) sources and their origins."""
+    ancestor's constraint is on the files, not only on the place it shows them. An
+    ancestor's read-only tree that holds the descendant's whole node directory (node
+    directories nest inside their ancestors') leaves the descendant's own files to it; one
+    that targets part of it (the admin template's `$LEAF_PATH/etc`) does not. Sources with
+    unexpanded variables cannot be compared (mergeconfig without -e). read_only holds the
+    (normalised) sources and their origins."""
     if exp.mode not in _READ_ONLY_OF or not read_only:
         return exp
     src = _norm_mount(exp.path or exp.mount)
+    if "$" in src:
+        return exp
     own = _norm_mount(node.path)
-    if "$" in src or _inside(src, own):
-        return exp
-    resolve = resolve or (lambda p: p)  # only reached for writable binds of host paths
-    real = resolve(src)
-    if _inside(real, resolve(own)):
-        return exp
+    seen: dict[str, str] = {}
+
+    def real(path: str) -> str:  # where a host path leads, resolved once per merge entry
+        if path not in seen:
+            seen[path] = resolve(path) if resolve else path
+        return seen[path]
+
     for top, anc in read_only:
-        if _inside(src, top) or _inside(real, resolve(top)):
-            warns.append(_lost(
-                f"exports {exp.mount}", anc, origin,
-                f"exports {src} {exp.mode.value} (writable), but its ancestor exports {top} "
-                f"read-only: made {_READ_ONLY_OF[exp.mode].value}"))
-            return replace(exp, mode=_READ_ONLY_OF[exp.mode])
+        if _inside(src, top):
+            holds_own, mine = _inside(own, top), _inside(src, own)
+        elif _inside(real(src), real(top)):
+            holds_own, mine = _inside(real(own), real(top)), _inside(real(src), real(own))
+        else:
+            continue
+        if holds_own and mine:
+            continue
+        warns.append(_lost(
+            f"exports {exp.mount}", anc, origin,
+            f"exports {src} {exp.mode.value} (writable), but its ancestor exports {top} "
+            f"read-only: made {_READ_ONLY_OF[exp.mode].value}"))
+        return replace(exp, mode=_READ_ONLY_OF[exp.mode])
     return exp
 
 

@@ -156,3 +156,27 @@ def test_a_descendants_path_never_undoes_an_ancestors_pinned_environ(family):
         env = env_of(lines)
         assert "LD_LIBRARY_PATH" not in env, env
         assert env["PATH"] == "/nodes/app/usr/bin:/bin"
+
+
+def test_a_leafs_admin_config_never_makes_its_own_protected_configs_writable(family):
+    """The root admin template exports the administered node's etc read-only inside its
+    writable node directory (a package must not loosen its node's policy). The leaf's own
+    admin config binds that etc writable elsewhere: it is made read-only, its var stays
+    writable (the nested node directories of a family are no excuse here)."""
+    leaf = family.child("leaf")
+    (leaf / "etc" / "redpak-admin.yaml").write_text(
+        "headers:\n  alias: admin-of-leaf\nexports:\n"
+        "  - {mode: Private, mount: /x/etc, path: $NODE_PATH/etc}\n"
+        "  - {mode: Private, mount: /x/var, path: $NODE_PATH/var}\n")
+    family.own()
+    m = _mergeconfig(family, leaf, "-a")
+    assert m.returncode == 0, m.stderr
+    assert f"exports {leaf}/etc Private (writable), but its ancestor exports {leaf}/etc " \
+           "read-only: made PrivateRestricted" in m.stderr, m.stderr
+    for opts in (("-a",), ("-a", "-f")):
+        r, lines = family.probe("write", "/x/etc/redpak.yaml", "write", "/x/var/ok",
+                                node=leaf, opts=opts)
+        ok(r)
+        assert value(lines, "write /x/etc/redpak.yaml") == "EROFS"
+        assert value(lines, "write /x/var/ok") == "ok"
+        (leaf / "var" / "ok").unlink()
