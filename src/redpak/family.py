@@ -661,6 +661,24 @@ def _unpinned(key: str, entries: tuple[Sourced[str], ...],
     return ()
 
 
+def _nested_roots(found: list[tuple[Any, Origin]], warns: list[MergeWarning]
+                  ) -> list[tuple[Any, Origin]]:
+    """cgrouproot, closest to the leaf, but only inside the ancestors' (root -> leaf): an
+    ancestor may put the family under a cgroup the integrator limits, and a descendant's
+    root elsewhere would leave those limits behind. One outside is ignored with a warning.
+    Unexpanded values (mergeconfig without -e) are compared as written."""
+    kept = [found[0]]
+    for value, origin in found[1:]:
+        outer, anc = kept[-1]
+        if _inside(_norm_mount(str(value)), _norm_mount(str(outer))):
+            kept.append((value, origin))
+        else:
+            warns.append(_lost("cgrouproot", anc, origin,
+                               f"sets {value}, outside its ancestor's {outer}: ignored (a "
+                               "descendant's cgrouproot must lie inside its ancestors')"))
+    return kept
+
+
 def _merge_scalars(views: list[_View], warns: list[MergeWarning], notes: list[MergeWarning]
                    ) -> dict[str, Any]:
     out: dict[str, Any] = {}
@@ -668,6 +686,8 @@ def _merge_scalars(views: list[_View], warns: list[MergeWarning], notes: list[Me
         found = [v.scalars[name] for v in views if name in v.scalars]
         if not found:
             continue
+        if name == "cgrouproot":
+            found = _nested_roots(found, warns)
         value, origin = found[-1]
         out[name] = Sourced(value, (origin,))
         for _, lost in found[:-1]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from pathlib import Path
 
 import pytest
 from rp_testutil import value
@@ -19,7 +20,7 @@ if os.geteuid() != 0:
                 allow_module_level=True)
 
 from test_redwrap import (  # noqa: E402,F401
-    caller, env_of, export, family, ok, root_caller, user_caller)
+    caller, env_of, export, family, ok, root_caller, root_family, user_caller)
 
 
 @pytest.mark.parametrize("route", ["exact", "parent"])
@@ -180,3 +181,45 @@ def test_a_leafs_admin_config_never_makes_its_own_protected_configs_writable(fam
         assert value(lines, "write /x/etc/redpak.yaml") == "EROFS"
         assert value(lines, "write /x/var/ok") == "ok"
         (leaf / "var" / "ok").unlink()
+
+
+@pytest.fixture
+def limited_cgroup():
+    """A cgroup below the caller's own in the pids hierarchy, limited to 6 tasks (as an
+    integrator would give a family a slice); removed after the test."""
+    from redpak.controls import probe_host
+    h = probe_host().hierarchy_for("pids")
+    if h is None or (h.version == 2 and "pids" not in h.controllers):
+        pytest.skip("this host offers no pids controller to the caller's cgroup")
+    own = h.dir_of(h.caller)
+    if own is None:
+        pytest.skip("the caller's pids cgroup is not visible here")
+    path = Path(own) / f"rp-doll-{uuid.uuid4().hex[:8]}"
+    path.mkdir()
+    try:
+        (path / "pids.max").write_text("6\n")
+        yield own, path
+    finally:
+        for d in sorted(path.rglob("*"), reverse=True):
+            if d.is_dir():
+                d.rmdir()
+        path.rmdir()
+
+
+def test_a_descendants_cgrouproot_never_leaves_its_ancestors(root_family, limited_cgroup):
+    """sys puts the family under a cgroup the integrator limits to 6 tasks; the grandchild
+    names the caller's own cgroup, outside it, as its cgrouproot. Its root is ignored with
+    a warning, and the program still cannot start 20 processes."""
+    fam = root_family
+    own, limited = limited_cgroup
+    leaf = fam.child("leaf")
+    fam.edit(fam.sys, lambda d: d["config"].update(
+        {"cgrouproot": str(limited), "cgroups": {"pids": {"max": 1000}}}))
+    fam.edit(leaf, lambda d: d["config"].update({"cgrouproot": own}))
+    m = _mergeconfig(fam, leaf)
+    assert m.returncode == 0, m.stderr
+    assert f"sets {own}, outside its ancestor's {limited}: ignored" in m.stderr, m.stderr
+    for opts in ((), ("-f",)):
+        r = fam.run("/bin/sh", "-c", "i=0; while [ $i -lt 20 ]; do sleep 1 & "
+                    "i=$((i+1)); done; wait", node=leaf, opts=opts)
+        assert "Cannot fork" in r.stderr, (r.returncode, r.stderr)
