@@ -68,10 +68,13 @@ def _root_most(nodes: Sequence[Node], admin: bool, name: str) -> bool:
 def _identity_preset(nodes: Sequence[Node], admin: bool, ctx: ExpansionContext,
                      standing: dict) -> tuple[dict[tuple[str, str], str], dict[str, str]]:
     """Every set-user/set-group of the family expanded with the caller's identity, and the
-    root-most (admin over normal inside a node) value of each."""
+    root-most (admin over normal inside a node) value of each. A set-group below the node
+    of the root-most set-user is not a winner: the ancestor's user comes with its own
+    primary group (the merge warns, family.py)."""
     preset: dict[tuple[str, str], str] = {}
     winner: dict[str, str] = {}
-    for node in nodes:
+    first_at: dict[str, int] = {}
+    for index, node in enumerate(nodes):
         here = ctx.with_node(node)
         mine: dict[str, str] = {}
         for cfg in layers_of(node, admin):
@@ -83,6 +86,9 @@ def _identity_preset(nodes: Sequence[Node], admin: bool, ctx: ExpansionContext,
                     mine[name] = value
         for name, value in mine.items():
             winner.setdefault(name, value)
+            first_at.setdefault(name, index)
+    if first_at.get("set_group", -1) > first_at.get("set_user", len(nodes)):
+        del winner["set_group"]
     return preset, winner
 
 
@@ -116,6 +122,7 @@ def launch_family(redpath: str, options: LaunchOptions = LaunchOptions(),
     has_group = options.group is not None or _root_most(nodes, options.admin, "set_group")
     if has_user or has_group:
         preset, winner = _identity_preset(nodes, options.admin, ctx, standing)
+        has_group = options.group is not None or "set_group" in winner
         if has_user:
             text = _runnable(options.user or winner.get("set_user", ""), "set-user", dry_run,
                              warnings)

@@ -703,6 +703,16 @@ def _merge_scalars(views: list[_View], warns: list[MergeWarning], notes: list[Me
             if other != value:
                 warns.append(_lost(yaml_key(name), origin, lost,
                                    f"sets {other}: ignored, the root-most definition wins"))
+    user, group = out.get("set_user"), out.get("set_group")
+    if user is not None and group is not None:
+        depth = {v.node.path: i for i, v in enumerate(views)}
+        if depth[group.origins[0].path] > depth[user.origins[0].path]:
+            # The ancestor's set-user comes with that user's primary group: a descendant
+            # cannot keep the user and pick a group (root's) the ancestor never gave it.
+            warns.append(_lost("set-group", user.origins[0], group.origins[0],
+                               f"sets {group.value}: ignored, an ancestor's set-user "
+                               f"{user.value} stands with its own group"))
+            del out["set_group"]
     masks = [v.scalars["umask"] for v in views if "umask" in v.scalars]
     if masks:
         bits = 0

@@ -223,3 +223,28 @@ def test_a_descendants_cgrouproot_never_leaves_its_ancestors(root_family, limite
         r = fam.run("/bin/sh", "-c", "i=0; while [ $i -lt 20 ]; do sleep 1 & "
                     "i=$((i+1)); done; wait", node=leaf, opts=opts)
         assert "Cannot fork" in r.stderr, (r.returncode, r.stderr)
+
+
+def test_a_descendant_never_picks_the_group_of_an_ancestors_user(root_family):
+    """sys runs the family as nobody (and so as nobody's primary group); the grandchild
+    keeps the user but sets set-group: root. Its group is ignored with a warning: the
+    program runs as nobody:nogroup, cached and cold. The caller's own -G still applies."""
+    import pwd
+    nobody = pwd.getpwnam("nobody")
+    fam = root_family
+    leaf = fam.child("leaf")
+    fam.edit(fam.sys, lambda d: d["config"].update({"set-user": "nobody"}))
+    fam.edit(leaf, lambda d: d["config"].update({"set-group": "root"}))
+    m = _mergeconfig(fam, leaf)
+    assert m.returncode == 0, m.stderr
+    assert "sets root: ignored, an ancestor's set-user nobody stands with its own group" \
+        in m.stderr, m.stderr
+    want = f"{nobody.pw_gid} {nobody.pw_gid} {nobody.pw_gid}"
+    for opts in ((), ("-f",), ()):
+        r, lines = fam.probe("info", node=leaf, opts=opts)
+        ok(r)
+        assert value(lines, "uid") == f"{nobody.pw_uid} {nobody.pw_uid} {nobody.pw_uid}"
+        assert value(lines, "gid") == want, lines
+    r, lines = fam.probe("info", node=leaf, opts=("-G", "0"))
+    ok(r)
+    assert value(lines, "gid") == "0 0 0"
