@@ -70,6 +70,7 @@ struct rp_ctx {
     int parent_fd;               /* O_PATH: last resolved parent directory    */
     int parent_linked;           /* it was reached through a symlink          */
     int target_linked;           /* the current op's target went through one  */
+    int nlanded;                 /* ops a link led elsewhere (mount.c: where)  */
     int proc_fd;                 /* O_PATH: the host's procfs, opened before the
                                   * pivot for SMACK's attr writes; -1 = none     */
     int smack_mode;              /* RP_SMACK_*: who sets the program's label   */

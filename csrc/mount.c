@@ -1450,44 +1450,77 @@ static int stage(struct rp_ctx *ctx, struct rp_error *err)
  * a bind's content) must not land on an earlier op's mount point or on one of
  * its parents: that would replace or hide what an ancestor node exports there
  * (a read-only /bin covered by a writable bind), which the merge forbids for
- * the same mount point written plainly. Ops are sorted parents first, so a
- * plainly written target never does. Checked after the op, before the
- * program runs: only targets that went through a link pay for it. */
-static int covers_earlier(struct rp_ctx *ctx, uint32_t i, struct rp_error *err)
+ * the same mount point written plainly. Nor may a later op cover where a link
+ * led an earlier one (a Symlink /usr -> /zz moves an ancestor's /usr/bin to
+ * /zz/bin, then a bind at /zz hides it). Ops are sorted parents first, so
+ * plainly written targets never do: only plans where a link was followed pay
+ * (the child's own memory: it is never the launcher's). */
+#define RP_MAX_LANDED 16
+static struct { uint32_t op; char at[PATH_MAX]; } landed[RP_MAX_LANDED]; /* the child's copy */
+
+static const char *landed_at(const struct rp_ctx *ctx, uint32_t op)
+{
+    for (int k = 0; k < ctx->nlanded; k++)
+        if (landed[k].op == op)
+            return landed[k].at;
+    return NULL;
+}
+
+static int covers_earlier(struct rp_ctx *ctx, uint32_t i, int linked, struct rp_error *err)
 {
     const struct rp_mount *m = &ctx->plan->mounts[i];
-    const char *dst = rp_plan_str(ctx->plan, m->target);
+    const char *dst = rp_plan_str(ctx->plan, m->target), *at = dst;
     char buf[48], root[PATH_MAX], real[PATH_MAX];
-    ssize_t rn, n;
     size_t len;
-    int fd;
 
     if (m->kind == RP_MOUNT_SYMLINK || m->kind == RP_MOUNT_LOCK)
         return 0;
-    fd = resolve(ctx, ctx->root_fd, dst, 0);
-    if (fd < 0)
-        return rp_fail_path(err, -fd, dst, "resolve %s in the new root", dst);
-    n = readlink(fdpath(buf, fd), real, sizeof real - 1);
-    close(fd);
-    rn = readlink(fdpath(buf, ctx->root_fd), root, sizeof root - 1);
-    if (n < 0 || rn < 0)
-        return rp_fail_path(err, errno, dst, "read where %s lands in the new root", dst);
-    real[n] = root[rn] = '\0';
-    if (!strcmp(root, "/"))
-        rn = 0;
-    if (strncmp(real, root, (size_t)rn) || (real[rn] && real[rn] != '/'))
-        return rp_fail_path(err, EXDEV, dst, "mount point %s leads out of the new root", dst);
-    const char *at = real[rn] ? real + rn : "/";
+    if (linked) {
+        ssize_t rn, n;
+        int fd = resolve(ctx, ctx->root_fd, dst, 0);
+
+        if (fd < 0)
+            return rp_fail_path(err, -fd, dst, "resolve %s in the new root", dst);
+        n = readlink(fdpath(buf, fd), real, sizeof real - 1);
+        close(fd);
+        rn = readlink(fdpath(buf, ctx->root_fd), root, sizeof root - 1);
+        if (n < 0 || rn < 0)
+            return rp_fail_path(err, errno, dst, "read where %s lands in the new root", dst);
+        real[n] = root[rn] = '\0';
+        if (!strcmp(root, "/"))
+            rn = 0;
+        if (strncmp(real, root, (size_t)rn) || (real[rn] && real[rn] != '/'))
+            return rp_fail_path(err, EXDEV, dst, "mount point %s leads out of the new root", dst);
+        at = real[rn] ? real + rn : "/";
+    }
     len = strlen(at);
     for (uint32_t j = 0; j < i; j++) {
-        const char *t = rp_plan_str(ctx->plan, ctx->plan->mounts[j].target);
-        if (!strcmp(t, dst))
+        const char *moved = landed_at(ctx, j);
+        const char *t = moved ? moved : rp_plan_str(ctx->plan, ctx->plan->mounts[j].target);
+        if (!linked && !moved)
+            continue; /* two plain targets: sorted, never covering */
+        if (!moved && !strcmp(t, dst))
             continue;
-        if (!strcmp(t, at) || (len == 1 ? t[0] == '/' : !strncmp(t, at, len) && t[len] == '/'))
+        if (!(!strcmp(t, at) || (len == 1 ? t[0] == '/' : !strncmp(t, at, len) && t[len] == '/')))
+            continue;
+        if (linked)
             return rp_fail_path(err, EPERM, dst,
                                 "mount point %s goes through a symbolic link to %s, over the mount "
-                                "point %s of an earlier export (a node cannot replace or hide an "
-                                "export through a link: mount it at its own path)", dst, at, t);
+                                "point %s of an earlier export%s%s%s (a node cannot replace or hide an "
+                                "export through a link: mount it at its own path)", dst, at, t,
+                                moved ? " (" : "", moved ? rp_plan_str(ctx->plan, ctx->plan->mounts[j].target) : "",
+                                moved ? ")" : "");
+        return rp_fail_path(err, EPERM, dst,
+                            "mount point %s covers %s, where a symbolic link led the earlier export "
+                            "%s (a node cannot replace or hide an export through a link: mount it "
+                            "at its own path)", dst, t, rp_plan_str(ctx->plan, ctx->plan->mounts[j].target));
+    }
+    if (linked && strcmp(at, dst)) {
+        if (ctx->nlanded == RP_MAX_LANDED)
+            return rp_fail_path(err, E2BIG, dst, "more than %d mount points reached through "
+                                "symbolic links (mount at the paths the links lead to)", RP_MAX_LANDED);
+        landed[ctx->nlanded].op = i;
+        memcpy(landed[ctx->nlanded++].at, at, len + 1);
     }
     return 0;
 }
@@ -1502,7 +1535,7 @@ int rp_mount_apply(struct rp_ctx *ctx, struct rp_error *err)
         ctx->target_linked = 0;
         if (apply_op(ctx, &ctx->plan->mounts[i], i, err) < 0)
             return -1;
-        if (ctx->target_linked && covers_earlier(ctx, i, err) < 0)
+        if ((ctx->target_linked || ctx->nlanded) && covers_earlier(ctx, i, ctx->target_linked, err) < 0)
             return -1;
     }
     if (ctx->bind_op)

@@ -51,6 +51,31 @@ def test_a_link_never_lets_a_descendant_cover_an_ancestors_readonly_export(famil
         assert list(decoy.iterdir()) == []
 
 
+def test_a_link_never_covers_where_another_link_moved_an_ancestors_export(family):
+    """The grandchild moves sys's read-only /usr/bin with a link (/usr -> /0/zz, inside a
+    writable bind of its own), then covers where it landed through a second link
+    (/zz2 -> /0/zz, a bind at /zz2/bin). Refused, naming both mount points."""
+    mine, decoy = family.hostdir("mine"), family.hostdir("decoy")
+    (mine / "zz").mkdir()
+    family.own()
+    leaf = family.child("leaf")
+
+    def change(d):
+        export(d, "Public", "/0", str(mine))
+        export(d, "Symlink", "/usr", "/0/zz")
+        export(d, "Symlink", "/zz2", "/0/zz")
+        export(d, "Public", "/zz2/bin", str(decoy))
+    family.edit(leaf, change)
+    for opts in ((), ("-f",)):
+        r, lines = family.probe("mounts", node=leaf, opts=opts)
+        ok(r, 125)
+        last = r.stderr.splitlines()[-1]
+        assert ("mount point /zz2/bin goes through a symbolic link to /0/zz/bin, over the mount "
+                "point /0/zz/bin of an earlier export (/usr/bin)") in last, r.stderr
+        assert not lines
+    assert list(decoy.iterdir()) == []
+
+
 def test_a_link_to_a_fresh_place_still_mounts(family):
     """The check refuses covering only: a mount reached through a link at a place no
     earlier export uses is made where the link leads, as before."""
