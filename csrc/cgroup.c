@@ -74,10 +74,11 @@ static int write_file(const char *dir, const char *file, const char *value, stru
     char path[PATH_MAX];
     size_t len = strlen(value);
     ssize_t n;
-    int fd, e;
+    int fd, e, again = 1;
 
     if (join(path, dir, file, err) < 0)
         return -1;
+reopen:
     fd = open(path, O_WRONLY | O_CLOEXEC);
     if (fd < 0) {
         e = errno;
@@ -96,7 +97,14 @@ static int write_file(const char *dir, const char *file, const char *value, stru
     if (n >= 0)
         e = EIO;
     /* ENODEV: the cgroup was removed while we held its file (by a launch of the same
-     * family that ended); a directory of the same name may already be a new one */
+     * family that ended); a directory of the same name may already be a new one. But
+     * io limits name a block device: ENODEV twice on a directory still there is the
+     * value's (no such device), not a race. */
+    if (e == ENODEV && exists(dir) && again--)
+        goto reopen;
+    if (e == ENODEV && exists(dir))
+        return rp_fail_path(err, e, path, "write '%s' to %s (no such block device on this host: "
+                            "check the MAJ:MIN in the config, see /proc/partitions)", value, path);
     if (e == ENODEV || (e == ENOENT && !exists(dir)))
         return RETRY;
     return rp_fail_path(err, e, path, "write '%s' to %s%s", value, path, write_hint(e, file));

@@ -70,6 +70,9 @@ struct rp_ctx {
     const char *proc_fds;        /* "/proc/self/fd" as reachable while building */
     int stage_fd;                /* where DATA/EXECFD/FD contents are written */
     int parent_fd;               /* O_PATH: last resolved parent directory    */
+    int parent_linked;           /* it was reached through a symlink          */
+    int target_linked;           /* the current op's target went through one  */
+    int nlanded;                 /* ops a link led elsewhere (mount.c: where)  */
     int proc_fd;                 /* O_PATH: the host's procfs, opened before the
                                   * pivot for SMACK's attr writes; -1 = none     */
     int smack_mode;              /* RP_SMACK_*: who sets the program's label   */

@@ -323,6 +323,11 @@ static int run_program(struct rp_ctx *ctx, struct rp_error *err)
     err->step = RP_STEP_SESSION;
     if ((pr->flags & RP_PROC_NEW_SESSION) && setsid() < 0)
         return rp_fail(err, errno, "start a new session");
+    /* A session keyring of its own, empty: the caller's (inherited across clone)
+     * holds the caller's keys, which the node could otherwise read with keyctl. */
+    if (syscall(SYS_keyctl, 1 /* KEYCTL_JOIN_SESSION_KEYRING */, NULL) < 0 && errno != ENOSYS)
+        return rp_fail(err, errno, "give the node a session keyring of its own (the caller's holds its keys)%s",
+                       errno == EDQUOT ? ": the user's key quota is used up (see /proc/sys/kernel/keys/maxkeys)" : "");
     umask(pr->flags & RP_PROC_SET_UMASK ? pr->umask : ctx->caller_umask);
     err->step = RP_STEP_CHDIR;
     if (*dir && enter_dir(ctx, dir, err) < 0)

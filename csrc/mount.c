@@ -366,8 +366,10 @@ static int create_path(struct rp_ctx *ctx, const char *path, int kind, mode_t mo
             fd = open_subdir(parent, p);
         }
         known = fd >= 0;
-        if (fd == -ENOTDIR)
+        if (fd == -ENOTDIR) {
+            ctx->target_linked = 1; /* checked by covers_earlier() */
             fd = resolve(ctx, ctx->root_fd, buf, 0);
+        }
         if (fd == -ENOENT && !dir) {
             int r = openat(parent, p, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, mode);
             if (r < 0 && errno != EEXIST) {
@@ -421,7 +423,7 @@ static int parent_of(struct rp_ctx *ctx, const char *path, char *name, struct rp
     char parent[PATH_MAX];
     size_t len = strlen(path);
     const char *slash;
-    int fd;
+    int fd, linked;
 
     while (len > 1 && path[len - 1] == '/')
         len--;
@@ -432,13 +434,19 @@ static int parent_of(struct rp_ctx *ctx, const char *path, char *name, struct rp
         return -2;
     memcpy(name, slash + 1, strlen(slash + 1) + 1);
     parent[slash == parent ? 1 : (size_t)(slash - parent)] = '\0';
-    if (ctx->parent_fd >= 0 && !strcmp(ctx->parent_path, parent))
+    if (ctx->parent_fd >= 0 && !strcmp(ctx->parent_path, parent)) {
+        ctx->target_linked |= ctx->parent_linked;
         return ctx->parent_fd;
+    }
+    linked = ctx->target_linked;
+    ctx->target_linked = 0;
     fd = create_path(ctx, parent, T_DIR, 0755, err);
     if (fd < 0)
         return -1;
     if (ctx->parent_fd >= 0)
         close(ctx->parent_fd);
+    ctx->parent_linked = ctx->target_linked;
+    ctx->target_linked |= linked;
     ctx->parent_fd = fd;
     memcpy(ctx->parent_path, parent, strlen(parent) + 1);
     return fd;
@@ -492,6 +500,7 @@ static int open_target_st(struct rp_ctx *ctx, const char *path, int kind, mode_t
     }
     close(fd);
 full:
+    ctx->target_linked = 1;
     fd = resolve(ctx, ctx->root_fd, path, 0);
     if (fd == -ENOENT && kind != T_NONE)
         return create_path(ctx, path, kind, mode, err); /* a dangling link: refused there */
@@ -1463,15 +1472,98 @@ static int stage(struct rp_ctx *ctx, struct rp_error *err)
     return 0;
 }
 
+/* A target reached through a symlink (planted by a Symlink export or found in
+ * a bind's content) must not land on an earlier op's mount point or on one of
+ * its parents: that would replace or hide what an ancestor node exports there
+ * (a read-only /bin covered by a writable bind), which the merge forbids for
+ * the same mount point written plainly. Nor may a later op cover where a link
+ * led an earlier one (a Symlink /usr -> /zz moves an ancestor's /usr/bin to
+ * /zz/bin, then a bind at /zz hides it). Ops are sorted parents first, so
+ * plainly written targets never do: only plans where a link was followed pay
+ * (the child's own memory: it is never the launcher's). */
+#define RP_MAX_LANDED 16
+static struct { uint32_t op; char at[PATH_MAX]; } landed[RP_MAX_LANDED]; /* the child's copy */
+
+static const char *landed_at(const struct rp_ctx *ctx, uint32_t op)
+{
+    for (int k = 0; k < ctx->nlanded; k++)
+        if (landed[k].op == op)
+            return landed[k].at;
+    return NULL;
+}
+
+static int covers_earlier(struct rp_ctx *ctx, uint32_t i, int linked, struct rp_error *err)
+{
+    const struct rp_mount *m = &ctx->plan->mounts[i];
+    const char *dst = rp_plan_str(ctx->plan, m->target), *at = dst;
+    char buf[48], root[PATH_MAX], real[PATH_MAX];
+    size_t len;
+
+    if (m->kind == RP_MOUNT_SYMLINK || m->kind == RP_MOUNT_LOCK)
+        return 0;
+    if (linked) {
+        ssize_t rn, n;
+        int fd = resolve(ctx, ctx->root_fd, dst, 0);
+
+        if (fd < 0)
+            return rp_fail_path(err, -fd, dst, "resolve %s in the new root", dst);
+        n = readlink(fdpath(buf, fd), real, sizeof real - 1);
+        close(fd);
+        rn = readlink(fdpath(buf, ctx->root_fd), root, sizeof root - 1);
+        if (n < 0 || rn < 0)
+            return rp_fail_path(err, errno, dst, "read where %s lands in the new root", dst);
+        real[n] = root[rn] = '\0';
+        if (!strcmp(root, "/"))
+            rn = 0;
+        if (strncmp(real, root, (size_t)rn) || (real[rn] && real[rn] != '/'))
+            return rp_fail_path(err, EXDEV, dst, "mount point %s leads out of the new root", dst);
+        at = real[rn] ? real + rn : "/";
+    }
+    len = strlen(at);
+    for (uint32_t j = 0; j < i; j++) {
+        const char *moved = landed_at(ctx, j);
+        const char *t = moved ? moved : rp_plan_str(ctx->plan, ctx->plan->mounts[j].target);
+        if (!linked && !moved)
+            continue; /* two plain targets: sorted, never covering */
+        if (!moved && !strcmp(t, dst))
+            continue;
+        if (!(!strcmp(t, at) || (len == 1 ? t[0] == '/' : !strncmp(t, at, len) && t[len] == '/')))
+            continue;
+        if (linked)
+            return rp_fail_path(err, EPERM, dst,
+                                "mount point %s goes through a symbolic link to %s, over the mount "
+                                "point %s of an earlier export%s%s%s (a node cannot replace or hide an "
+                                "export through a link: mount it at its own path)", dst, at, t,
+                                moved ? " (" : "", moved ? rp_plan_str(ctx->plan, ctx->plan->mounts[j].target) : "",
+                                moved ? ")" : "");
+        return rp_fail_path(err, EPERM, dst,
+                            "mount point %s covers %s, where a symbolic link led the earlier export "
+                            "%s (a node cannot replace or hide an export through a link: mount it "
+                            "at its own path)", dst, t, rp_plan_str(ctx->plan, ctx->plan->mounts[j].target));
+    }
+    if (linked && strcmp(at, dst)) {
+        if (ctx->nlanded == RP_MAX_LANDED)
+            return rp_fail_path(err, E2BIG, dst, "more than %d mount points reached through "
+                                "symbolic links (mount at the paths the links lead to)", RP_MAX_LANDED);
+        landed[ctx->nlanded].op = i;
+        memcpy(landed[ctx->nlanded++].at, at, len + 1);
+    }
+    return 0;
+}
+
 int rp_mount_apply(struct rp_ctx *ctx, struct rp_error *err)
 {
     err->step = RP_STEP_MOUNT;
     ctx->caller_umask = umask(0); /* modes in the plan are exact */
     if (stage(ctx, err) < 0)
         return -1;
-    for (uint32_t i = 0; i < ctx->plan->nmounts; i++)
+    for (uint32_t i = 0; i < ctx->plan->nmounts; i++) {
+        ctx->target_linked = 0;
         if (apply_op(ctx, &ctx->plan->mounts[i], i, err) < 0)
             return -1;
+        if ((ctx->target_linked || ctx->nlanded) && covers_earlier(ctx, i, ctx->target_linked, err) < 0)
+            return -1;
+    }
     if (ctx->bind_op)
         close(ctx->bind_tree);
     ctx->bind_op = NULL;

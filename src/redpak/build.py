@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat as _stat
 from collections.abc import Mapping, Sequence
@@ -67,10 +68,13 @@ def _root_most(nodes: Sequence[Node], admin: bool, name: str) -> bool:
 def _identity_preset(nodes: Sequence[Node], admin: bool, ctx: ExpansionContext,
                      standing: dict) -> tuple[dict[tuple[str, str], str], dict[str, str]]:
     """Every set-user/set-group of the family expanded with the caller's identity, and the
-    root-most (admin over normal inside a node) value of each."""
+    root-most (admin over normal inside a node) value of each. A set-group below the node
+    of the root-most set-user is not a winner: the ancestor's user comes with its own
+    primary group (the merge warns, family.py)."""
     preset: dict[tuple[str, str], str] = {}
     winner: dict[str, str] = {}
-    for node in nodes:
+    first_at: dict[str, int] = {}
+    for index, node in enumerate(nodes):
         here = ctx.with_node(node)
         mine: dict[str, str] = {}
         for cfg in layers_of(node, admin):
@@ -82,6 +86,9 @@ def _identity_preset(nodes: Sequence[Node], admin: bool, ctx: ExpansionContext,
                     mine[name] = value
         for name, value in mine.items():
             winner.setdefault(name, value)
+            first_at.setdefault(name, index)
+    if first_at.get("set_group", -1) > first_at.get("set_user", len(nodes)):
+        del winner["set_group"]
     return preset, winner
 
 
@@ -115,6 +122,7 @@ def launch_family(redpath: str, options: LaunchOptions = LaunchOptions(),
     has_group = options.group is not None or _root_most(nodes, options.admin, "set_group")
     if has_user or has_group:
         preset, winner = _identity_preset(nodes, options.admin, ctx, standing)
+        has_group = options.group is not None or "set_group" in winner
         if has_user:
             text = _runnable(options.user or winner.get("set_user", ""), "set-user", dry_run,
                              warnings)
@@ -219,37 +227,56 @@ def _node_owner(path: str) -> tuple[int, int] | None:
 
 
 def _create_source(path: str, want: str, where: str) -> None:
-    """Create a missing export source inside a node, owned as the node's files (SPEC §4)."""
-    if not _inside_node(path):
-        raise PlanError(f"{where}: missing source '{path}' leads outside the node through "
-                        "a symbolic link; redpak creates sources inside nodes only")
+    """Create a missing export source inside a node, owned as the node's files (SPEC §4).
+    The missing components are made from a descriptor of the existing part, one at a time
+    with O_NOFOLLOW: a node that swaps a directory for a link after the check (it writes
+    its var while root launches) cannot make redpak create or chown anything elsewhere."""
     owner = _node_owner(path) if os.geteuid() == 0 else None
     missing = []
     d = path if want == "dir" else os.path.dirname(path)
     while not os.path.lexists(d):
-        missing.append(d)
+        missing.append(os.path.basename(d))
         d = os.path.dirname(d)
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
     try:
-        for directory in reversed(missing):
-            try:
-                os.mkdir(directory, 0o755)
-            except FileExistsError:
-                continue
-            if owner:
-                os.lchown(directory, *owner)
-        if want == "file":
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-                         | os.O_NOFOLLOW, 0o644)
-            try:
-                if owner:
-                    os.fchown(fd, *owner)
-            finally:
-                os.close(fd)
-    except FileExistsError:
-        pass
+        fd = os.open(d, flags)
     except OSError as err:
         raise PlanError(f"{where}: cannot create missing source '{path}': "
                         f"{err.strerror}") from err
+    try:
+        # where the descriptor really is, not where the path led a moment ago
+        if not _inside_node(os.readlink(f"/proc/self/fd/{fd}")):
+            raise PlanError(f"{where}: missing source '{path}' leads outside the node "
+                            "through a symbolic link; redpak creates sources inside nodes only")
+        for name in reversed(missing):
+            try:
+                os.mkdir(name, 0o755, dir_fd=fd)
+                created = True
+            except FileExistsError:
+                created = False
+            nxt = os.open(name, flags | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+            if created and owner:
+                os.fchown(fd, *owner)
+        if want == "file":
+            try:
+                f = os.open(os.path.basename(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                            | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644, dir_fd=fd)
+            except FileExistsError:
+                return
+            try:
+                if owner:
+                    os.fchown(f, *owner)
+            finally:
+                os.close(f)
+    except OSError as err:
+        link = " (a symbolic link appeared on the way)" if err.errno in (errno.ELOOP,
+                                                                         errno.ENOTDIR) else ""
+        raise PlanError(f"{where}: cannot create missing source '{path}': "
+                        f"{err.strerror}{link}") from err
+    finally:
+        os.close(fd)
 
 
 def _stat_dep(path: str) -> FileDep:

@@ -548,7 +548,9 @@ def expand_merge(nodes: Sequence[Node], admin: bool, ctx: ExpansionContext,
                  ) -> ExpandedFamily:
     """Each node expanded in its own context, then merged on the expanded values."""
     expanded = [expand_node(ctx, node, admin, standing, preset) for node in nodes]
-    fam = merge_family(expanded, admin=admin, expanded=True)
+    # realpath: a host source written through a link (/lib -> usr/lib) is compared
+    # with ancestors' read-only sources where it leads
+    fam = merge_family(expanded, admin=admin, expanded=True, resolve=os.path.realpath)
     return ExpandedFamily(fam, ctx.used_env, ctx.volatile)
 
 

@@ -46,6 +46,7 @@ from .model import (
     CgroupSettings,
     CpuSet,
     EnvEntry,
+    EnvMode,
     Export,
     ExportMode,
     IoMax,
@@ -526,13 +527,66 @@ def _lost(key: str, standing: Origin, ignored: Origin, what: str, level: str = "
                              f"stands", level, standing, ignored)
 
 
-def _merge_exports(views: list[_View], warns: list[MergeWarning], notes: list[MergeWarning]
-                   ) -> tuple[Sourced[Export], ...]:
+_READ_ONLY_OF = {ExportMode.PUBLIC: ExportMode.RESTRICTED,
+                 ExportMode.PRIVATE: ExportMode.PRIVATE_RESTRICTED,
+                 ExportMode.PUBLIC_FILE: ExportMode.RESTRICTED_FILE,
+                 ExportMode.PRIVATE_FILE: ExportMode.RESTRICTED_FILE}
+
+
+def _inside(path: str, top: str) -> bool:
+    return path == top or path.startswith(top.rstrip("/") + "/")
+
+
+def _keep_read_only(exp: Export, origin: Origin, node: Node,
+                    read_only: list[tuple[str, Origin]], warns: list[MergeWarning],
+                    resolve: Callable[[str], str] | None) -> Export:
+    """A descendant's writable bind of host files an ancestor exports read-only (its source
+    inside an ancestor's Restricted source, at any mount point) is made read-only: the
+    ancestor's constraint is on the files, not only on the place it shows them. An
+    ancestor's read-only tree that holds the descendant's whole node directory (node
+    directories nest inside their ancestors') leaves the descendant's own files to it; one
+    that targets part of it (the admin template's `$LEAF_PATH/etc`) does not. Sources with
+    unexpanded variables cannot be compared (mergeconfig without -e). read_only holds the
+    (normalised) sources and their origins."""
+    if exp.mode not in _READ_ONLY_OF or not read_only:
+        return exp
+    src = _norm_mount(exp.path or exp.mount)
+    if "$" in src:
+        return exp
+    own = _norm_mount(node.path)
+    seen: dict[str, str] = {}
+
+    def real(path: str) -> str:  # where a host path leads, resolved once per merge entry
+        if path not in seen:
+            seen[path] = resolve(path) if resolve else path
+        return seen[path]
+
+    for top, anc in read_only:
+        if _inside(src, top):
+            holds_own, mine = _inside(own, top), _inside(src, own)
+        elif _inside(real(src), real(top)):
+            holds_own, mine = _inside(real(own), real(top)), _inside(real(src), real(own))
+        else:
+            continue
+        if holds_own and mine:
+            continue
+        warns.append(_lost(
+            f"exports {exp.mount}", anc, origin,
+            f"exports {src} {exp.mode.value} (writable), but its ancestor exports {top} "
+            f"read-only: made {_READ_ONLY_OF[exp.mode].value}"))
+        return replace(exp, mode=_READ_ONLY_OF[exp.mode])
+    return exp
+
+
+def _merge_exports(views: list[_View], warns: list[MergeWarning], notes: list[MergeWarning],
+                   resolve: Callable[[str], str] | None = None) -> tuple[Sourced[Export], ...]:
     standing: dict[str, Sourced[Export]] = {}
     out: list[Sourced[Export]] = []
+    read_only: list[tuple[str, Origin]] = []  # ancestors' Restricted sources
     last = len(views) - 1
     for i, view in enumerate(views):
         mine = view.exports if i == last else view.exports + view.below
+        mine_ro: list[tuple[str, Origin]] = []
         for exp, origin, mount in mine:
             if i != last and exp.mode in _PRIVATE_MODES:
                 notes.append(MergeWarning(
@@ -546,8 +600,14 @@ def _merge_exports(views: list[_View], warns: list[MergeWarning], notes: list[Me
                        "cannot redefine a mount point of its ancestor: ignored")
                 warns.append(_lost(f"exports {exp.mount}", prev, origin, why))
                 continue
+            exp = _keep_read_only(exp, origin, view.node, read_only, warns, resolve)
+            if exp.mode in (ExportMode.RESTRICTED, ExportMode.RESTRICTED_FILE):
+                src = _norm_mount(exp.path or exp.mount)
+                if "$" not in src:
+                    mine_ro.append((src, origin))
             standing[mount] = Sourced(exp, (origin,))
             out.append(standing[mount])
+        read_only += mine_ro
     return tuple(out)
 
 
@@ -582,6 +642,43 @@ def _cumulative(views: list[_View], attr: str) -> tuple[Sourced[str], ...]:
     return tuple(out)
 
 
+def _unpinned(key: str, entries: tuple[Sourced[str], ...],
+              environ: tuple[Sourced[EnvEntry], ...], warns: list[MergeWarning]
+              ) -> tuple[Sourced[str], ...]:
+    """The merged path (PATH) or ldpath (LD_LIBRARY_PATH) entries, unless the standing
+    environ entry of that variable pins it (Static or Remove): the entries would be set
+    after it and undo it (a descendant's `ldpath` bringing back the LD_LIBRARY_PATH an
+    ancestor removes), so they are dropped, each with a warning."""
+    pin = next((s for s in environ if s.value.key == key
+                and s.value.mode in (EnvMode.STATIC, EnvMode.REMOVE)), None)
+    if pin is None or not entries:
+        return entries
+    how = "removes it" if pin.value.mode is EnvMode.REMOVE else "sets it verbatim (Static)"
+    name = "path" if key == "PATH" else "ldpath"
+    for e in entries:
+        warns.append(_lost(name, pin.origins[0], e.origins[0],
+                           f"adds {e.value} to {key}: ignored, environ {key} {how}"))
+    return ()
+
+
+def _nested_roots(found: list[tuple[Any, Origin]], warns: list[MergeWarning]
+                  ) -> list[tuple[Any, Origin]]:
+    """cgrouproot, closest to the leaf, but only inside the ancestors' (root -> leaf): an
+    ancestor may put the family under a cgroup the integrator limits, and a descendant's
+    root elsewhere would leave those limits behind. One outside is ignored with a warning.
+    Unexpanded values (mergeconfig without -e) are compared as written."""
+    kept = [found[0]]
+    for value, origin in found[1:]:
+        outer, anc = kept[-1]
+        if _inside(_norm_mount(str(value)), _norm_mount(str(outer))):
+            kept.append((value, origin))
+        else:
+            warns.append(_lost("cgrouproot", anc, origin,
+                               f"sets {value}, outside its ancestor's {outer}: ignored (a "
+                               "descendant's cgrouproot must lie inside its ancestors')"))
+    return kept
+
+
 def _merge_scalars(views: list[_View], warns: list[MergeWarning], notes: list[MergeWarning]
                    ) -> dict[str, Any]:
     out: dict[str, Any] = {}
@@ -589,6 +686,8 @@ def _merge_scalars(views: list[_View], warns: list[MergeWarning], notes: list[Me
         found = [v.scalars[name] for v in views if name in v.scalars]
         if not found:
             continue
+        if name == "cgrouproot":
+            found = _nested_roots(found, warns)
         value, origin = found[-1]
         out[name] = Sourced(value, (origin,))
         for _, lost in found[:-1]:
@@ -604,6 +703,16 @@ def _merge_scalars(views: list[_View], warns: list[MergeWarning], notes: list[Me
             if other != value:
                 warns.append(_lost(yaml_key(name), origin, lost,
                                    f"sets {other}: ignored, the root-most definition wins"))
+    user, group = out.get("set_user"), out.get("set_group")
+    if user is not None and group is not None:
+        depth = {v.node.path: i for i, v in enumerate(views)}
+        if depth[group.origins[0].path] > depth[user.origins[0].path]:
+            # The ancestor's set-user comes with that user's primary group: a descendant
+            # cannot keep the user and pick a group (root's) the ancestor never gave it.
+            warns.append(_lost("set-group", user.origins[0], group.origins[0],
+                               f"sets {group.value}: ignored, an ancestor's set-user "
+                               f"{user.value} stands with its own group"))
+            del out["set_group"]
     masks = [v.scalars["umask"] for v in views if "umask" in v.scalars]
     if masks:
         bits = 0
@@ -652,8 +761,17 @@ def _merge_seccomp(views: list[_View], warns: list[MergeWarning], notes: list[Me
         for name, origin in view.seccomp["deny"]:
             deny.setdefault(name, origin)
     allow: dict[str, Origin] = {}
+    default_by: Origin | None = None  # the root-most node that says profile: default
     for view in views:
         for name, origin in view.seccomp["allow"]:
+            if default_by is not None and default_by.path != origin.path:
+                from .controls import DEFAULT_PROFILE  # controls imports this module
+                if name in DEFAULT_PROFILE:
+                    # A node's allow only exempts its own profile: the ancestor's stands.
+                    warns.append(_lost("seccomp.allow", default_by, origin,
+                                       f"allows {name}, which its ancestor's default profile "
+                                       "denies: ignored"))
+                    continue
             if name in deny:
                 denier = deny[name]
                 if position[denier.path] < position[origin.path]:
@@ -664,6 +782,9 @@ def _merge_seccomp(views: list[_View], warns: list[MergeWarning], notes: list[Me
                                        f"allows {name}, which is denied: ignored", "info"))
                 continue
             allow.setdefault(name, origin)
+        mine = view.seccomp["profile"]
+        if default_by is None and mine is not None and mine[0] == "default":
+            default_by = mine[1]
 
     errnos = [v.seccomp["errno"] for v in views if v.seccomp["errno"] is not None]
     errno = Sourced(errnos[0][0], (errnos[0][1],)) if errnos else None
@@ -753,13 +874,15 @@ def _merge_cgroups(views: list[_View]
     return tuple(per_node), CgroupSettings(**values), origins
 
 
-def merge_family(nodes: Sequence[Node], admin: bool = False, expanded: bool = False
-                 ) -> FamilyConfig:
+def merge_family(nodes: Sequence[Node], admin: bool = False, expanded: bool = False,
+                 resolve: Callable[[str], str] | None = None) -> FamilyConfig:
     """Merge a family (root-most first, leaf last) into its effective config. With
     expanded=True the nodes were expanded each in its own context (build.family_config) and
     every Russian-doll rule compares expanded values; otherwise values are as written.
     Raises NodeError (empty family, node not Enable), MergeError (a descendant loosens an
-    ancestor's constraint), ConfigError (a value merge cannot interpret)."""
+    ancestor's constraint), ConfigError (a value merge cannot interpret). resolve (the
+    caller's I/O, e.g. os.path.realpath) maps host sources to where they lead, to compare
+    a descendant's writable bind with its ancestors' read-only ones."""
     nodes = tuple(nodes)
     if not nodes:
         raise NodeError("empty family: no node to merge (is --redpath a node directory?)")
@@ -771,13 +894,15 @@ def merge_family(nodes: Sequence[Node], admin: bool = False, expanded: bool = Fa
     scalars = _merge_scalars(views, warns, notes)
     namespaces = _merge_namespaces(views)
     capabilities = _merge_caps(views)
-    exports = _merge_exports(views, warns, notes)
+    exports = _merge_exports(views, warns, notes, resolve)
     environ = _merge_environ(views, warns)
     seccomp = _merge_seccomp(views, warns, notes)
     cgroups, effective, effective_origins = _merge_cgroups(views)
+    path = _unpinned("PATH", _cumulative(views, "path"), environ, warns)
+    ldpath = _unpinned("LD_LIBRARY_PATH", _cumulative(views, "ldpath"), environ, warns)
     return FamilyConfig(
-        nodes=nodes, admin=admin, path=_cumulative(views, "path"),
-        ldpath=_cumulative(views, "ldpath"), namespaces=namespaces, capabilities=capabilities,
+        nodes=nodes, admin=admin, path=path, ldpath=ldpath,
+        namespaces=namespaces, capabilities=capabilities,
         exports=exports, environ=environ, seccomp=seccomp, cgroups=cgroups,
         cgroups_effective=effective, cgroups_effective_origins=effective_origins,
         smack_optional=_smack_optional(views, scalars.get("smack"), admin),

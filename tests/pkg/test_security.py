@@ -111,6 +111,60 @@ def test_node_replaced_by_a_symlink_to_root_is_refused(family, tmp_path: Path, c
         shutil.move(str(moved), str(real))
 
 
+@pytest.mark.parametrize("planted", ["repo.solv", "repomd.xml"])
+def test_links_planted_in_the_cache_never_lead_a_write_to_the_host(family, tmp_path: Path,
+                                                                 cli, planted) -> None:
+    """The download cache lies in the node's var (`$NODE_PATH/var/cache/dnf`), which the
+    node and its descendants write through the stock Public export, and the temporary
+    names are predictable (NAME.PID.tmp). A node plants a link at the name this command
+    will use, pointing at a host file: refreshing the metadata (as root) must replace the
+    link, never write the host file."""
+    status, _, err = cli("--redpath", str(family.app), "list")
+    assert status == 0, err
+    cache = next((family.app / "var/cache/dnf").glob("main-*"))
+    victim = tmp_path / "host-file"
+    victim.write_text("precious host data\n")
+    (cache / "repomd.xml").unlink()              # a changed repository: refreshed below
+    os.symlink(victim, cache / f"{planted}.{os.getpid()}.tmp")
+    status, out, err = cli("--redpath", str(family.app), "list")
+    assert status == 0, err
+    assert "conflictb" in out
+    assert victim.read_text() == "precious host data\n"
+    assert not (cache / f"{planted}.{os.getpid()}.tmp").exists()
+    assert (cache / "repomd.xml").is_file() and not (cache / "repomd.xml").is_symlink()
+
+
+def test_a_cache_directory_swapped_for_a_link_mid_command_leads_nowhere(
+        family, tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node that runs while root refreshes the metadata (a service of the family writes
+    its var) swaps the repository's cache directory for a link to a host directory while
+    the primary metadata downloads. Nothing may then be written into, or deleted from, the
+    host directory: the cache is used through the descriptor opened before."""
+    from redpak.pkg import repos
+
+    status, _, err = cli("--redpath", str(family.app), "list")
+    assert status == 0, err
+    cache = next((family.app / "var/cache/dnf").glob("main-*"))
+    (cache / "repomd.xml").unlink()              # a changed repository: refreshed below
+    victim = tmp_path / "host-dir"
+    victim.mkdir()
+    (victim / "keep").write_text("precious\n")
+    real_fetch = repos.fetch
+
+    def fetch_while_the_node_swaps(url: str, *args, **kw):
+        if "primary" in url and not cache.is_symlink():
+            cache.rename(cache.with_name(cache.name + ".moved"))
+            cache.symlink_to(victim)
+        return real_fetch(url, *args, **kw)
+    monkeypatch.setattr(repos, "fetch", fetch_while_the_node_swaps)
+    status, out, err = cli("--redpath", str(family.app), "list")
+    assert cache.is_symlink(), "the swap did not happen"
+    assert sorted(p.name for p in victim.iterdir()) == ["keep"]
+    assert (victim / "keep").read_text() == "precious\n"
+    assert status == 0, err
+    assert "conflictb" in out
+
+
 # --------------------------------------------------------------------------- signatures
 
 @pytest.fixture

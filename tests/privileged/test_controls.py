@@ -909,3 +909,29 @@ def test_capabilities_across_the_family_are_applied_exactly(fam, probe):
     want = f"{1 << 10:016x}"                      # cap_net_bind_service only
     assert caps == {"CapInh": "0" * 16, "CapPrm": want, "CapEff": want, "CapBnd": want,
                     "CapAmb": "0" * 16}
+
+
+def _absent_block_device() -> str:
+    """A MAJ:MIN that no block device of this host has (majors 240-253 are local use)."""
+    text = Path("/proc/devices").read_text()
+    used = {int(line.split()[0]) for line in text.split("Block devices:", 1)[1].splitlines()
+            if line.strip()}
+    major = next(m for m in range(240, 254) if m not in used)
+    return f"{major}:0"
+
+
+def test_io_limit_on_a_device_the_host_lacks_names_the_value(fam):
+    """The kernel answers ENODEV for an io limit on a missing device, as when a cgroup is
+    removed under the launcher: the launch used to retry, then fail with 'the family's
+    cgroups kept disappearing'. It names the value and the device now, and leaves no
+    cgroup behind."""
+    needs_v1("io")
+    dev = _absent_block_device()
+    leaf = fam.make(root={"cgroups": {"io": {"max": f"{dev} rbps=1048576"}}})
+    with pytest.raises(LaunchError) as err:
+        run(leaf, "status")
+    text = str(err.value)
+    assert err.value.step == "cgroup", text
+    assert f"'{dev} " in text and "no such block device on this host" in text, text
+    assert "kept disappearing" not in text
+    assert redpak_dirs(fam.tag) == []

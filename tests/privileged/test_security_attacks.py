@@ -461,3 +461,24 @@ def test_contained_cap_sys_admin_cannot_reach_the_host(request, probe, helper_bi
         assert value(lines, "rewrite /bin/sh") in ("EACCES", "EPERM", "EROFS"), lines
     finally:
         fam.remove()
+
+
+# ---- the caller's session keyring --------------------------------------------------------
+
+def test_the_callers_session_keyring_never_reaches_the_node(attacker, helper_bin):
+    """The caller holds a key in its session keyring (a login's, a service's). The stock
+    family has no seccomp profile, so keyctl works in the node: it must find an empty
+    keyring of its own, not the caller's key (cached plan and cold path)."""
+    secret = f"rp-{uuid.uuid4().hex[:8]}"
+    for opts in ((), ("-f",)):
+        argv = [str(helper_bin / "withkey"), "rp-secret", secret,
+                *attacker.argv("attack", "keyring", "rp-secret", opts=opts)]
+        r = attacker.caller.run(argv)
+        ok(r)
+        assert secret not in r.stdout
+        assert value(r.stdout.splitlines(), "keyring rp-secret") == "ENOKEY", r.stdout
+    # the harness: the key is readable where the keyring is the caller's
+    r = attacker.caller.run([str(helper_bin / "withkey"), "rp-secret", secret,
+                             str(helper_bin / "attack"), "keyring", "rp-secret"])
+    ok(r)
+    assert value(r.stdout.splitlines(), "keyring rp-secret") == secret

@@ -86,7 +86,7 @@ LOCAL_CASES = [
     ("persistdir", "/p/root", "/p/leaf"),
     ("cachedir", "/c/root", "/c/leaf"),
     ("verbose", 1, 3),
-    ("cgrouproot", "/sys/fs/cgroup/a", "/sys/fs/cgroup/b"),
+    ("cgrouproot", "/sys/fs/cgroup/a", "/sys/fs/cgroup/a/b"),  # inside: see below
     ("map_root_user", True, False),
     ("inherit_env", False, True),
     ("unsafe", True, False),
@@ -103,6 +103,17 @@ def test_node_local_closest_to_leaf_wins(name, root_value, leaf_value):
     assert any(n.standing.alias == "app" and n.ignored.alias == "sys" and n.level == "info"
                for n in fam.overrides)
     assert not fam.warnings
+
+
+def test_cgrouproot_outside_an_ancestors_is_ignored_with_a_warning():
+    fam = merge_family([node("sys", cgrouproot="/sys/fs/cgroup/a"),
+                        node("mid", cgrouproot="/sys/fs/cgroup/a/m"),
+                        node("app", cgrouproot="/sys/fs/cgroup/ab")])
+    assert fam.cgrouproot.value == "/sys/fs/cgroup/a/m"
+    assert fam.cgrouproot.origin.alias == "mid"
+    [w] = [w for w in fam.warnings if w.key == "cgrouproot"]
+    assert w.standing.alias == "mid" and w.ignored.alias == "app"
+    assert "outside its ancestor's /sys/fs/cgroup/a/m: ignored" in w.text
 
 
 @pytest.mark.parametrize("name,root_value,leaf_value", LOCAL_CASES)

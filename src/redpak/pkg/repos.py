@@ -21,7 +21,7 @@ import os
 import re
 
 from redpak.errors import PackageError
-from redpak.pkg.session import NodeRef, Session, make_dirs, owning_node
+from redpak.pkg.session import NodeRef, Session, open_dirs, owning_node
 from redpak.record import record
 
 TYPE_CHECKING = False  # typing costs ~2 ms at start: for annotations only
@@ -239,9 +239,9 @@ def check_digest(data: bytes, kind: str, expected: str, what: str) -> None:
                            "the repository is corrupt or was tampered with; refused")
 
 
-def _write_file(path: str, data: bytes) -> None:
+def _write_file(name: str, data: bytes, dir_fd: int) -> None:
     from ..fileio import write_atomic  # NAME.PID.tmp, renamed; removed if the write fails
-    write_atomic(path, data)
+    write_atomic(name, data, dir_fd=dir_fd)
 
 
 def _stale_tmp(name: str) -> bool:
@@ -258,9 +258,9 @@ def _stale_tmp(name: str) -> bool:
     return False
 
 
-def _read_file(path: str, limit: int) -> bytes | None:
+def _read_file(name: str, limit: int, dir_fd: int) -> bytes | None:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=dir_fd)
     except OSError:
         return None
     with os.fdopen(fd, "rb") as f:
@@ -310,20 +310,30 @@ def _parse_repomd(data: bytes, what: str) -> dict[str, _MdFile]:
 
 
 class LoadedRepo:
-    """A repository loaded into a libsolv pool: its config, base URL and cache directory."""
+    """A repository loaded into a libsolv pool: its config, base URL and cache directory
+    (and the node directory holding it, where opening it starts: see open_cache)."""
 
-    def __init__(self, config: RepoConfig, base: str, cache: str, solv_repo: Any):
+    def __init__(self, config: RepoConfig, base: str, cache: str, solv_repo: Any,
+                 cache_top: str = "/"):
         self.config, self.base, self.cache, self.solv_repo = config, base, cache, solv_repo
+        self.cache_top = cache_top
+
+    def open_cache(self, sub: str = "") -> int:
+        """A descriptor on the cache directory (or its subdirectory sub), created when
+        missing and reached without following symlinks: the cache lies in a node's var,
+        which nodes write while redwrap-dnf runs. The caller closes it."""
+        return open_dirs(os.path.join(self.cache, sub) if sub else self.cache, self.cache_top)
 
     def url(self, href: str) -> str:
         return self.base.rstrip("/") + "/" + href
 
 
-def cache_dir(session: Session, repo: RepoConfig, base: str) -> str:
-    """The cache directory of one repository (id and base URL), created inside a node."""
+def cache_dir(session: Session, repo: RepoConfig, base: str) -> tuple[str, str]:
+    """The cache directory of one repository (id and base URL), inside a node, and the
+    directory of that node."""
     digest = hashlib.sha256(base.encode()).hexdigest()[:16]
     path = os.path.join(session.cachedir, f"{repo.id}-{digest}")
-    return make_dirs(path, owning_node(path, session.family).path)
+    return path, owning_node(path, session.family).path
 
 
 def load_repo(pool: Any, session: Session, repo: RepoConfig) -> LoadedRepo:
@@ -339,23 +349,27 @@ def load_repo(pool: Any, session: Session, repo: RepoConfig) -> LoadedRepo:
         except PackageError as err:
             errors.append(str(err))
             continue
-        cache = cache_dir(session, repo, base)
+        cache, top = cache_dir(session, repo, base)
         solv_repo = pool.add_repo(repo.id)
         solv_repo.priority = -repo.priority        # libsolv: higher wins; dnf: lower wins
-        loaded = LoadedRepo(repo, base, cache, solv_repo)
+        loaded = LoadedRepo(repo, base, cache, solv_repo, top)
         solv_repo.appdata = loaded
-        if _read_file(os.path.join(cache, "repomd.xml"), _REPOMD_MAX) == repomd:
-            if _add_solv(solv, solv_repo, os.path.join(cache, "repo.solv")):
-                return loaded
-            solv_repo.empty()
-        _load_metadata(solv, solv_repo, loaded, repomd, what)
+        cache_fd = loaded.open_cache()
+        try:
+            if _read_file("repomd.xml", _REPOMD_MAX, cache_fd) == repomd:
+                if _add_solv(solv, solv_repo, "repo.solv", cache_fd):
+                    return loaded
+                solv_repo.empty()
+            _load_metadata(solv, solv_repo, loaded, repomd, what, cache_fd)
+        finally:
+            os.close(cache_fd)
         return loaded
     raise PackageError("; ".join(errors) if errors else f"{what}: no base URL")
 
 
-def _add_solv(solv: Any, solv_repo: Any, path: str) -> bool:
+def _add_solv(solv: Any, solv_repo: Any, name: str, dir_fd: int) -> bool:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=dir_fd)
     except OSError:
         return False
     try:
@@ -371,13 +385,13 @@ def _add_solv(solv: Any, solv_repo: Any, path: str) -> bool:
 
 
 def _load_metadata(solv: Any, solv_repo: Any, loaded: LoadedRepo, repomd: bytes,
-                   what: str) -> None:
+                   what: str, cache: int) -> None:
+    """Fetch the metadata into the cache directory open at descriptor `cache`."""
     files = _parse_repomd(repomd, what)
-    cache = loaded.cache
     for old in os.listdir(cache):       # a changed repository: start the cache afresh
         if old != "packages" and (not old.endswith(".tmp") or _stale_tmp(old)):
             try:
-                os.unlink(os.path.join(cache, old))
+                os.unlink(old, dir_fd=cache)
             except OSError:
                 pass
     for kind in ("primary", "filelists"):
@@ -386,9 +400,9 @@ def _load_metadata(solv: Any, solv_repo: Any, loaded: LoadedRepo, repomd: bytes,
             continue                    # no filelists: file requirements match less
         data = fetch(loaded.url(md.href), _METADATA_MAX, what)
         check_digest(data, md.checksum_type, md.checksum, f"{what}: {md.href}")
-        local = os.path.join(cache, os.path.basename(md.href))
-        _write_file(local, data)
-        fd = os.open(local, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        local = os.path.basename(md.href)
+        _write_file(local, data, cache)
+        fd = os.open(local, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=cache)
         try:
             # libsolv picks the decompressor from the name given here; it dups fd.
             f = solv.xfopen_fd(os.path.basename(md.href), fd)
@@ -404,17 +418,22 @@ def _load_metadata(solv: Any, solv_repo: Any, loaded: LoadedRepo, repomd: bytes,
         finally:
             f.close()
     solv_repo.internalize()
-    tmp = os.path.join(cache, f"repo.solv.{os.getpid()}.tmp")
-    f = solv.xfopen(tmp, "w")
+    tmp = f"repo.solv.{os.getpid()}.tmp"
+    from ..fileio import create_fresh  # never through a link a node planted at tmp
+    fd = create_fresh(tmp, dir_fd=cache)
+    try:
+        f = solv.xfopen_fd("", fd, "w")  # the binding duplicates fd
+    finally:
+        os.close(fd)
     if f is not None:
         ok = solv_repo.write(f)
         f.close()
         if ok:
-            os.replace(tmp, os.path.join(cache, "repo.solv"))
+            os.replace(tmp, "repo.solv", src_dir_fd=cache, dst_dir_fd=cache)
         else:
-            os.unlink(tmp)
+            os.unlink(tmp, dir_fd=cache)
     # Written last: it marks the cache valid for this exact repomd.xml.
-    _write_file(os.path.join(cache, "repomd.xml"), repomd)
+    _write_file("repomd.xml", repomd, cache)
 
 
 # --------------------------------------------------------------------------- packages
@@ -431,15 +450,24 @@ def fetch_package(loaded: LoadedRepo, solvable: Any) -> str:
     if chk is None:
         raise PackageError(f"{what}: {solvable.str()} has no checksum in the repository "
                            "metadata: refused")
-    pkgdir = make_dirs(os.path.join(loaded.cache, "packages"), loaded.cache)
+    pkgdir = loaded.open_cache("packages")
+    try:
+        return _fetch_into(loaded, href, chk, pkgdir, what, solvable)
+    finally:
+        os.close(pkgdir)
+
+
+def _fetch_into(loaded: LoadedRepo, href: str, chk: Any, pkgdir: int, what: str,
+                solvable: Any) -> str:
     for name in os.listdir(pkgdir):
         if name.endswith(".tmp") and _stale_tmp(name):
             try:
-                os.unlink(os.path.join(pkgdir, name))
+                os.unlink(name, dir_fd=pkgdir)
             except OSError:
                 pass
-    dest = os.path.join(pkgdir, os.path.basename(href))
-    cached = _read_file(dest, _METADATA_MAX)
+    name = os.path.basename(href)
+    dest = os.path.join(loaded.cache, "packages", name)
+    cached = _read_file(name, _METADATA_MAX, pkgdir)
     if cached is not None:
         try:
             check_digest(cached, chk.typestr(), chk.hex(), "")
@@ -447,9 +475,9 @@ def fetch_package(loaded: LoadedRepo, solvable: Any) -> str:
         except PackageError:
             pass
     data = fetch(loaded.url(href), _METADATA_MAX, f"{what}: {solvable.str()}")
-    check_digest(data, chk.typestr(), chk.hex(), f"{what}: package {os.path.basename(href)}")
+    check_digest(data, chk.typestr(), chk.hex(), f"{what}: package {name}")
     try:
-        _write_file(dest, data)
+        _write_file(name, data, pkgdir)
     except OSError as err:
         full = err.errno in (errno.ENOSPC, errno.EDQUOT)
         raise PackageError(f"{dest}: cannot store the downloaded package: {err.strerror}"

@@ -101,6 +101,28 @@ def owning_node(path: str, family: tuple[NodeRef, ...]) -> NodeRef:
     return family[-1]
 
 
+def open_dirs(path: str, base: str) -> int:
+    """make_dirs(path, base), then a descriptor on it reached from `base` one component at a
+    time without following any symlink: a node that swaps a directory for a link after the
+    check (it writes its var while redwrap-dnf runs) cannot redirect what is done through
+    the descriptor. The caller closes it. Raises PackageError."""
+    make_dirs(path, base)
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    rel = os.path.relpath(path, base)
+    try:
+        fd = os.open(base, flags)
+        for part in [] if rel == "." else rel.split("/"):
+            try:
+                nxt = os.open(part, flags, dir_fd=fd)
+            finally:
+                os.close(fd)
+            fd = nxt
+    except OSError as err:
+        raise PackageError(f"{path}: cannot open the directory without following a symlink "
+                           f"({err.strerror}): remove what replaced it and retry") from err
+    return fd
+
+
 def make_dirs(path: str, base: str) -> str:
     """Create directory `path` and its parents below `base`, refusing any symlink on the
     way (node contents could point a cache directory at the host). Raises PackageError."""

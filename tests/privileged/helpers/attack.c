@@ -3,6 +3,9 @@
  * <errno name>", then goes on with the next. Nothing here changes a value on the host
  * when the attempt succeeds: writes put back the value the file already holds.
  *   io_uring              io_uring_setup(2, ...)
+ *   keyctl                keyctl(KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 0)
+ *   keyring DESC          find the "user" key DESC from the session keyring and read it:
+ *                         "keyring DESC <value>" or the errno name
  *   remount PATH          remount the mount at PATH read-write (MS_REMOUNT|MS_BIND)
  *   umount PATH           umount2(PATH, MNT_DETACH)
  *   rewrite PATH          read PATH, write the same bytes back (O_WRONLY, no truncation)
@@ -111,6 +114,18 @@ int main(int argc, char **argv)
             result(c, NULL, r);
             if (r >= 0)
                 close((int)r);
+        } else if (!strcmp(c, "keyctl")) {
+            result(c, NULL, syscall(SYS_keyctl, 0 /* KEYCTL_GET_KEYRING_ID */, -3, 0));
+        } else if (!strcmp(c, "keyring")) {
+            char buf[256];
+            long id = syscall(SYS_request_key, "user", a, NULL, -3 /* session */), n = -1;
+            if (id >= 0 && (n = syscall(SYS_keyctl, 11 /* KEYCTL_READ */, id, buf, sizeof buf - 1)) >= 0) {
+                buf[n] = '\0';
+                printf("keyring %s %s\n", a, buf);
+                fflush(stdout);
+            } else
+                result(c, a, -1);
+            i++;
         } else if (!strcmp(c, "remount")) {
             result(c, a, mount(NULL, a, NULL, MS_REMOUNT | MS_BIND, NULL));
             i++;
