@@ -45,7 +45,7 @@ from .plan import (
     resolve_group,
     resolve_user,
 )
-from .planfile import EnvAction, EnvDep, EnvOp, FileDep, MountKind
+from .planfile import EnvDep, FileDep, MountKind
 from .record import record, replace
 
 
@@ -171,10 +171,8 @@ def build_plan(redpath: str, options: LaunchOptions = LaunchOptions(),
                       uses_userdb=any(m.kind is MountKind.DATA for m in plan.mounts),
                       uses_names=lf.names_used)
     deps += tuple(FileDep(p, 0, 0, 0, ABSENT_MTIME) for p in compiled.absent_sources)
-    env, missing = _existing_ldpath(plan)
-    deps += tuple(FileDep(p, 0, 0, 0, ABSENT_MTIME) for p in missing)
     env_deps = tuple(EnvDep(k, v) for k, v in sorted(lf.expanded.used_env.items()))
-    plan = replace(plan, env=env, file_deps=deps, env_deps=env_deps,
+    plan = replace(plan, file_deps=deps, env_deps=env_deps,
                    cacheable=not (lf.expanded.volatile or options.keep_fds or dry_run))
     from .sdnotify import pass_notify_socket  # systemd Type=notify: docs/integrations.md
     plan, notify_warnings = pass_notify_socket(plan, os.environ if environ is None else environ)
@@ -285,44 +283,6 @@ def _stat_dep(path: str) -> FileDep:
     except (FileNotFoundError, NotADirectoryError):
         return FileDep(path, 0, 0, 0, ABSENT_MTIME)
     return FileDep(path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-def _host_path(mounts: Sequence, target: str) -> str | None:
-    """The host path a node path shows, when the deepest mount holding it is a directory
-    bind (None otherwise: a tmpfs, a file, a link... or no mount)."""
-    best = None
-    for m in mounts:
-        if target == m.target or target.startswith(m.target.rstrip("/") + "/"):
-            if best is None or len(m.target) >= len(best.target):
-                best = m
-    if best is None or best.kind is not MountKind.BIND:
-        return None
-    return best.source.rstrip("/") + target[len(best.target.rstrip("/")):]
-
-
-def _existing_ldpath(plan) -> tuple[tuple, tuple[str, ...]]:
-    """The plan's environment with LD_LIBRARY_PATH cut to the directories that exist, and
-    the host paths left out (cache dependencies: the plan is compiled again when one
-    appears). The dynamic loader looks in every entry for every library of every program
-    started in the node: a missing one costs ~30 µs per exec (the stock leaf template
-    names usr/lib and usr/lib64 of a node holding no package yet)."""
-    missing: list[str] = []
-    env = []
-    for op in plan.env:
-        if op.name == "LD_LIBRARY_PATH" and op.value:
-            kept = []
-            for entry in op.value.split(":"):
-                host = _host_path(plan.mounts, os.path.normpath(entry)) \
-                    if entry.startswith("/") else None
-                if host is not None and _source_kind(host) == "missing":
-                    missing.append(host)
-                else:
-                    kept.append(entry)
-            # none left: unset, as the caller's value must not apply either
-            op = replace(op, value=":".join(kept)) if kept else \
-                EnvOp(EnvAction.UNSET, op.name)
-        env.append(op)
-    return tuple(env), tuple(missing)
 
 
 def _file_deps(nodes, redpath: str, admin: bool, uses_userdb: bool, uses_names: bool

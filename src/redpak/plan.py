@@ -149,7 +149,7 @@ def compile_plan(fam: FamilyConfig, ident: Identity, options: LaunchOptions = La
     node_dirs = tuple(n.path for n in fam.nodes)
     create = create_source or (lambda _p, _k, _w: None)
     mounts = _mounts(fam, ident, uid, gid, options, kind_of, create, node_dirs, out)
-    env = _environ(fam)
+    env = _environ(fam, mounts, kind_of, out)
     _check_commands(fam, ident)
     controls = compile_controls(fam, mounts, host or Host(), options.smack)
     out.warnings += controls.warnings
@@ -419,7 +419,9 @@ def _userdb(which: str, ident: Identity, uid: int, gid: int) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def _environ(fam: FamilyConfig) -> tuple[EnvOp, ...]:
+def _environ(fam: FamilyConfig, mounts: tuple[Mount, ...] = (),
+             kind_of: Callable[[str], str] = lambda _p: "dir", out: _Out | None = None
+             ) -> tuple[EnvOp, ...]:
     ops: list[EnvOp] = []
     for sourced in fam.environ:
         entry = sourced.value
@@ -434,6 +436,41 @@ def _environ(fam: FamilyConfig) -> tuple[EnvOp, ...]:
             ops.append(EnvOp(EnvAction.EXECFD, entry.key, value))
     for key, entries in (("PATH", fam.path), ("LD_LIBRARY_PATH", fam.ldpath)):
         parts = [e.value for e in entries if e.value]
+        if key == "LD_LIBRARY_PATH" and parts:
+            parts = _existing_dirs(parts, mounts, kind_of, out)
+            if not parts:   # none left: the caller's value must not apply either
+                ops.append(EnvOp(EnvAction.UNSET, key))
         if parts:
             ops.append(EnvOp(EnvAction.SET, key, ":".join(parts)))
     return tuple(ops)
+
+
+def _host_path(mounts: tuple[Mount, ...], target: str) -> str | None:
+    """The host path a node path shows, when the deepest mount holding it is a directory
+    bind (None otherwise: a tmpfs, a file, a link... or no mount)."""
+    best = None
+    for m in mounts:
+        if target == m.target or target.startswith(m.target.rstrip("/") + "/"):
+            if best is None or len(m.target) >= len(best.target):
+                best = m
+    if best is None or best.kind is not MountKind.BIND:
+        return None
+    return best.source.rstrip("/") + target[len(best.target.rstrip("/")):]
+
+
+def _existing_dirs(parts: list[str], mounts: tuple[Mount, ...],
+                   kind_of: Callable[[str], str], out: _Out | None) -> list[str]:
+    """The ldpath entries whose directory exists: the dynamic loader looks in every entry
+    for every library of every program started in the node, and a missing one costs ~30
+    µs per exec (the stock leaf template names usr/lib and usr/lib64 of a node holding no
+    package yet). Each host directory left out is a cache dependency (out.absent): the
+    plan is compiled again when it appears."""
+    kept = []
+    for entry in parts:
+        host = _host_path(mounts, os.path.normpath(entry)) if entry.startswith("/") else None
+        if host is not None and kind_of(host) == "missing":
+            if out is not None:
+                out.absent.append(host)
+        else:
+            kept.append(entry)
+    return kept

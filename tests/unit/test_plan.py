@@ -1081,3 +1081,43 @@ def test_created_source_is_owned_like_the_node(tmp_path, monkeypatch):
     for p in (node / "data", node / "data" / "sub", node / "files", node / "files" / "f.txt"):
         st = p.stat()
         assert (st.st_uid, st.st_gid) == (4321, 4322), p
+
+
+def test_ldpath_entries_of_missing_directories_are_left_out_and_watched(tmp_path,
+                                                                         unprivileged):
+    """An ldpath entry inside a directory bind whose host directory is missing is left out
+    of LD_LIBRARY_PATH (the loader would search it on every exec) and becomes a cache
+    dependency; an entry outside any bind is kept as written; all left out: unset."""
+    disk_node(tmp_path / "sys")
+    disk_node(tmp_path / "sys" / "app", """\
+config:
+  ldpath: /nodes/app/lib:/nodes/app/lib64:/elsewhere/lib
+exports:
+  - mode: Restricted
+    mount: /nodes/app
+    path: $NODE_PATH/usr
+""")
+    app = tmp_path / "sys" / "app"
+    (app / "usr" / "lib64").mkdir(parents=True)
+    compiled = build_plan(str(app), environ={})
+    env = {op.name: op for op in compiled.plan.env}
+    assert env["LD_LIBRARY_PATH"].value == "/nodes/app/lib64:/elsewhere/lib"
+    absent = {d.path for d in compiled.plan.file_deps if d.mtime_ns == ABSENT_MTIME}
+    assert str(app / "usr" / "lib") in absent
+    (app / "usr" / "lib64").rmdir()
+    disk_node(tmp_path / "sys" / "app", """\
+config:
+  ldpath: /nodes/app/lib64
+exports:
+  - mode: Restricted
+    mount: /nodes/app
+    path: $NODE_PATH/usr
+""")
+    env = {op.name: op for op in build_plan(str(app), environ={}).plan.env}
+    assert env["LD_LIBRARY_PATH"] == EnvOp(EnvAction.UNSET, "LD_LIBRARY_PATH")
+
+
+def test_ldpath_is_kept_as_written_without_a_look_at_the_host():
+    """compile_plan alone does no I/O: without source_kind, every entry stays."""
+    plan = compile_nodes([mknode(SYS, "sys", ldpath=("/nodes/x/none",))]).plan
+    assert plan.env[-1] == EnvOp(EnvAction.SET, "LD_LIBRARY_PATH", "/nodes/x/none")
