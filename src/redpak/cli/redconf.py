@@ -11,6 +11,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # not imported at run time: `--help` starts faster
     from typing import Any
 
+from redpak.cli.argparser import ArgumentParser
 from redpak.cli.common import (
     Annotated,
     annotate_origins,
@@ -422,7 +423,7 @@ def _assignment(text: str) -> tuple[str, str]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The redconf argument parser."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=PROG, description="Create redpak nodes and inspect their configurations.",
         epilog="Run `redconf COMMAND -h` for the options of a command.")
     _add_output_options(parser, top=True)

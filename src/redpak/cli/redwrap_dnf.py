@@ -11,6 +11,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # not imported at run time: `--help` starts faster
     from typing import Any
 
+from redpak.cli.argparser import ArgumentParser
 from redpak.cli.common import emit, run_guarded
 
 PROG = "redwrap-dnf"
@@ -248,7 +249,7 @@ def _add_common(parser: argparse.ArgumentParser, top: bool) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The redwrap-dnf argument parser."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=PROG, description="Manage the RPM packages of a redpak node (SPEC §8): "
         "packages are installed under the node, ancestors' packages count as installed "
         "and are never changed.",

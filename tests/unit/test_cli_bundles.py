@@ -1,0 +1,56 @@
+"""Single-letter options bundle in redconf and redwrap-dnf as with getopt (`-vv`, `-yq`,
+`-vr NODE`), through the real command lines; a bad bundle is a usage error (exit 2)
+naming the letter at fault, never argparse's "ignored explicit argument"."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def command(tmp_path: Path, module: str, *args) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HOME=str(tmp_path), REDPAK_CACHE_DIR=str(tmp_path / "cache"))
+    proc = subprocess.run([sys.executable, "-m", f"redpak.cli.{module}", *map(str, args)],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
+def test_redconf_bundled_flags_work(tmp_path):
+    r = command(tmp_path, "redconf", "create", "-rvy", "sys")
+    assert r.returncode == 0, r.stderr
+    assert "model: root" in r.stdout                    # -y: YAML output
+    r = command(tmp_path, "redconf", "-vv", "check", "sys")
+    assert r.returncode == 0 and "1 node checked" in r.stdout, r.stderr
+    r = command(tmp_path, "redconf", "create", "-la", "app", "-R", tmp_path / "sys", "app")
+    assert r.returncode == 0 and "created node 'app' (leaf)" in r.stdout, r.stderr
+    r = command(tmp_path, "redconf", "mergeconfig", "-ear", tmp_path / "sys" / "app")
+    assert r.returncode == 0 and "alias" in r.stdout, r.stderr
+
+
+@pytest.mark.parametrize("module,args,message", [
+    ("redconf", ["-vx", "tree", "."], "unknown option letter 'x' in '-vx'"),
+    ("redconf", ["tree", "-yvq", "."], "unknown option letter 'q' in '-yvq'"),
+    ("redconf", ["create", "-rux", "n"], "unknown option letter 'x' in '-rux'"),
+    ("redconf", ["-v=2", "tree", "."], "-v takes no value (in '-v=2'"),
+    ("redconf", ["tree", "--json=1", "."], "--json takes no value (in '--json=1'"),
+    ("redwrap-dnf", ["-yqz", "-r", "n", "list"], "unknown option letter 'z' in '-yqz'"),
+    ("redwrap-dnf", ["install", "-r", "n", "-yk", "p"], "unknown option letter 'k' in '-yk'"),
+])
+def test_bad_bundle_names_the_letter(tmp_path, module, args, message):
+    r = command(tmp_path, module.replace("-", "_"), *args)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert message in r.stderr, r.stderr
+    assert "ignored explicit argument" not in r.stderr
+
+
+def test_redwrap_dnf_bundled_flags_reach_the_command(tmp_path):
+    """`-yqr NODE`: -y, -q and -r with its value; the command then runs (and fails only
+    because the directory is no node)."""
+    r = command(tmp_path, "redwrap_dnf", "-yqr", tmp_path / "none", "list")
+    assert r.returncode == 1, r.stderr
+    assert f"{tmp_path / 'none'}: no such node directory" in r.stderr
