@@ -45,3 +45,51 @@ def test_verbose_cold_launch_says_why_the_plan_is_not_cached(family):
     r = subprocess.run([BIN / "redwrap", "--redpath", family / "sys/app", "--", "true"],
                        capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode == 0 and r.stderr == "", r.stderr
+
+
+def test_root_node_launched_by_itself_is_refused_naming_node_and_keys(family, tmp_path):
+    """The stock root node's home (/home/$LEAF_ALIAS) is a Symlink export to the leaf's
+    private storage, which only a leaf exports: launched by itself it used to fail with a
+    bare `chdir /home/sys: No such file or directory`. Native and cold path alike refuse it
+    before anything runs, naming the node, the chdir key and what to do; nothing is cached
+    (so no later launch runs a plan that cannot work), and the leaf below still runs."""
+    env = dict(os.environ, REDPAK_CACHE_DIR=str(tmp_path / "cache"))
+    sys_node = family / "sys"
+    results = []
+    for argv in ([BIN / "redwrap"], [BIN / "redwrap"],
+                 [sys.executable, "-m", "redpak.cli.redwrap"]):
+        r = subprocess.run([*argv, "--redpath", sys_node, "--", "/bin/true"],
+                           capture_output=True, text=True, timeout=120, env=env)
+        results.append((r.returncode, r.stderr))
+    assert results[0] == results[1] == results[2], results
+    status, err = results[0]
+    assert status == 125
+    assert err.startswith(f"redwrap: node 'sys' ({sys_node}) cannot be launched: its chdir "
+                          f"/home/sys (node 'sys' ({sys_node}, etc/redpak.yaml:"), err
+    assert "no node of its family exports /nodes/_private" in err
+    assert f"redconf create --leaf {sys_node}/APP" in err
+    assert "No such file or directory" not in err and "Traceback" not in err
+    assert not list((tmp_path / "cache").glob("plan-*"))
+    r = subprocess.run([BIN / "redwrap", "--redpath", sys_node / "app", "--", "pwd"],
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert (r.returncode, r.stdout) == (0, "/nodes/_private\n"), r.stderr
+
+
+def test_check_and_compile_report_a_lone_root_node(tmp_path):
+    """`redconf check` reports what the launch refuses for a node with no leaf below it
+    (a system node with children is launched through them and stays clean)."""
+    env = dict(os.environ, REDPAK_CACHE_DIR=str(tmp_path / "cache"))
+
+    def redconf(*args):
+        return subprocess.run([BIN / "redconf", *map(str, args)], capture_output=True,
+                              text=True, timeout=120, env=env)
+
+    assert redconf("create", "--root", tmp_path / "lone/sys").returncode == 0
+    r = redconf("check", tmp_path / "lone")
+    assert r.returncode == 1
+    assert f"node 'sys' ({tmp_path}/lone/sys) cannot be launched: its chdir" in r.stdout
+    r = redconf("compile", tmp_path / "lone")
+    assert r.returncode == 1 and "cannot be launched: its chdir" in r.stderr, r.stderr
+    assert redconf("create", "--leaf", tmp_path / "lone/sys/app").returncode == 0
+    r = redconf("check", tmp_path / "lone")
+    assert r.returncode == 0 and "2 nodes checked, no problem" in r.stdout, r.stdout

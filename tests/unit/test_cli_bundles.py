@@ -24,10 +24,10 @@ def test_redconf_bundled_flags_work(tmp_path):
     r = command(tmp_path, "redconf", "create", "-rvy", "sys")
     assert r.returncode == 0, r.stderr
     assert "model: root" in r.stdout                    # -y: YAML output
-    r = command(tmp_path, "redconf", "-vv", "check", "sys")
-    assert r.returncode == 0 and "1 node checked" in r.stdout, r.stderr
     r = command(tmp_path, "redconf", "create", "-la", "app", "-R", tmp_path / "sys", "app")
     assert r.returncode == 0 and "created node 'app' (leaf)" in r.stdout, r.stderr
+    r = command(tmp_path, "redconf", "-vv", "check", "sys")
+    assert r.returncode == 0 and "2 nodes checked" in r.stdout, r.stderr
     r = command(tmp_path, "redconf", "mergeconfig", "-ear", tmp_path / "sys" / "app")
     assert r.returncode == 0 and "alias" in r.stdout, r.stderr
 

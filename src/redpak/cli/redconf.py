@@ -175,7 +175,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from redpak.build import family_config
     from redpak.model import NodeState
     from redpak.node import find_family, find_tree, load_node
-    from redpak.plan import check_paths
+    from redpak.plan import check_home, check_paths
 
     problems: list[dict[str, str]] = []
     warnings: list[str] = []
@@ -225,6 +225,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     for path in paths:
         load(path)
     uid, gid, pid = os.getuid(), os.getgid(), os.getpid()
+    parents = {p for p in paths for q in paths if q.startswith(p.rstrip("/") + "/")}
+    leaves = set(paths) - parents
     for path in paths:
         if loaded[path] is None:
             continue
@@ -243,6 +245,8 @@ def cmd_check(args: argparse.Namespace) -> int:
             try:
                 merged = family_config(family, admin, os.environ, uid, gid, pid).family
                 check_paths(merged)     # what a launch refuses, check refuses too
+                if path in leaves:      # a node with children is launched through them
+                    check_home(merged)
                 for w in merged.warnings:
                     warning(f"{path}: {mode} mode: {w}", str(w))
             except RedpakError as err:
