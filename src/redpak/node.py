@@ -39,12 +39,40 @@ def is_node(path: str) -> bool:
     return os.path.isfile(os.path.join(path, STATUS_FILE))
 
 
+def need_directory(path: str, kind: str = "node directory") -> None:
+    """Raise NodeError unless `path` is a directory, saying what it is instead: missing,
+    a file, or not reachable (a parent without search permission for this user)."""
+    import stat
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise NodeError(f"{path}: no such {kind}") from None
+    except NotADirectoryError:
+        raise NodeError(f"{path}: no such {kind} (a parent is not a directory)") from None
+    except OSError as err:
+        raise NodeError(f"{path}: cannot reach the {kind}: {err.strerror}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise NodeError(f"{path}: not a directory (give the {kind}, not a file in it)")
+
+
+def _need_status_access(node_path: str) -> None:
+    """Raise NodeError when the status file cannot even be looked for (a directory this
+    user may not search): "not a node" would send the user to create one."""
+    try:
+        os.lstat(os.path.join(node_path, STATUS_FILE))
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise NodeError(f"{node_path}: cannot read the node directory: {err.strerror} "
+                        f"(it may belong to another user; check its permissions)") from None
+
+
 def find_family(redpath: str) -> list[str]:
     """Return the paths of the leaf's family, root-most first; raises NodeError."""
     leaf = normalize_path(redpath)
-    if not os.path.isdir(leaf):
-        raise NodeError(f"{leaf}: no such node directory")
+    need_directory(leaf)
     if not is_node(leaf):
+        _need_status_access(leaf)
         raise NodeError(f"{leaf}: not a node (no {STATUS_FILE}; "
                         f"create one with `redconf create {leaf}`)")
     family = [leaf]
@@ -67,8 +95,7 @@ def find_tree(root: str, onerror: Callable[[str, OSError], None] | None = None) 
     Unreadable subdirectories are passed to `onerror(path, err)` if given, else skipped.
     """
     top = normalize_path(root)
-    if not os.path.isdir(top):
-        raise NodeError(f"{top}: no such directory")
+    need_directory(top, "directory")
     found: list[str] = []
     seen: set[tuple[int, int]] = set()
     stack = [top]
@@ -120,6 +147,7 @@ def read_status(node_path: str) -> NodeStatus:
 
     path = os.path.join(node_path, STATUS_FILE)
     if not os.path.lexists(path):
+        _need_status_access(node_path)
         raise NodeError(f"{node_path}: not a node (no {STATUS_FILE}; "
                         f"create one with `redconf create {node_path}`)")
     data, lines = load_yaml_mapping(path, _STATUS_MAX_BYTES)
@@ -197,8 +225,7 @@ def load_node(path: str) -> Node:
     from redpak.config import load_config
 
     node_path = normalize_path(path)
-    if not os.path.isdir(node_path):
-        raise NodeError(f"{node_path}: no such node directory")
+    need_directory(node_path)
     status = read_status(node_path)
     normal = config_file(node_path)
     if normal is None:

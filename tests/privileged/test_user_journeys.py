@@ -93,3 +93,66 @@ def test_check_and_compile_report_a_lone_root_node(tmp_path):
     assert redconf("create", "--leaf", tmp_path / "lone/sys/app").returncode == 0
     r = redconf("check", tmp_path / "lone")
     assert r.returncode == 0 and "2 nodes checked, no problem" in r.stdout, r.stdout
+
+
+def _as_user(user, package: Path, argv: list, cache: Path) -> subprocess.CompletedProcess:
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(package),
+           "REDPAK_PYTHON": "/usr/bin/python3", "REDPAK_CACHE_DIR": str(cache)}
+    return subprocess.run([str(a) for a in argv], env=env, cwd="/", capture_output=True,
+                          text=True, timeout=120, user=user.pw_uid, group=user.pw_gid,
+                          extra_groups=[])
+
+
+def test_other_users_node_is_named_as_unreadable_not_missing(family, unpriv_user,
+                                                             public_package, tmp_path):
+    """A user who may not search a node directory (0700, root's) is told so, by redwrap
+    and redconf: never "not a node ... create one with redconf create", which would send
+    them to create a node over someone else's. An unreadable config names the file."""
+    app = family / "sys" / "app"
+    os.chmod(family, 0o755)
+    cache = tmp_path / "cache"
+    python = ["/usr/bin/python3", "-P", "-m"]
+    commands = {"redwrap": [public_package / "bin" / "redwrap", "-r", app, "--", "true"],
+                "redconf": [*python, "redpak.cli.redconf", "config", app],
+                "redwrap-dnf": [*python, "redpak.cli.redwrap_dnf", "-r", app, "list"]}
+    status = {"redwrap": 125, "redconf": 1, "redwrap-dnf": 1}
+    try:
+        app.chmod(0o700)
+        for name, argv in commands.items():
+            r = _as_user(unpriv_user, public_package, argv, cache)
+            assert r.returncode == status[name], (name, r.stderr)
+            assert r.stderr == (f"{name}: {app}: cannot read the node directory: Permission "
+                                f"denied (it may belong to another user; check its "
+                                f"permissions)\n"), (name, r.stderr)
+        app.chmod(0o755)
+        (app / "etc" / "redpak.yaml").chmod(0o600)
+        for name, argv in commands.items():
+            r = _as_user(unpriv_user, public_package, argv, cache)
+            assert r.returncode == status[name], (name, r.stderr)
+            assert r.stderr.startswith(f"{name}: {app}/etc/redpak.yaml: cannot open: "
+                                       f"Permission denied"), (name, r.stderr)
+    finally:
+        app.chmod(0o755)
+        (app / "etc" / "redpak.yaml").chmod(0o644)
+
+
+@pytest.mark.parametrize("what", ["file", "under-file"])
+def test_node_path_that_is_a_file_says_so(family, what, tmp_path):
+    """`--redpath NODE/etc/redpak.yaml` (a file given for the node): every command says the
+    path is not a directory, instead of "no such node directory"."""
+    path = family / "sys" / "app" / "etc" / "redpak.yaml"
+    expected = "not a directory (give the node directory, not a file in it)"
+    if what == "under-file":
+        path = path / "x"
+        expected = "no such node directory (a parent is not a directory)"
+    env = dict(os.environ, REDPAK_CACHE_DIR=str(tmp_path / "cache"))
+    for argv, status in (([BIN / "redwrap", "-r", path, "--", "true"], 125),
+                         ([BIN / "redconf", "mergeconfig", path], 1),
+                         ([BIN / "redwrap-dnf", "-r", path, "list"], 1)):
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
+        assert r.returncode == status, r.stderr
+        assert r.stderr == f"{Path(argv[0]).name}: {path}: {expected}\n", r.stderr
+    r = subprocess.run([BIN / "redconf", "tree", path], capture_output=True, text=True,
+                       timeout=120, env=env)
+    assert r.returncode == 1
+    assert r.stderr == f"redconf: {path}: {expected.replace('node directory', 'directory')}\n"

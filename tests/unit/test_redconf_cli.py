@@ -343,3 +343,15 @@ def test_unreadable_config_is_an_error_not_a_crash(redconf, family):
     conf.mkdir()                                   # a directory where a file should be
     proc = redconf("mergeconfig", family / "system", code=1)
     assert "redpak.yaml" in proc.stderr
+
+
+@pytest.mark.parametrize("argv", [["-vv", "tree"], ["check", "-v"], ["config", "-v", "-r"]])
+def test_user_error_has_no_traceback_even_verbose(env, tmp_path, argv):
+    """-v shows tracebacks of internal errors only: a missing node is the user's error."""
+    missing = str(tmp_path / "none")
+    proc = subprocess.run([sys.executable, "-m", "redpak.cli.redconf", *argv, missing],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(f"redconf: {missing}: "), proc.stderr
+    assert len(proc.stderr.splitlines()) == 1, proc.stderr

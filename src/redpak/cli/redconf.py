@@ -225,7 +225,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     for path in paths:
         load(path)
     uid, gid, pid = os.getuid(), os.getgid(), os.getpid()
-    parents = {p for p in paths for q in paths if q.startswith(p.rstrip("/") + "/")}
+    # A node with children (or with a directory below it that could not be read, which may
+    # hold them) is launched through its leaves: check_home applies to leaves only.
+    below = paths + [p["node"] for p in problems]
+    parents = {p for p in paths for q in below if q.startswith(p.rstrip("/") + "/")}
     leaves = set(paths) - parents
     for path in paths:
         if loaded[path] is None:
