@@ -54,3 +54,20 @@ def test_redwrap_dnf_bundled_flags_reach_the_command(tmp_path):
     r = command(tmp_path, "redwrap_dnf", "-yqr", tmp_path / "none", "list")
     assert r.returncode == 1, r.stderr
     assert f"{tmp_path / 'none'}: no such node directory" in r.stderr
+
+
+@pytest.mark.parametrize("module,args,usage,message", [
+    ("redwrap_dnf", ["install", "pkg"], "usage: redwrap-dnf install ",
+     "redwrap-dnf install: error: missing --redpath NODE (the node to work on)"),
+    ("redwrap_dnf", ["-r", "n", "--proof", "list"], "usage: redwrap-dnf list ",
+     "redwrap-dnf list: error: --proof works with install, remove and upgrade only"),
+    ("redconf", ["tree"], "usage: redconf tree ",
+     "redconf tree: error: missing node directory (see `redconf tree -h`)"),
+])
+def test_command_usage_error_shows_the_commands_usage(tmp_path, module, args, usage, message):
+    """An error about a command's own arguments comes with that command's usage line
+    (its options), not the top-level one, and names the command once."""
+    r = command(tmp_path, module, *args)
+    assert r.returncode == 2
+    assert r.stderr.startswith(usage), r.stderr
+    assert r.stderr.endswith(message + "\n"), r.stderr

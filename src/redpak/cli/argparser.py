@@ -29,6 +29,15 @@ class ArgumentParser(argparse.ArgumentParser):
         super().error(message)
 
 
+def command_parser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    """The sub-parser of COMMAND (its usage line goes with an error about the command's
+    own arguments), else the parser itself."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            return action.choices[command]
+    return parser
+
+
 def _explain(names: list[str], rest: str, argv: list[str], prog: str) -> str:
     see = f"see `{prog} -h`"
     for arg in argv:

@@ -11,7 +11,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # not imported at run time: `--help` starts faster
     from typing import Any
 
-from redpak.cli.argparser import ArgumentParser
+from redpak.cli.argparser import ArgumentParser, command_parser
 from redpak.cli.common import (
     Annotated,
     annotate_origins,
@@ -536,13 +536,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Parse redconf's command line; exits 2 on a usage error, 0 after --help."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    parser = command_parser(parser, args.command)
     option = {"create": "-n/--node", "tree": "-r/--redroot"}.get(args.command, "-r/--redpath")
     if args.node_pos is not None and args.node_opt is not None:
-        parser.error(f"{args.command}: give the node either as an argument or with "
+        parser.error(f"give the node either as an argument or with "
                      f"{option}, not both")
     args.node = args.node_opt if args.node_opt is not None else args.node_pos
     if args.node is None:
-        parser.error(f"{args.command}: missing node directory (see `redconf {args.command} -h`)")
+        parser.error(f"missing node directory (see `redconf {args.command} -h`)")
     if getattr(args, "redroot", None) is not None:
         args.node = os.path.join(args.redroot, args.node)  # an absolute node path wins
     args.verbose = max(args.verbose, args.log_yaml)

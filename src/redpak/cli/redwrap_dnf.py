@@ -11,7 +11,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # not imported at run time: `--help` starts faster
     from typing import Any
 
-from redpak.cli.argparser import ArgumentParser
+from redpak.cli.argparser import ArgumentParser, command_parser
 from redpak.cli.common import emit, run_guarded
 
 PROG = "redwrap-dnf"
@@ -342,10 +342,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Parse redwrap-dnf's command line; exits 2 on a usage error, 0 after --help."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    parser = command_parser(parser, args.command)
     if not args.redpath:
-        parser.error(f"{args.op}: missing --redpath NODE (the node to work on)")
+        parser.error(f"missing --redpath NODE (the node to work on)")
     if args.proof and args.op not in ("install", "remove", "upgrade"):
-        parser.error(f"{args.op}: --proof works with install, remove and upgrade only")
+        parser.error(f"--proof works with install, remove and upgrade only")
     if args.lock_timeout is None:
         args.lock_timeout = _lock_timeout_default()
     return args
