@@ -219,7 +219,7 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _add_common(parser: argparse.ArgumentParser, top: bool) -> None:
+def _add_common(parser: argparse.ArgumentParser, top: bool, proof: bool = True) -> None:
     # Repeated on each sub-command with SUPPRESS defaults so options work before and
     # after the command name without the sub-parser resetting them.
     def default(value: Any) -> Any:
@@ -237,10 +237,11 @@ def _add_common(parser: argparse.ArgumentParser, top: bool) -> None:
                         default=default("human"), help="JSON output (queries)")
     parser.add_argument("--yaml", dest="fmt", action="store_const", const="yaml",
                         default=default("human"), help="YAML output (queries)")
-    parser.add_argument("--proof", action="store_true", default=default(False),
-                        help="install, remove, upgrade: only say whether the transaction "
-                             "is possible (ancestors untouched, descendants unbroken); "
-                             "nothing is changed, exit 1 when it is not")
+    if proof:
+        parser.add_argument("--proof", action="store_true", default=default(False),
+                            help="install, remove, upgrade: only say whether the "
+                                 "transaction is possible (ancestors untouched, descendants "
+                                 "unbroken); nothing is changed, exit 1 when it is not")
     parser.add_argument("--lock-timeout", type=_seconds, metavar="SECONDS",
                         default=default(_lock_timeout_default() if top else None),
                         help="how long to wait for another transaction of the family "
@@ -259,7 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add(name: str, help_text: str, func: Any, aliases: tuple[str, ...] = ()) -> Any:
         p = sub.add_parser(name, help=help_text, description=help_text, aliases=aliases)
-        _add_common(p, top=False)
+        # --proof only where it works (a sub-command's -h lists what it accepts)
+        _add_common(p, top=False, proof=name in ("install", "remove", "upgrade"))
         p.set_defaults(func=func, op=name)
         return p
 
@@ -287,9 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("list", "list installed (with the node owning each) and available packages",
             cmd_list)
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--installed", dest="which", action="store_const", const="installed")
-    which.add_argument("--available", dest="which", action="store_const", const="available")
-    which.add_argument("--all", dest="which", action="store_const", const="all")
+    which.add_argument("--installed", dest="which", action="store_const", const="installed",
+                       help="only the packages installed in the node and its ancestors")
+    which.add_argument("--available", dest="which", action="store_const", const="available",
+                       help="only the packages of the family's repositories")
+    which.add_argument("--all", dest="which", action="store_const", const="all",
+                       help="both (the default)")
     p.set_defaults(which="all")
     p.add_argument("patterns", nargs="*", metavar="PATTERN",
                    help="globs on name, name.arch, name-version...; a first word "
@@ -297,8 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("info", "show details of packages", cmd_info)
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--installed", dest="which", action="store_const", const="installed")
-    which.add_argument("--available", dest="which", action="store_const", const="available")
+    which.add_argument("--installed", dest="which", action="store_const", const="installed",
+                       help="only installed packages (default: installed, then available)")
+    which.add_argument("--available", dest="which", action="store_const", const="available",
+                       help="only packages of the family's repositories")
     p.set_defaults(which="all")
     p.add_argument("patterns", nargs="+", metavar="PATTERN")
 
@@ -307,21 +314,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("repolist", "list the family's repositories", cmd_repolist)
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--all", dest="which", action="store_const", const="all")
-    which.add_argument("--enabled", dest="which", action="store_const", const="enabled")
-    which.add_argument("--disabled", dest="which", action="store_const", const="disabled")
+    which.add_argument("--all", dest="which", action="store_const", const="all",
+                       help="enabled and disabled repositories")
+    which.add_argument("--enabled", dest="which", action="store_const", const="enabled",
+                       help="enabled repositories only (the default)")
+    which.add_argument("--disabled", dest="which", action="store_const", const="disabled",
+                       help="disabled repositories only")
     p.set_defaults(which="enabled")
 
     p = add("repoquery", "query packages of the repositories (or installed ones)",
             cmd_repoquery)
     p.add_argument("--installed", action="store_true",
                    help="query the family's installed packages instead")
-    p.add_argument("--whatprovides", metavar="CAPABILITY")
-    p.add_argument("--whatrequires", metavar="CAPABILITY")
+    p.add_argument("--whatprovides", metavar="CAPABILITY",
+                   help="packages providing CAPABILITY (a name, a provide or a file path)")
+    p.add_argument("--whatrequires", metavar="CAPABILITY",
+                   help="packages requiring CAPABILITY")
     show = p.add_mutually_exclusive_group()
-    show.add_argument("--requires", dest="show", action="store_const", const="requires")
-    show.add_argument("--provides", dest="show", action="store_const", const="provides")
-    show.add_argument("-l", "--list", dest="show", action="store_const", const="files")
+    show.add_argument("--requires", dest="show", action="store_const", const="requires",
+                      help="print what the packages require (default: their NEVRA)")
+    show.add_argument("--provides", dest="show", action="store_const", const="provides",
+                      help="print what the packages provide")
+    show.add_argument("-l", "--list", dest="show", action="store_const", const="files",
+                      help="print the files of the packages")
     p.set_defaults(show="nevra")
     p.add_argument("patterns", nargs="*", metavar="PATTERN")
 
