@@ -141,6 +141,9 @@ def _entry_is_dir(entry: os.DirEntry) -> bool:
 
 # --------------------------------------------------------------------------- status file
 
+_STATUS_HINT = "a node status file needs at least `state: Enable` (or Disable, Unknown, Error)"
+
+
 def read_status(node_path: str) -> NodeStatus:
     """Read NODE/.rednode.yaml; raises NodeError if absent, ConfigError if invalid."""
     from redpak.config import load_yaml_mapping
@@ -150,7 +153,12 @@ def read_status(node_path: str) -> NodeStatus:
         _need_status_access(node_path)
         raise NodeError(f"{node_path}: not a node (no {STATUS_FILE}; "
                         f"create one with `redconf create {node_path}`)")
-    data, lines = load_yaml_mapping(path, _STATUS_MAX_BYTES)
+    try:
+        data, lines = load_yaml_mapping(path, _STATUS_MAX_BYTES)
+    except ConfigError as err:
+        if err.problem != "file is empty":
+            raise
+        raise ConfigError(path, "", "file is empty", _STATUS_HINT) from None
 
     def text(key: str) -> str:
         value = data.get(key)
@@ -161,8 +169,7 @@ def read_status(node_path: str) -> NodeStatus:
         return value
 
     if "state" not in data:
-        raise ConfigError(path, "state", "missing",
-                          "add `state: Enable` (or Disable, Unknown, Error)")
+        raise ConfigError(path, "state", "missing", _STATUS_HINT)
     state = _parse_state(data["state"])
     if state is None:
         raise ConfigError(path, "state", f"{data['state']!r} is not a node state",

@@ -182,6 +182,16 @@ def test_status_invalid_names_file_key_and_line(tmp_path, text, key, line):
     assert err.line == line
 
 
+@pytest.mark.parametrize("text", ["", "# nothing\n", "realpath: /x\n"])
+def test_empty_status_says_what_a_status_file_needs(tmp_path, text):
+    """Not the hint of a node config ("headers: alias"): the status file needs a state."""
+    (tmp_path / ".rednode.yaml").write_text(text)
+    with pytest.raises(ConfigError) as info:
+        read_status(str(tmp_path))
+    assert "headers" not in str(info.value)
+    assert "needs at least `state: Enable`" in str(info.value)
+
+
 def test_status_missing_is_node_error(tmp_path):
     with pytest.raises(NodeError, match="not a node"):
         read_status(str(tmp_path))
