@@ -135,6 +135,10 @@ static int parse_bundle(int argc, char **argv, int *i, struct rp_args *args, cha
                 set_value(args, o, argv[++*i]);
             }
             return RP_ARGS_OK;
+        } else if (*p == '=') {
+            snprintf(msg, size, "%.*s takes no value (in '%s'; a verbosity level is written --verbose=N)",
+                     (int)(p - arg), arg, arg);
+            return RP_ARGS_ERROR;
         } else {
             n = char_len(p);
             if (p == arg + 1 && !p[n])
@@ -195,6 +199,8 @@ int rp_args_parse(int argc, char **argv, struct rp_args *args, char *msg, size_t
         return usage_error(msg, size, "%s", "--redpath NODE is required");
     if (!args->nprogram && !args->dump_only)
         return usage_error(msg, size, "%s", "no program given (redwrap --redpath NODE -- PROGRAM [ARGS])");
+    if (args->nprogram && !args->program[0][0])
+        return usage_error(msg, size, "%s", "the program name is empty (redwrap --redpath NODE -- PROGRAM [ARGS])");
     return RP_ARGS_OK;
 }
 

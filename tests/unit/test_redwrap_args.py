@@ -85,7 +85,7 @@ def test_option_value_may_start_with_a_dash():
     (["-r", "/n", "prog", "--help"], ["prog", "--help"]),
     (["-r", "/n", "prog", "-r", "/other"], ["prog", "-r", "/other"]),
     (["-r", "/n", "-", "x"], ["-", "x"]),
-    (["-r", "/n", "--", ""], [""]),
+    (["-r", "/n", "--", "prog", ""], ["prog", ""]),
 ])
 def test_program_and_its_arguments_are_verbatim(argv, program):
     args = parse_args(argv)
@@ -101,7 +101,10 @@ def test_program_and_its_arguments_are_verbatim(argv, program):
     (["-r", "/n", "--bind", "/", "/", "prog"], ["unknown option '--bind'"]),
     (["-r", "/n", "--admin=1", "prog"], ["unknown option '--admin=1'"]),
     (["-r", "/n", "-ax", "prog"], ["unknown option letter 'x' in '-ax'", "--help"]),
-    (["-r", "/n", "-v=2", "prog"], ["unknown option letter '=' in '-v=2'"]),
+    (["-r", "/n", "-v=2", "prog"], ["-v takes no value (in '-v=2'", "--verbose=N"]),
+    (["-r", "/n", "-av=2", "prog"], ["-av takes no value (in '-av=2'"]),
+    (["-r", "/n", "--", "", "arg"], ["the program name is empty"]),
+    (["-r", "/n", ""], ["the program name is empty"]),
     (["-r", "/n", "-aé", "prog"], ["unknown option letter 'é' in '-aé'"]),
     (["-r", "/n", "-aU"], ["-U needs a value"]),
     (["-r", "/n", "--dump-only=yes"], ["unknown option"]),

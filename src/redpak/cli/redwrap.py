@@ -101,6 +101,9 @@ def _parse_bundle(argv: list[str], i: int, args: Args) -> int:
             return i + 1
         elif len(arg) == 2:
             raise UsageError(f"unknown option '{arg}' ({_SEE_HELP})")
+        elif arg[k] == "=":
+            raise UsageError(f"{arg[:k]} takes no value (in '{arg}'; a verbosity level is "
+                             "written --verbose=N)")
         else:
             raise UsageError(f"unknown option letter '{arg[k]}' in '{arg}' ({_SEE_HELP})")
     return i
@@ -157,6 +160,9 @@ def parse_args(argv: list[str]) -> Args:
         raise UsageError("--redpath NODE is required")
     if not args.program and not args.dump_only:
         raise UsageError("no program given (redwrap --redpath NODE -- PROGRAM [ARGS])")
+    if args.program and not args.program[0]:
+        raise UsageError("the program name is empty (redwrap --redpath NODE -- PROGRAM "
+                         "[ARGS])")
     return args
 
 
