@@ -75,6 +75,24 @@ def find_family(redpath: str) -> list[str]:
         _need_status_access(leaf)
         raise NodeError(f"{leaf}: not a node (no {STATUS_FILE}; "
                         f"create one with `redconf create {leaf}`)")
+    family = _ancestors(leaf)
+    real = os.path.realpath(leaf)
+    if real != leaf:
+        # Through a symlink (/srv/app -> /var/redpak/sys/app) the directories above are not
+        # the node's own: the family found would lack its system node, and the launch would
+        # fail far from the cause (program not found). Refuse when it differs.
+        there = _ancestors(real)
+        if [os.path.realpath(p) for p in family] != there:
+            raise NodeError(
+                f"{leaf}: this path reaches the node through a symbolic link, to {real}, "
+                f"whose family is {' > '.join(there)}; by this path it would be "
+                f"{' > '.join(family)} (a node's family is the nodes above its real "
+                f"directory): give the node's real path, {real}")
+    return family
+
+
+def _ancestors(leaf: str) -> list[str]:
+    """The node `leaf` and the nodes in the directories above it, root-most first."""
     family = [leaf]
     current = leaf
     while True:
