@@ -173,6 +173,8 @@ int rp_args_parse(int argc, char **argv, struct rp_args *args, char *msg, size_t
         }
         if (!strcmp(arg, "--help"))
             return RP_ARGS_HELP;
+        if (!strcmp(arg, "--version"))
+            return RP_ARGS_VERSION;
         eq = strchr(arg, '=');
         len = eq ? (size_t)(eq - arg) : strlen(arg);
         if (len == 9 && !strncmp(arg, "--verbose", 9)) {

@@ -71,3 +71,12 @@ def test_command_usage_error_shows_the_commands_usage(tmp_path, module, args, us
     assert r.returncode == 2
     assert r.stderr.startswith(usage), r.stderr
     assert r.stderr.endswith(message + "\n"), r.stderr
+
+
+@pytest.mark.parametrize("module,prog", [("redconf", "redconf"),
+                                         ("redwrap_dnf", "redwrap-dnf"),
+                                         ("redwrap", "redwrap")])
+def test_version(tmp_path, module, prog):
+    from redpak import __version__
+    r = command(tmp_path, module, "--version")
+    assert (r.returncode, r.stdout, r.stderr) == (0, f"{prog} {__version__}\n", "")

@@ -11,6 +11,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # not imported at run time: `--help` starts faster
     from typing import Any
 
+from redpak import __version__
 from redpak.cli.argparser import ArgumentParser, command_parser
 from redpak.cli.common import (
     Annotated,
@@ -434,6 +435,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG, description="Create redpak nodes and inspect their configurations.",
         epilog="Run `redconf COMMAND -h` for the options of a command.")
     _add_output_options(parser, top=True)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}",
+                        help="print redpak's version and exit")
     parser.add_argument("-l", "--log-yaml", type=_log_level, metavar="N", default=0,
                         help="redpak 2.x: detail level N about the configs read "
                              "(same as N times -v)")

@@ -32,6 +32,7 @@ options:
   -d, --dump            print the launch plan, then run
   -D, --dump-only       print the launch plan; run nothing, change nothing
   -h, --help            show this help and exit
+      --version         print redpak's version and exit
 
 redpak 2.x options, accepted with a notice on stderr that they have no effect:
       --unsafe          (this redpak has no unsafe mode)
@@ -137,6 +138,10 @@ def parse_args(argv: list[str]) -> Args:
             i = _parse_bundle(argv, i, args)
         elif arg == "--help":
             raise SystemExit(_help())
+        elif arg == "--version":
+            from .. import __version__
+            sys.stdout.write(f"{PROG} {__version__}\n")
+            raise SystemExit(0)
         elif name == "--verbose":
             number = inline.isascii() and inline.isdigit()
             args.verbose = int(inline) if eq and number else args.verbose + 1

@@ -11,6 +11,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # not imported at run time: `--help` starts faster
     from typing import Any
 
+from redpak import __version__
 from redpak.cli.argparser import ArgumentParser, command_parser
 from redpak.cli.common import emit, run_guarded
 
@@ -256,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
         "and are never changed.",
         epilog="Run `redwrap-dnf COMMAND -h` for the options of a command.")
     _add_common(parser, top=True)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}",
+                        help="print redpak's version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def add(name: str, help_text: str, func: Any, aliases: tuple[str, ...] = ()) -> Any:
