@@ -298,7 +298,9 @@ def resolve_template(spec: str, kind: str, templates_dir: str) -> str:
     if "/" in spec or spec.endswith((".yaml", ".yml")):
         path = os.path.abspath(spec)
         if not os.path.isfile(path):
-            raise NodeError(f"{spec}: no such template file")
+            what = "a directory, not a template file" if os.path.isdir(path) else \
+                "no such template file"
+            raise NodeError(f"{spec}: {what}")
         return path
     if not spec or not re.fullmatch(r"[A-Za-z0-9_.+@:-]+", spec) or spec.startswith("."):
         raise NodeError(f"{spec!r}: not a valid template name (a file name without "
@@ -307,8 +309,12 @@ def resolve_template(spec: str, kind: str, templates_dir: str) -> str:
         candidate = os.path.join(templates_dir, name)
         if os.path.isfile(candidate):
             return candidate
+    # `-c my.conf` where the user meant the file in the current directory: say how.
+    local = (f"; for the file {os.path.abspath(spec)}, write ./{spec}"
+             if os.path.isfile(spec) else "")
     raise NodeError(f"no template {spec!r} in {templates_dir} "
-                    f"(available: {', '.join(list_templates(templates_dir)) or 'none'})")
+                    f"(available: {', '.join(list_templates(templates_dir)) or 'none'}"
+                    f"{local})")
 
 
 def list_templates(templates_dir: str) -> list[str]:
@@ -337,8 +343,8 @@ def create_node(redpath: str, alias: str | None = None, model: str = "leaf",
         raise NodeError(f"{node_path}: a node path cannot contain '%' "
                         f"(rpm would read it as a macro); choose another directory")
     templates_dir = templates or default_templates_dir()
-    if config is None and config_admin is None and not os.path.isdir(templates_dir):
-        raise NodeError(f"{templates_dir}: no such templates directory")
+    if config is None and config_admin is None:
+        need_directory(templates_dir, "templates directory")
     normal_tpl = resolve_template(config or model, "normal", templates_dir)
     if config_admin is not None:
         admin_tpl: str | None = resolve_template(config_admin, "admin", templates_dir)

@@ -146,8 +146,17 @@ def test_create_template_file_and_environment_dir(redconf, tmp_path):
     (["create", "-c", "nosuch", "x"], "no template 'nosuch'"),
     (["create", "-u", "x"], "nothing to update"),
     (["create", "-t", "/nonexistent-dir", "x"], "no such templates directory"),
+    # A careless integrator's template paths: a file given for the templates directory, a
+    # directory given for a template, a file in the current directory given by its name.
+    (["create", "-t", "own.yaml", "x"],
+     "own.yaml: not a directory (give the templates directory, not a file in it)"),
+    (["create", "-c", "tpl/", "x"], "tpl/: a directory, not a template file"),
+    (["create", "-c", "own.conf", "x"], "write ./own.conf)"),
 ])
 def test_create_errors_exit_one(redconf, tmp_path, args, message):
+    (tmp_path / "tpl").mkdir()
+    (tmp_path / "own.yaml").write_text("headers:\n  alias: own\n")
+    (tmp_path / "own.conf").write_text("headers:\n  alias: own\n")
     proc = redconf(*args, code=1)
     assert proc.stderr.startswith("redconf: ") and message in proc.stderr
     assert not (tmp_path / "x" / ".rednode.yaml").exists()

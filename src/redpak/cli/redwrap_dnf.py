@@ -249,6 +249,15 @@ def _add_common(parser: argparse.ArgumentParser, top: bool, proof: bool = True) 
                              f"(default ${LOCK_TIMEOUT_ENV}, else 300)")
 
 
+def _which(parser: argparse.ArgumentParser, default: str, **choices: str) -> None:
+    """Mutually exclusive --CHOICE options (with their help) setting `which`."""
+    group = parser.add_mutually_exclusive_group()
+    for value, text in choices.items():
+        group.add_argument(f"--{value}", dest="which", action="store_const", const=value,
+                           help=text)
+    parser.set_defaults(which=default)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The redwrap-dnf argument parser."""
     parser = ArgumentParser(
@@ -291,39 +300,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("list", "list installed (with the node owning each) and available packages",
             cmd_list)
-    which = p.add_mutually_exclusive_group()
-    which.add_argument("--installed", dest="which", action="store_const", const="installed",
-                       help="only the packages installed in the node and its ancestors")
-    which.add_argument("--available", dest="which", action="store_const", const="available",
-                       help="only the packages of the family's repositories")
-    which.add_argument("--all", dest="which", action="store_const", const="all",
-                       help="both (the default)")
-    p.set_defaults(which="all")
+    _which(p, "all", installed="only the packages installed in the node and its ancestors",
+           available="only the packages of the family's repositories",
+           all="both (the default)")
     p.add_argument("patterns", nargs="*", metavar="PATTERN",
                    help="globs on name, name.arch, name-version...; a first word "
                         "installed/available/all selects like the options")
 
     p = add("info", "show details of packages", cmd_info)
-    which = p.add_mutually_exclusive_group()
-    which.add_argument("--installed", dest="which", action="store_const", const="installed",
-                       help="only installed packages (default: installed, then available)")
-    which.add_argument("--available", dest="which", action="store_const", const="available",
-                       help="only packages of the family's repositories")
-    p.set_defaults(which="all")
+    _which(p, "all", installed="only installed packages (default: installed, then available)",
+           available="only packages of the family's repositories")
     p.add_argument("patterns", nargs="+", metavar="PATTERN")
 
     p = add("search", "search package names and summaries", cmd_search)
     p.add_argument("words", nargs="+", metavar="WORD")
 
     p = add("repolist", "list the family's repositories", cmd_repolist)
-    which = p.add_mutually_exclusive_group()
-    which.add_argument("--all", dest="which", action="store_const", const="all",
-                       help="enabled and disabled repositories")
-    which.add_argument("--enabled", dest="which", action="store_const", const="enabled",
-                       help="enabled repositories only (the default)")
-    which.add_argument("--disabled", dest="which", action="store_const", const="disabled",
-                       help="disabled repositories only")
-    p.set_defaults(which="enabled")
+    _which(p, "enabled", all="enabled and disabled repositories",
+           enabled="enabled repositories only (the default)",
+           disabled="disabled repositories only")
 
     p = add("repoquery", "query packages of the repositories (or installed ones)",
             cmd_repoquery)
