@@ -364,3 +364,17 @@ def test_user_error_has_no_traceback_even_verbose(env, tmp_path, argv):
     assert "Traceback" not in proc.stderr
     assert proc.stderr.startswith(f"redconf: {missing}: "), proc.stderr
     assert len(proc.stderr.splitlines()) == 1, proc.stderr
+
+
+def test_interrupt_exits_130_as_the_man_page_says(env, tmp_path):
+    """man redconf: 130 when interrupted; one line, no traceback."""
+    code = ("import sys, redpak.node as n\n"
+            "def stop(*a, **k):\n    raise KeyboardInterrupt\n"
+            "n.find_tree = stop\n"
+            "from redpak.cli import redconf\n"
+            f"sys.exit(redconf.main(['-v', 'tree', {str(tmp_path)!r}]))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=60)
+    assert (proc.returncode, proc.stderr) == (130, "redconf: interrupted\n")
+    from redpak.cli.manpage import page, render_man
+    assert "130 when interrupted" in render_man(page("redconf"))
