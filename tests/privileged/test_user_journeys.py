@@ -156,3 +156,28 @@ def test_node_path_that_is_a_file_says_so(family, what, tmp_path):
                        timeout=120, env=env)
     assert r.returncode == 1
     assert r.stderr == f"redconf: {path}: {expected.replace('node directory', 'directory')}\n"
+
+
+def test_upgrading_redpak_recompiles_the_cached_plans(family, public_package, tmp_path):
+    """A plan cached by one release is not run by the next: replacing the plan compiler
+    (as pip or rpm do on an upgrade: a new file) makes the cached plan stale, so the next
+    launch compiles it with the new policy (a fix of the compiler reaches every node)."""
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(public_package),
+           "REDPAK_PYTHON": "/usr/bin/python3", "REDPAK_CACHE_DIR": str(tmp_path / "cache")}
+    argv = [public_package / "bin" / "redwrap", "-v", "-r", family / "sys" / "app", "--",
+            "true"]
+
+    def launch() -> str:
+        r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        return r.stderr
+
+    launch()
+    assert "redwrap: using the cached plan" in launch()
+    compiler = public_package / "redpak" / "plan.py"
+    new = compiler.with_suffix(".new")
+    new.write_bytes(compiler.read_bytes())
+    new.replace(compiler)                   # the upgrade: same text, a new file
+    err = launch()
+    assert "is stale" in err and str(compiler) in err, err
+    assert "redwrap: using the cached plan" in launch()
