@@ -315,12 +315,16 @@ def check_home(fam: FamilyConfig) -> None:
         return
     leaf = fam.nodes[-1]
     origin = fam.chdir.origin.describe() if fam.chdir else "default"
+    if path == "/nodes/_private":       # the stock templates' home
+        todo = (f"The home directory of the root template is a leaf's private storage: "
+                f"run programs in a leaf node below it (`redconf create --leaf "
+                f"{leaf.path.rstrip('/')}/APP`), or set `chdir` in its config")
+    else:
+        todo = f"Export {path} from a node of the family, or set `chdir` in its config"
     raise PlanError(
         f"node '{leaf.alias}' ({leaf.path}) cannot be launched: its chdir {chdir} "
         f"({origin}) is a Symlink export to {path} ({chain[-1].origin.describe()}), and "
-        f"no node of its family exports {path}. The home directory of the root template "
-        f"is a leaf's private storage: run programs in a leaf node below it (`redconf "
-        f"create --leaf {leaf.path.rstrip('/')}/APP`), or set `chdir` in its config")
+        f"no node of its family exports {path}. {todo}")
 
 
 def check_paths(fam: FamilyConfig) -> None:

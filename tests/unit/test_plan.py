@@ -674,6 +674,33 @@ def test_relative_chdir_is_refused():
     assert "node 'app'" in str(err.value)
 
 
+@pytest.mark.parametrize("target,provider,refused", [
+    ("/nodes/_private", None, True),                        # the stock root, launched alone
+    ("/srv/data", None, True),
+    ("/nodes/_private", exp("Private", "/nodes/_private", "/tmp/p"), False),
+    ("/srv/data", exp("Public", "/srv", "/tmp/srv"), False),       # under an export
+    ("/srv", exp("Tmpfs", "/srv/data/x"), False),                  # above a mount point
+])
+def test_chdir_through_a_symlink_to_nothing_is_refused(target, provider, refused):
+    """chdir /home/app, a Symlink export to a directory no export provides: the launch
+    would fail at chdir with ENOENT; refused at compile time, naming the node, both keys
+    and what to do. When an export provides the target, at it or above, it compiles."""
+    link = exp("Symlink", "/home/$LEAF_ALIAS", target)
+    exports = [provider] if provider else []
+    if not refused:
+        assert compile_one(root={"chdir": "/home/$LEAF_ALIAS"}, exports=[link, *exports]
+                           ).chdir == "/home/app"
+        return
+    with pytest.raises(PlanError) as err:
+        compile_one(root={"chdir": "/home/$LEAF_ALIAS"}, exports=[link])
+    text = str(err.value)
+    assert text.startswith("node 'app' (") and "cannot be launched: its chdir /home/app" in text
+    assert f"is a Symlink export to {target}" in text
+    assert f"no node of its family exports {target}" in text
+    assert ("redconf create --leaf" in text) == (target == "/nodes/_private")
+    assert "set `chdir`" in text
+
+
 @pytest.mark.parametrize("root,leaf,expected", [
     (None, None, None), (0o027, None, 0o027), (0o022, 0o007, 0o027), (None, 0o077, 0o077),
 ])
