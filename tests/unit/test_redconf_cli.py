@@ -378,3 +378,16 @@ def test_interrupt_exits_130_as_the_man_page_says(env, tmp_path):
     assert (proc.returncode, proc.stderr) == (130, "redconf: interrupted\n")
     from redpak.cli.manpage import page, render_man
     assert "130 when interrupted" in render_man(page("redconf"))
+
+
+def test_compile_to_an_unwritable_cache_says_how_to_fix_it(redconf, tmp_path):
+    """A service user whose cache cannot be written: the error names the path and the one
+    setting that redconf compile and redwrap both read (REDPAK_CACHE_DIR)."""
+    redconf("create", "--root", "sys", code=0)
+    redconf("create", "--leaf", "sys/app", code=0)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    proc = redconf("compile", "sys", extra_env={"REDPAK_CACHE_DIR": str(blocker / "c")},
+                   code=1)
+    assert f"sys/app (normal): cannot write the plan: {blocker}/c: " in proc.stderr
+    assert "set REDPAK_CACHE_DIR to a directory this user may write" in proc.stderr
