@@ -135,7 +135,7 @@ static int parse_bundle(int argc, char **argv, int *i, struct rp_args *args, cha
                 set_value(args, o, argv[++*i]);
             }
             return RP_ARGS_OK;
-        } else if (*p == '=') {
+        } else if (*p == '=' && p > arg + 1) {
             snprintf(msg, size, "%.*s takes no value (in '%s'; a verbosity level is written --verbose=N)",
                      (int)(p - arg), arg, arg);
             return RP_ARGS_ERROR;

@@ -347,7 +347,7 @@ def _tab_error(err: Exception, y: type[_Yaml], source: bytes | str, file: str,
     """The error for a line indented with a tab, naming that line and its key. PyYAML
     reports it while still composing the entry before it (the key path at hand is the
     previous key's), so the key is read from the line itself: a sibling of the pending
-    key when that key has its value on its own line (`hostname: x`), else its child."""
+    key when that key has its value on the same line (`hostname: x`), else its child."""
     mark = getattr(err, "problem_mark", None) if isinstance(err, y.MarkedYAMLError) else None
     if mark is None:
         return None

@@ -107,6 +107,8 @@ def python_run(argv: list[str]) -> tuple[int, str]:
     ["-r", "/n", "-a\u00e9b", "prog"],
     ["-r", "/n", "-v=2", "prog"],
     ["-r", "/n", "-as=x", "prog"],
+    ["-r", "/n", "-=", "prog"],
+    ["-r", "/n", "-=x", "prog"],
     ["-r", "/n", "--", ""],
     ["-D", "-r", "/n", "", "x"],
     ["-r", "/n", "-aU"],

@@ -102,7 +102,7 @@ def _parse_bundle(argv: list[str], i: int, args: Args) -> int:
             return i + 1
         elif len(arg) == 2:
             raise UsageError(f"unknown option '{arg}' ({_SEE_HELP})")
-        elif arg[k] == "=":
+        elif arg[k] == "=" and k > 1:
             raise UsageError(f"{arg[:k]} takes no value (in '{arg}'; a verbosity level is "
                              "written --verbose=N)")
         else:
