@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import stat as _stat
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
 
 from .errors import PlanError
 from .expand import (
@@ -28,11 +27,12 @@ from .expand import (
     IDENTITY_SETTINGS,
     ExpandedFamily,
     ExpansionContext,
-    definitions_of,
     expand_config,
-    expand_node,
+    expand_merge,
+    expansion_context,
+    family_config,
 )
-from .family import check_state, layers_of, merge_family, standing_environ
+from .family import check_state, layers_of
 from .model import Node
 from .plan import (
     ABSENT_MTIME,
@@ -45,43 +45,10 @@ from .plan import (
     resolve_user,
 )
 from .planfile import EnvDep, FileDep, MountKind
+from .record import record, replace
 
 
-def _context(nodes: Sequence[Node], admin: bool, environ: Mapping[str, str], uid: int,
-             gid: int, pid: int, templates_dir: str | None, command_timeout: float,
-             run_commands: bool) -> tuple[ExpansionContext, dict]:
-    standing = standing_environ(nodes, admin)
-    leaf = nodes[-1]
-    ctx = ExpansionContext(leaf, leaf, environ, uid, gid, pid, command_timeout,
-                           templates_dir=templates_dir,
-                           definitions=definitions_of(standing, nodes),
-                           run_commands=run_commands)
-    return ctx, standing
-
-
-def _expand_merge(nodes: Sequence[Node], admin: bool, ctx: ExpansionContext,
-                  standing: dict, preset: Mapping[tuple[str, str], str] | None
-                  ) -> ExpandedFamily:
-    expanded = [expand_node(ctx, node, admin, standing, preset) for node in nodes]
-    fam = merge_family(expanded, admin=admin, expanded=True)
-    return ExpandedFamily(fam, ctx.used_env, ctx.volatile)
-
-
-def family_config(nodes: Sequence[Node], admin: bool, environ: Mapping[str, str], uid: int,
-                  gid: int, pid: int, *, templates_dir: str | None = None,
-                  command_timeout: float = DEFAULT_TIMEOUT, run_commands: bool = True
-                  ) -> ExpandedFamily:
-    """Expand every node of a loaded family in its own context ($UID/$GID: uid/gid), then
-    merge: the family's FamilyConfig. Raises NodeError, ExpandError, MergeError."""
-    nodes = tuple(nodes)
-    if not nodes:
-        return ExpandedFamily(merge_family(nodes, admin))   # raises NodeError
-    ctx, standing = _context(nodes, admin, environ, uid, gid, pid, templates_dir,
-                             command_timeout, run_commands)
-    return _expand_merge(nodes, admin, ctx, standing, None)
-
-
-@dataclass(frozen=True)
+@record(frozen=True)
 class LaunchFamily:
     """Everything the launch of one leaf is compiled from."""
 
@@ -139,8 +106,8 @@ def launch_family(redpath: str, options: LaunchOptions = LaunchOptions(),
     for node in nodes:
         check_state(node)       # before any $(command) of the family runs
     caller_uid, caller_gid, privileged = caller_identity()
-    ctx, standing = _context(nodes, options.admin, env, caller_uid, caller_gid, os.getpid(),
-                             None, DEFAULT_TIMEOUT, not dry_run)
+    ctx, standing = expansion_context(nodes, options.admin, env, caller_uid, caller_gid,
+                                      os.getpid(), None, DEFAULT_TIMEOUT, not dry_run)
     warnings: list[str] = []
     preset: dict[tuple[str, str], str] | None = None
     target_uid, target_gid = caller_uid, caller_gid
@@ -173,7 +140,7 @@ def launch_family(redpath: str, options: LaunchOptions = LaunchOptions(),
         ident = Identity(caller_uid, caller_gid, caller_uid, caller_gid, False,
                          inner_uid=target_uid, inner_gid=target_gid)
     ctx.set_identity(ident.host_uid, ident.host_gid)
-    expanded = _expand_merge(nodes, options.admin, ctx, standing, preset)
+    expanded = expand_merge(nodes, options.admin, ctx, standing, preset)
     return LaunchFamily(nodes, ident, expanded, tuple(warnings), has_user or has_group)
 
 

@@ -54,7 +54,6 @@ from .schema import (  # noqa: E402  (the schema: keys, kinds, merge rules)
     HEADERS,
     KINDS,
     LANDLOCK,
-    SCHEMA,
     SECCOMP,
     TOP,
     Key,

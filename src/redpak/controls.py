@@ -18,11 +18,11 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 from .errors import PlanError
 from .family import FamilyConfig, Origin
 from .model import IO_LIMITS, CgroupSettings, CpuMax, CpuSet, Node
+from .record import field, record
 from .schema import CGROUP_FILES, CGROUP_KEYS
 from .planfile import (
     LANDLOCK_OPTIONAL,
@@ -62,7 +62,7 @@ def _always(_path: str) -> bool:
     return True
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Hierarchy:
     """One mounted cgroup hierarchy, as the caller sees it."""
 
@@ -84,7 +84,7 @@ class Hierarchy:
 _DEFAULT_HIERARCHIES = (Hierarchy(2, "/sys/fs/cgroup", "", frozenset(V2_CONTROLLERS), "/"),)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Host:
     """What compiling the controls needs to know about the machine. probe_host() reads the
     real one; the default describes a cgroup v2 host offering every controller, without
@@ -185,7 +185,7 @@ _V2 = {field: key.v2 for field, (_, key) in CGROUP_KEYS.items()}
 """The cgroup v2 file of each key, from the schema."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _NodeCg:
     node: Node
     cg: CgroupSettings
@@ -882,7 +882,7 @@ def compile_smack(fam: FamilyConfig, cli_label: str | None, host: Host,
 
 # ---- all of them --------------------------------------------------------------------------
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Controls:
     """The plan fields of a launch's resource and access controls."""
 

@@ -1,6 +1,7 @@
 # Variable expansion in config values (SPEC §5): $NAME, ${NAME}, \$ and $(command), the
-# built-in variables, and expand_family() which expands a merged FamilyConfig in place of
-# each entry's own node. Records what an expansion depended on, for plan caching.
+# built-in variables, and family_config(): each node of a family expanded in its own
+# context, then merged (expand_family() does the same for a merged FamilyConfig). Records
+# what an expansion depended on, for plan caching.
 """Expand variables in config strings.
 
 Syntax: `$NAME` and `${NAME}` (NAME is `[A-Za-z_][A-Za-z0-9_]*`, case-sensitive); `\\$` is a
@@ -34,14 +35,17 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
 
 from .errors import ExpandError
-from .family import FamilyConfig, Origin, yaml_key
+from .family import FamilyConfig, Origin, merge_family, standing_environ, yaml_key
 from .config import HOST_PATH_MODES, path_problem
-from .model import NAMESPACES, EnvEntry, EnvMode, Export, ExportMode, Node, NodeConfig, Share
+from .model import NAMESPACES, EnvEntry, EnvMode, Node, NodeConfig, Share
+from .record import field, record
+
+TYPE_CHECKING = False  # typing costs ~2 ms at start: for annotations only
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_TIMEOUT = 5.0
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -65,7 +69,7 @@ def _defaults(templates_dir: str) -> dict[str, str]:
             "REDPESK_VERSION": "3", "CGROUPS_MOUNT_POINT": "/sys/fs/cgroup"}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Definition:
     """A family environ entry usable as a variable: Static values are taken verbatim,
     Default values are expanded in `node`'s context."""
@@ -78,7 +82,7 @@ class Definition:
     line: int = 0
 
 
-@dataclass
+@record
 class _Session:
     """State shared by all contexts of one expansion (one launch / one mergeconfig)."""
 
@@ -387,20 +391,6 @@ def _matching_paren(text: str, open_at: int) -> int:
 # ---------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ExpandedFamily:
-    """A FamilyConfig with every expandable string expanded (family.expanded is True), and
-    what the expansion depended on."""
-
-    family: FamilyConfig
-    used_env: Mapping[str, str | None] = field(default_factory=dict, hash=False)
-    volatile: bool = False
-
-    def to_dict(self, origins: bool = True) -> dict[str, Any]:
-        """Plain dict for `redconf mergeconfig --expand`."""
-        return self.family.to_dict(origins)
-
-
 _STRING_SETTINGS = ("hostname", "chdir", "rpmdir", "persistdir", "cachedir", "cgrouproot",
                     "smack", "set_user", "set_group")
 _PATH_SETTINGS = frozenset({"chdir", "rpmdir", "persistdir", "cachedir", "cgrouproot"})
@@ -411,8 +401,8 @@ _SHARE_FIELDS = ("share_all",) + tuple(f"share_{ns}" for ns in NAMESPACES)
 
 
 def _with(obj: Any, **changes: Any) -> Any:
-    """A shallow copy of a frozen dataclass with some fields changed: what
-    dataclasses.replace does, without re-running __init__ (a hot path of every launch)."""
+    """A shallow copy of a frozen record with some fields changed: what record.replace
+    does, without re-running __init__ (a hot path of every launch)."""
     new = object.__new__(type(obj))
     new.__dict__.update(obj.__dict__, **changes)
     return new
@@ -525,7 +515,7 @@ def expand_node(ctx: ExpansionContext, node: Node, admin: bool,
     return _with(node, config=config, admin=extra)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ExpandedFamily:
     """A FamilyConfig merged from expanded nodes (family.expanded is True), and what the
     expansion depended on."""
@@ -539,15 +529,51 @@ class ExpandedFamily:
         return self.family.to_dict(origins)
 
 
+def expansion_context(nodes: Sequence[Node], admin: bool, environ: Mapping[str, str],
+                      uid: int, gid: int, pid: int, templates_dir: str | None,
+                      command_timeout: float, run_commands: bool
+                      ) -> tuple[ExpansionContext, dict]:
+    """The leaf's expansion context and the family's standing environment."""
+    standing = standing_environ(nodes, admin)
+    leaf = nodes[-1]
+    ctx = ExpansionContext(leaf, leaf, environ, uid, gid, pid, command_timeout,
+                           templates_dir=templates_dir,
+                           definitions=definitions_of(standing, nodes),
+                           run_commands=run_commands)
+    return ctx, standing
+
+
+def expand_merge(nodes: Sequence[Node], admin: bool, ctx: ExpansionContext,
+                 standing: dict, preset: Mapping[tuple[str, str], str] | None
+                 ) -> ExpandedFamily:
+    """Each node expanded in its own context, then merged on the expanded values."""
+    expanded = [expand_node(ctx, node, admin, standing, preset) for node in nodes]
+    fam = merge_family(expanded, admin=admin, expanded=True)
+    return ExpandedFamily(fam, ctx.used_env, ctx.volatile)
+
+
+def family_config(nodes: Sequence[Node], admin: bool, environ: Mapping[str, str], uid: int,
+                  gid: int, pid: int, *, templates_dir: str | None = None,
+                  command_timeout: float = DEFAULT_TIMEOUT, run_commands: bool = True
+                  ) -> ExpandedFamily:
+    """Expand every node of a loaded family in its own context ($UID/$GID: uid/gid), then
+    merge: the family's FamilyConfig (the expand and merge steps of build.py's pipeline).
+    Raises NodeError, ExpandError, MergeError."""
+    nodes = tuple(nodes)
+    if not nodes:
+        return ExpandedFamily(merge_family(nodes, admin))   # raises NodeError
+    ctx, standing = expansion_context(nodes, admin, environ, uid, gid, pid, templates_dir,
+                                      command_timeout, run_commands)
+    return expand_merge(nodes, admin, ctx, standing, None)
+
+
 def expand_family(family: FamilyConfig, environ: Mapping[str, str], uid: int, gid: int,
                   pid: int, *, templates_dir: str | None = None,
                   command_timeout: float = DEFAULT_TIMEOUT,
                   run_commands: bool = True) -> ExpandedFamily:
     """The family of an (unexpanded) FamilyConfig expanded node by node and merged again
-    (build.family_config), for callers holding a merged family. Raises ExpandError,
+    (family_config), for callers holding a merged family. Raises ExpandError,
     MergeError."""
-    from .build import family_config
-
     return family_config(family.nodes, family.admin, environ, uid, gid, pid,
                          templates_dir=templates_dir, command_timeout=command_timeout,
                          run_commands=run_commands)
@@ -555,4 +581,4 @@ def expand_family(family: FamilyConfig, environ: Mapping[str, str], uid: int, gi
 
 __all__ = ["DEFAULT_TIMEOUT", "Definition", "ExpandedFamily", "ExpansionContext",
            "default_templates_dir", "definitions_of", "expand_config", "expand_family",
-           "expand_node"]
+           "expand_merge", "expand_node", "expansion_context", "family_config"]

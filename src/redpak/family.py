@@ -32,12 +32,11 @@ Rules and the choices made where SPEC §3 is silent:
 
 from __future__ import annotations
 
-import dataclasses
 import re
+from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Generic, NamedTuple, TypeVar
 
+from .record import field, fields, record, replace
 from .schema import CAPABILITY_NAMES, CGROUP_KEYS, YAML_KEYS, config_keys
 from .errors import ConfigError, MergeError, NodeError
 from .model import (
@@ -59,7 +58,11 @@ from .model import (
     Tristate,
 )
 
-T = TypeVar("T")
+TYPE_CHECKING = False  # typing costs ~2 ms at start: for annotations only
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
 
 CAP_NAMES: tuple[str, ...] = CAPABILITY_NAMES
 """Linux capability names in kernel bit order: CAP_NAMES[n] is bit n (linux/capability.h)."""
@@ -86,16 +89,14 @@ def yaml_key(name: str) -> str:
     return YAML_KEYS.get(name, name)
 
 
-class Origin(NamedTuple):
-    """Where a merged value came from: node alias and path, config file, line and key.
-    (A named tuple: one is made per entry of every node at each launch, and a tuple is
-    built in C where a frozen dataclass sets each field through object.__setattr__.)"""
+class Origin(namedtuple("Origin", ("alias", "path", "file", "line", "key"),
+                        defaults=(0, ""))):
+    """Where a merged value came from: node alias (str) and path (str), config file (str),
+    line (int, 0: none) and key (str). (A named tuple: one is made per entry of every node
+    at each launch, and a tuple is built in C where a frozen record sets each field
+    through object.__setattr__.)"""
 
-    alias: str
-    path: str
-    file: str
-    line: int = 0
-    key: str = ""
+    __slots__ = ()
 
     def describe(self) -> str:
         """Human text naming the node (alias and path) and the file:line."""
@@ -110,10 +111,11 @@ class Origin(NamedTuple):
         return {"node": self.alias, "path": self.path, "file": self.file, "line": self.line}
 
 
-@dataclass(frozen=True)
-class Sourced(Generic[T]):
-    """A merged value and the origins that made it: one for a winner, several for a union
-    (umask, booleans ORed across nodes), none for a built-in default."""
+@record(frozen=True)
+class Sourced:
+    """A merged value (of type T: annotations write Sourced[T]) and the origins that made
+    it: one for a winner, several for a union (umask, booleans ORed across nodes), none
+    for a built-in default."""
 
     value: T
     origins: tuple[Origin, ...] = ()
@@ -123,7 +125,7 @@ class Sourced(Generic[T]):
         return self.origins[0] if self.origins else None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class MergeWarning:
     """An entry that lost: `ignored` was dropped or overridden, `standing` is what applies.
     level is "warning" (a constraint kept a descendant from changing something) or "info"
@@ -139,7 +141,7 @@ class MergeWarning:
         return self.text
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class NodeSeccomp:
     """One node's own seccomp stance (admin layered over normal): the plan compiler gives
     each node with the default profile its own allows, never a descendant's."""
@@ -150,7 +152,7 @@ class NodeSeccomp:
     allow: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class FamilySeccomp:
     """Merged seccomp section: profile, union of denials, allows not denied anywhere, and
     every node's own stance (per_node, root-most first)."""
@@ -162,7 +164,7 @@ class FamilySeccomp:
     per_node: tuple[NodeSeccomp, ...] = ()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class FamilyConfig:
     """The effective configuration of a leaf: every rule of SPEC §3 applied, origins kept.
     The single truth of a launch: `redconf mergeconfig` prints it and the plan compiler reads
@@ -235,7 +237,7 @@ def size_order(value: int | str) -> float:
 # Per-node view: a node's normal config, with its admin config layered on top in admin mode
 
 
-@dataclass
+@record
 class _View:
     node: Node
     scalars: dict[str, tuple[Any, Origin]]
@@ -389,9 +391,9 @@ def _node_view(node: Node, admin: bool) -> _View:
         if cgroups is None:
             cgroups = (cg, origin)
         else:
-            over = {f.name: getattr(cg, f.name) for f in dataclasses.fields(cg)
+            over = {f.name: getattr(cg, f.name) for f in fields(cg)
                     if f.name != "line" and getattr(cg, f.name) is not None}
-            cgroups = (dataclasses.replace(cgroups[0], **over), origin)
+            cgroups = (replace(cgroups[0], **over), origin)
 
     seccomp: dict[str, Any] = {"profile": None, "deny": [], "allow": [], "errno": None}
     for cfg in layers:
@@ -740,7 +742,7 @@ def _merge_cgroups(views: list[_View]
             per_node.append(Sourced(view.cgroups[0], (view.cgroups[1],)))
     values: dict[str, Any] = {}
     origins: dict[str, Origin] = {}
-    for f in dataclasses.fields(CgroupSettings):
+    for f in fields(CgroupSettings):
         if f.name == "line":
             continue
         found = [(getattr(s.value, f.name), s.origins[0]) for s in per_node
@@ -792,7 +794,7 @@ def _share_text(value: ShareValue) -> str:
 
 def _cgroup_tree(cg: CgroupSettings, wrap: Callable[[str, Any], Any]) -> dict[str, Any]:
     tree: dict[str, Any] = {}
-    for f in dataclasses.fields(CgroupSettings):
+    for f in fields(CgroupSettings):
         value = getattr(cg, f.name)
         if f.name == "line" or value is None:
             continue

@@ -1,13 +1,14 @@
 """The data model of one node's configuration: what config.py produces from a YAML file.
 
-Plain frozen dataclasses, no behaviour, no I/O: merge (family.py) and compile (plan.py)
-are pure functions over these. Every value remembers the line it came from.
+Plain frozen records (record.py), no behaviour, no I/O: merge (family.py) and compile
+(plan.py) are pure functions over these. Every value remembers the line it came from.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+
+from .record import field, record
 
 
 class ExportMode(enum.Enum):
@@ -85,14 +86,14 @@ NAMESPACES = ("user", "cgroup", "net", "pid", "ipc", "time", "uts")
 """Namespaces a config can share (share_<ns>); the mount namespace is always new."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ShareValue:
     state: Share
     path: str = ""  # only for Share.JOIN: e.g. /proc/1234/ns/net (may hold variables)
     line: int = 0
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Export:
     mode: ExportMode
     mount: str                  # unexpanded, as written
@@ -103,7 +104,7 @@ class Export:
     line: int = 0
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class EnvEntry:
     key: str
     value: str | None = None    # None: no value given (treated as empty, never a crash)
@@ -113,7 +114,7 @@ class EnvEntry:
     line: int = 0
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Capability:
     cap: str          # canonical lower case with prefix: "cap_net_admin", or "all"
     add: bool
@@ -233,7 +234,7 @@ class IoMax(_Typed):
         return (self.devices,)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CgroupSettings:
     """cgroup v2 semantics, typed once at load (config.py, by schema.CGROUPS kind): sizes
     and pids.max are ints (bytes, count) or 'max'; cpu.max a CpuMax; cpusets CpuSets; io
@@ -258,7 +259,7 @@ class CgroupSettings:
     line: int = 0
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SeccompSettings:
     profile: str | None = None          # "default" | "none" | None (not said)
     deny: tuple[str, ...] = ()
@@ -267,13 +268,13 @@ class SeccompSettings:
     line: int = 0
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class LandlockSettings:
     enabled: bool | None = None
     line: int = 0
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Settings:
     """The `config` section. Field names are the YAML keys in snake_case
     (`die-with-parent` -> die_with_parent). None (or empty) means "not set in this file"."""
@@ -315,7 +316,7 @@ class Settings:
     """Line of each key present in the file, by field name (e.g. 'share_net': 12)."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class NodeConfig:
     """One parsed and validated YAML file (normal or admin config of one node)."""
 
@@ -336,7 +337,7 @@ class NodeState(enum.Enum):
     ERROR = "Error"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class NodeStatus:
     """The node's `.rednode.yaml`."""
 
@@ -346,7 +347,7 @@ class NodeStatus:
     timestamp: int = 0          # ms since the epoch
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Node:
     """One node on disk: its directory, status and configs (admin config optional)."""
 

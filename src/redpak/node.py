@@ -7,10 +7,11 @@ import os
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from redpak.errors import ConfigError, NodeError
+from redpak.fileio import fsync_dir
 from redpak.model import Node, NodeState, NodeStatus
+from redpak.record import record
 
 STATUS_FILE = ".rednode.yaml"
 CONFIG_FILES = ("etc/redpak.yaml", "etc/redpack.yaml")          # new name first, then legacy
@@ -277,7 +278,7 @@ def load_family(redpath: str) -> list[Node]:
 
 # --------------------------------------------------------------------------- creation
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _Headers:
     alias: str
     name: str
@@ -670,20 +671,6 @@ def _write_atomic(dst: str, text: str) -> None:
         _unlink_quiet(tmp)
         raise NodeError(f"{dst}: cannot write: {err.strerror}") from err
     fsync_dir(os.path.dirname(dst))
-
-
-def fsync_dir(directory: str) -> None:
-    """Make a rename or unlink in DIRECTORY durable (best effort: errors are ignored)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _unlink_quiet(path: str) -> None:

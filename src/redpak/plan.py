@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 
 from . import security
 from .controls import Host, compile_controls
@@ -23,9 +22,7 @@ from .model import EnvMode, Export, ExportMode, Share
 from .planfile import (
     Caps,
     EnvAction,
-    EnvDep,
     EnvOp,
-    FileDep,
     Join,
     LaunchPlan,
     Mount,
@@ -33,6 +30,7 @@ from .planfile import (
     MountKind,
     Ns,
 )
+from .record import field, record
 
 _NS_FLAG = {"user": Ns.USER, "pid": Ns.PID, "net": Ns.NET, "ipc": Ns.IPC, "uts": Ns.UTS,
             "cgroup": Ns.CGROUP, "time": Ns.TIME}
@@ -44,7 +42,7 @@ ABSENT_MTIME = -1
 """A FileDep with this mtime (and dev = ino = size = 0) means: the path must not exist."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class LaunchOptions:
     """What the caller of redwrap (or the Python API) asks for, besides the program."""
 
@@ -56,7 +54,7 @@ class LaunchOptions:
     keep_fds: tuple[int, ...] = ()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Identity:
     """Who runs the program: the caller, the host identity it runs as, and inside the node."""
 
@@ -69,7 +67,7 @@ class Identity:
     inner_gid: int | None = None   # mapped onto the caller (who cannot switch on the host)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CompiledPlan:
     plan: LaunchPlan
     warnings: tuple[str, ...] = ()
@@ -77,7 +75,7 @@ class CompiledPlan:
     family: FamilyConfig | None = None     # what the plan was compiled from (build_plan)
 
 
-@dataclass
+@record
 class _Out:
     warnings: list[str] = field(default_factory=list)
     absent: list[str] = field(default_factory=list)

@@ -1,4 +1,4 @@
-"""The launch plan: frozen dataclasses and their binary encoding for the C core.
+"""The launch plan: frozen records and their binary encoding for the C core.
 
 The layout is documented in csrc/redpak.h and docs/plan-format.md; keep the three in step.
 Only the standard library's struct is used, so the launch path stays light.
@@ -7,11 +7,10 @@ Only the standard library's struct is used, so the launch path stays light.
 from __future__ import annotations
 
 import enum
-import os
 import struct
-from dataclasses import dataclass, field
 
 from redpak.errors import PlanError
+from redpak.record import field, record
 
 MAGIC = b"REDPLAN\0"
 VERSION = 1
@@ -124,7 +123,7 @@ _NAMES = ("strings", "blobs", "process", "joins", "mounts", "env", "keep_fds", "
 NO_FLAGS = MountFlag(0)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Join:
     """setns() into the namespace file `path` (e.g. /proc/1234/ns/net)."""
 
@@ -132,7 +131,7 @@ class Join:
     path: str
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Mount:
     """One mount op. `source` is a host path (binds), link text (SYMLINK), a shell command
     (EXECFD) or extra options (TMPFS); `data` is the content of a DATA file."""
@@ -146,7 +145,7 @@ class Mount:
     data: bytes = b""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class EnvOp:
     """One environment op: SET name=value, UNSET name, INHERIT name, EXECFD name=$(value)."""
 
@@ -155,7 +154,7 @@ class EnvOp:
     value: str = ""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Caps:
     """Capability sets as 64-bit masks (bit N = capability N), applied exactly."""
 
@@ -166,7 +165,7 @@ class Caps:
     ambient: int = 0
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class FileDep:
     """A file whose stat() must still match for a cached plan to be reused."""
 
@@ -177,7 +176,7 @@ class FileDep:
     mtime_ns: int
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class EnvDep:
     """A caller environment variable that must still hold `value` (None: must be unset)."""
 
@@ -189,7 +188,7 @@ LANDLOCK_OPTIONAL = 0x1
 """LandlockRule flag: the path may be missing in the node (then no rule)."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class LandlockRule:
     """Landlock access rights (LANDLOCK_ACCESS_FS_* bits) granted beneath a node path."""
 
@@ -198,7 +197,7 @@ class LandlockRule:
     flags: int = 0
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CgroupOp:
     """One cgroup op run by the launcher (see CgroupAction)."""
 
@@ -208,7 +207,7 @@ class CgroupOp:
     value: str = ""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Smack:
     """The program's SMACK label; optional: run unlabelled where the kernel has no SMACK."""
 
@@ -216,7 +215,7 @@ class Smack:
     optional: bool = False
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class LaunchPlan:
     """Everything the C core needs to start a node, in the order it applies it."""
 
@@ -437,29 +436,6 @@ class _Encoder:
                             "BPF instructions")
         off, length = self.blob(prog)
         return _SECCOMP.pack(off, length, 0, 0)
-
-
-def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
-    """Store DATA at PATH atomically: a temporary file in the same directory, written in
-    full, then renamed over PATH. Raises OSError; a failed write removes the temporary
-    file, so nothing but a complete file ever appears (the old one stays otherwise)."""
-    tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW,
-                 mode)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]  # a short write goes on, or raises
-        finally:
-            os.close(fd)
-        os.rename(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def _fnv1a64_py(data: bytes) -> int:

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from .errors import RedpakError
+from .record import field, record
 
 
-@dataclass
+@record
 class Compiled:
     """What became of one leaf in one mode."""
 

@@ -5,9 +5,9 @@ family.py merges with it, controls.py writes cgroup files from it, mergeconfig r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 from .model import NAMESPACES
+from .record import record
 
 CAPABILITY_NAMES: tuple[str, ...] = (
     "cap_chown", "cap_dac_override", "cap_dac_read_search", "cap_fowner", "cap_fsetid",
@@ -23,7 +23,7 @@ CAPABILITY_NAMES: tuple[str, ...] = (
 """Linux capability names; the index of a name is its capability number."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Key:
     """One YAML key of the schema: canonical spelling, model field it fills, value kind,
     how the merge combines the values of a family (a key of MERGE_RULES), and for a

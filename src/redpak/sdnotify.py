@@ -6,9 +6,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 
 from .planfile import EnvAction, EnvDep, EnvOp, LaunchPlan, Mount, MountFlag, MountKind, Ns
+from .record import replace
 
 NOTIFY_SOCKET = "NOTIFY_SOCKET"
 

@@ -16,12 +16,12 @@ built. It is pure (no I/O), like the compiler:
 
 from __future__ import annotations
 
-from dataclasses import replace
 
 from .controls import Host, compile_seccomp
 from .errors import PlanError
 from .family import FamilyConfig
 from .planfile import LaunchPlan, Mount, MountFlag, MountKind, Ns
+from .record import replace
 
 SAFE_WITH_HOST_USERNS: frozenset[str] = frozenset({
     "cap_chown", "cap_dac_override", "cap_fowner", "cap_fsetid", "cap_setgid", "cap_setuid",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -112,6 +113,25 @@ def test_install_lays_files_under_node_and_records_them(family, cli) -> None:
     # the database keeps the usual paths (no relocation)
     owned = run(["rpm", "--dbpath", family.db(family.app), "-ql", "libfoo"]).stdout
     assert "/usr/bin/foo-tool" in owned.splitlines()
+
+
+# What only other commands need (the launch plan and its compiler), and what costs start-up
+# time without being needed (dataclasses and typing ~15 ms, tempfile, urllib).
+NOT_FOR_INSTALL = ["dataclasses", "typing", "inspect", "tempfile", "urllib.parse",
+                   "redpak.plan", "redpak.planfile", "redpak.build", "redpak.controls",
+                   "redpak.security"]
+
+
+@root_only
+def test_install_imports_only_what_it_uses(family) -> None:
+    code = ("import sys\nfrom redpak.cli.redwrap_dnf import main\n"
+            f"status = main(['-y', '-q', '--redpath', {str(family.app)!r}, 'install', "
+            "'libfoo-1.0'])\n"
+            f"print(' '.join(m for m in {NOT_FOR_INSTALL!r} if m in sys.modules))\n"
+            "sys.exit(status)")
+    proc = run([sys.executable, "-c", code], env=dict(os.environ, REDPAK_REDWRAP=""))
+    assert family.rpm_qa(family.app) == ["libfoo-1.0"]
+    assert proc.stdout.split() == [], f"redwrap-dnf install imports {proc.stdout}"
 
 
 @root_only

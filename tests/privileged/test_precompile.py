@@ -139,3 +139,22 @@ def test_an_unprivileged_user_compiles_for_its_own_cache(tree, unpriv_user, publ
                          env={**env, "REDPAK_PYTHON": "/bin/false"}, **kw)
     assert run.returncode == 0, run.stderr
     assert "using the cached plan" in run.stderr and run.stdout.strip() == str(uid)
+
+
+# Costly to import and needed by no launch: typing and dataclasses (~15 ms with inspect),
+# the package commands, tempfile.
+NOT_FOR_THE_COLD_PATH = ("typing", "dataclasses", "inspect", "tempfile", "redpak.pkg.ops",
+                         "solv", "rpm")
+
+
+def test_cold_path_imports_only_what_the_launch_needs(tree: Path) -> None:
+    """The cold path (the plan compiled by Python, -f) as users run it: the native redwrap
+    starting Python; the interpreter reports every module it imports."""
+    proc = subprocess.run([REDWRAP, "-f", "--redpath", str(tree / "sys/platform/app1"), "--",
+                           "/bin/true"], env=env_for(tree, PYTHONPROFILEIMPORTTIME="1"),
+                          capture_output=True, text=True, timeout=120, cwd="/")
+    assert proc.returncode == 0, proc.stderr
+    imported = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()
+                if line.startswith("import time:") and "|" in line}
+    assert "redpak.plan" in imported                 # the report is there
+    assert sorted(imported.intersection(NOT_FOR_THE_COLD_PATH)) == []

@@ -11,7 +11,6 @@ a seccomp table that does not match the guest must make the lane fail)."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import subprocess
 import sys
@@ -63,7 +62,7 @@ def build(out: Path) -> None:
 
 def plans(out: Path, arch: str) -> None:
     """The family of the smoke test, and its plans compiled for ARCH on this host."""
-    from redpak import build
+    from redpak import build, record
     from redpak.controls import Host
     from redpak.plan import Identity, LaunchOptions, compile_plan
     from test_c import SAMPLE
@@ -89,7 +88,7 @@ def plans(out: Path, arch: str) -> None:
                             source_kind=build._source_kind, host=host).plan
         # The guest sees these files through 9p (other device and inode numbers): the
         # cache-validity records would make the C core refuse the plan as stale.
-        plan = dataclasses.replace(plan, file_deps=(), env_deps=())
+        plan = record.replace(plan, file_deps=(), env_deps=())
         (out / f"{name}.plan").write_bytes(plan.encode())
     with open(out / "cases", "w") as f:
         for case, (plan_name, argv) in CASES.items():

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from redpak.record import record
 
 DEFAULT_TOLERANCE = 25.0   # percent: a shared VM moves by ±20% between runs
 
 
-@dataclass
+@record
 class Finding:
     name: str
     unit: str

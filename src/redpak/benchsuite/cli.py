@@ -69,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _write(path: str, text: str) -> None:
     """Write a whole file or nothing (a temporary file renamed); errors name `path`."""
-    from ..planfile import write_atomic
+    from ..fileio import write_atomic
     try:
         write_atomic(path, text.encode("utf-8"))
     except OSError as err:

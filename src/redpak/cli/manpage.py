@@ -12,12 +12,13 @@ import argparse
 import os
 import re
 import sys
-from dataclasses import dataclass, field
+
+from redpak.record import field, record
 
 PROGS = ("redwrap", "redconf", "redwrap-dnf")
 
 
-@dataclass
+@record
 class Option:
     flags: list[str]
     metavar: str | None = None     # None: a flag without a value
@@ -25,7 +26,7 @@ class Option:
     optional_value: bool = False   # --verbose[=N]
 
 
-@dataclass
+@record
 class Command:
     name: str
     aliases: list[str] = field(default_factory=list)
@@ -35,7 +36,7 @@ class Command:
     positionals: list[tuple[str, str]] = field(default_factory=list)
 
 
-@dataclass
+@record
 class Page:
     """What a command line offers: its options, and its sub-commands if any."""
 

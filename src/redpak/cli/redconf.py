@@ -171,7 +171,7 @@ def _tree_lines(entries: list[dict[str, Any]], depth: int, lines: list[str]) -> 
 def cmd_check(args: argparse.Namespace) -> int:
     """`redconf check`: load, merge and expand every node of a tree in both modes and
     list every problem; 1 if there is any."""
-    import dataclasses
+    from redpak import record
 
     from redpak.build import family_config
     from redpak.model import NodeState
@@ -242,8 +242,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         if any(n is None for n in family):
             continue                # already reported at the broken node
         # States are reported above; merge as if enabled so configs are still checked.
-        family = [n if n.status.state is NodeState.ENABLE else dataclasses.replace(
-            n, status=dataclasses.replace(n.status, state=NodeState.ENABLE)) for n in family]
+        family = [n if n.status.state is NodeState.ENABLE else record.replace(
+            n, status=record.replace(n.status, state=NodeState.ENABLE)) for n in family]
         for admin in (False, True):
             mode = "admin" if admin else "normal"
             try:
@@ -327,7 +327,7 @@ def _naming(path: str, context: str, err: Exception) -> str:
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
     """One NodeConfig as plain data in the YAML schema; values carry `line N` annotations."""
-    import dataclasses
+    from redpak import record
     import enum
 
     from redpak.family import yaml_key
@@ -347,7 +347,7 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
 
     s = cfg.settings
     config: dict[str, Any] = {}
-    for f in dataclasses.fields(s):
+    for f in record.fields(s):
         name = f.name
         value = getattr(s, name)
         if name == "lines" or value is None or value == ():
@@ -363,14 +363,14 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
                            for c in value]
         elif isinstance(value, CgroupSettings):
             tree: dict[str, Any] = {}
-            for cf in dataclasses.fields(value):
+            for cf in record.fields(value):
                 v = getattr(value, cf.name)
                 if cf.name != "line" and v is not None:
                     section, _, sub = cf.name.partition("_")
                     tree.setdefault(section, {})[sub] = v
             config[key] = at(tree, line)
-        elif dataclasses.is_dataclass(value) and not isinstance(value, ShareValue):
-            sub = {k.name: plain(getattr(value, k.name)) for k in dataclasses.fields(value)
+        elif record.is_record(value) and not isinstance(value, ShareValue):
+            sub = {k.name: plain(getattr(value, k.name)) for k in record.fields(value)
                    if k.name != "line" and getattr(value, k.name) not in (None, ())}
             config[key] = at(sub, line)
         else:

@@ -207,7 +207,7 @@ def cache_path(node_path: str, admin: bool, uid: int, environ: dict | None = Non
 def write_cache(path: str, data: bytes, strict: bool = False) -> None:
     """Atomically store a plan in the caller's cache; where it cannot be written there
     is simply no cache (strict: raise the OSError instead, for `redconf compile`)."""
-    from ..planfile import write_atomic
+    from ..fileio import write_atomic
     try:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         write_atomic(path, data)  # a failed write leaves no temporary file (issue 9)

@@ -258,27 +258,7 @@ def _which(parser: argparse.ArgumentParser, default: str, **choices: str) -> Non
     parser.set_defaults(which=default)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The redwrap-dnf argument parser."""
-    parser = ArgumentParser(
-        prog=PROG, description="Manage the RPM packages of a redpak node (SPEC §8): "
-        "packages are installed under the node, ancestors' packages count as installed "
-        "and are never changed.",
-        epilog="Run `redwrap-dnf COMMAND -h` for the options of a command.")
-    _add_common(parser, top=True)
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}",
-                        help="print redpak's version and exit")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    def add(name: str, help_text: str, func: Any, aliases: tuple[str, ...] = ()) -> Any:
-        p = sub.add_parser(name, help=help_text, description=help_text, aliases=aliases)
-        # --proof only where it works (a sub-command's -h lists what it accepts)
-        _add_common(p, top=False, proof=name in ("install", "remove", "upgrade"))
-        p.set_defaults(func=func, op=name)
-        return p
-
-    p = add("manager", "create a node (and a system node in its parent directory)",
-            cmd_manager)
+def _opts_manager(p: argparse.ArgumentParser) -> None:
     p.add_argument("-a", "--alias", help="alias of the node (default: the directory name)")
     p.add_argument("--no-system-node", action="store_true",
                    help="do not create a system node in the parent directory")
@@ -288,18 +268,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-u", "--update", action="store_true",
                    help="rewrite the configs of an existing node")
 
-    for name, text, aliases in (("install", "install packages (names, provides, file "
-                                 "paths or .rpm files) and their dependencies", ()),
-                                ("remove", "remove packages of the node", ("erase",)),
-                                ("reinstall", "reinstall packages of the node", ())):
-        p = add(name, text, cmd_change, aliases)
-        p.add_argument("specs", nargs="+", metavar="PACKAGE")
-    p = add("upgrade", "upgrade packages of the node (all without arguments)", cmd_change,
-            ("update",))
+
+def _opts_specs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("specs", nargs="+", metavar="PACKAGE")
+
+
+def _opts_upgrade(p: argparse.ArgumentParser) -> None:
     p.add_argument("specs", nargs="*", metavar="PACKAGE")
 
-    p = add("list", "list installed (with the node owning each) and available packages",
-            cmd_list)
+
+def _opts_list(p: argparse.ArgumentParser) -> None:
     _which(p, "all", installed="only the packages installed in the node and its ancestors",
            available="only the packages of the family's repositories",
            all="both (the default)")
@@ -307,21 +285,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="globs on name, name.arch, name-version...; a first word "
                         "installed/available/all selects like the options")
 
-    p = add("info", "show details of packages", cmd_info)
+
+def _opts_info(p: argparse.ArgumentParser) -> None:
     _which(p, "all", installed="only installed packages (default: installed, then available)",
            available="only packages of the family's repositories")
     p.add_argument("patterns", nargs="+", metavar="PATTERN")
 
-    p = add("search", "search package names and summaries", cmd_search)
+
+def _opts_search(p: argparse.ArgumentParser) -> None:
     p.add_argument("words", nargs="+", metavar="WORD")
 
-    p = add("repolist", "list the family's repositories", cmd_repolist)
+
+def _opts_repolist(p: argparse.ArgumentParser) -> None:
     _which(p, "enabled", all="enabled and disabled repositories",
            enabled="enabled repositories only (the default)",
            disabled="disabled repositories only")
 
-    p = add("repoquery", "query packages of the repositories (or installed ones)",
-            cmd_repoquery)
+
+def _opts_repoquery(p: argparse.ArgumentParser) -> None:
     p.add_argument("--installed", action="store_true",
                    help="query the family's installed packages instead")
     p.add_argument("--whatprovides", metavar="CAPABILITY",
@@ -338,28 +319,124 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(show="nevra")
     p.add_argument("patterns", nargs="*", metavar="PATTERN")
 
-    p = add("download", "download packages into a directory", cmd_download)
+
+def _opts_download(p: argparse.ArgumentParser) -> None:
     p.add_argument("specs", nargs="+", metavar="PACKAGE")
     p.add_argument("--destdir", default=".", metavar="DIR",
                    help="where to put them (default: the current directory)")
     p.add_argument("--resolve", action="store_true",
                    help="also the dependencies the node does not have yet")
 
-    add("recover", "complete an interrupted package transaction of the node (redwrap "
-        "refuses to launch a node until then); any changing command also does it first",
-        cmd_recover)
+
+def _opts_none(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+# name, help, function, aliases, options
+COMMANDS: tuple[tuple[str, str, Any, tuple[str, ...], Any], ...] = (
+    ("manager", "create a node (and a system node in its parent directory)", cmd_manager,
+     (), _opts_manager),
+    ("install", "install packages (names, provides, file paths or .rpm files) and their "
+     "dependencies", cmd_change, (), _opts_specs),
+    ("remove", "remove packages of the node", cmd_change, ("erase",), _opts_specs),
+    ("reinstall", "reinstall packages of the node", cmd_change, (), _opts_specs),
+    ("upgrade", "upgrade packages of the node (all without arguments)", cmd_change,
+     ("update",), _opts_upgrade),
+    ("list", "list installed (with the node owning each) and available packages", cmd_list,
+     (), _opts_list),
+    ("info", "show details of packages", cmd_info, (), _opts_info),
+    ("search", "search package names and summaries", cmd_search, (), _opts_search),
+    ("repolist", "list the family's repositories", cmd_repolist, (), _opts_repolist),
+    ("repoquery", "query packages of the repositories (or installed ones)", cmd_repoquery,
+     (), _opts_repoquery),
+    ("download", "download packages into a directory", cmd_download, (), _opts_download),
+    ("recover", "complete an interrupted package transaction of the node (redwrap "
+     "refuses to launch a node until then); any changing command also does it first",
+     cmd_recover, (), _opts_none),
+)
+
+
+class _Retry(Exception):
+    """A usage error of a parser built for one command only: parse with the whole one."""
+
+
+class _OneCommandParser(ArgumentParser):
+    def error(self, message: str) -> Any:
+        raise _Retry(message)
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The redwrap-dnf argument parser. With `only` (a command name), the other commands
+    get no options: building every command's options is a quarter of the start-up."""
+    cls = ArgumentParser if only is None else _OneCommandParser
+    parser = cls(
+        prog=PROG, description="Manage the RPM packages of a redpak node (SPEC §8): "
+        "packages are installed under the node, ancestors' packages count as installed "
+        "and are never changed.",
+        epilog="Run `redwrap-dnf COMMAND -h` for the options of a command.")
+    _add_common(parser, top=True)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}",
+                        help="print redpak's version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                parser_class=cls)
+    for name, help_text, func, aliases, options in COMMANDS:
+        p = sub.add_parser(name, help=help_text, description=help_text, aliases=aliases)
+        p.set_defaults(func=func, op=name)
+        if only is None or only == name:
+            # --proof only where it works (a sub-command's -h lists what it accepts)
+            _add_common(p, top=False, proof=name in ("install", "remove", "upgrade"))
+            options(p)
     return parser
+
+
+_VALUE_OPTIONS = ("--redpath", "--lock-timeout")   # the global options taking a value
+
+
+def _command_word(argv: list[str]) -> str | None:
+    """The command that ARGV names, read as argparse would (unique prefixes of long
+    options, -r bundled with flags), or None (no command, --help, anything unusual)."""
+    names = {alias: name for name, _h, _f, aliases, _o in COMMANDS
+             for alias in (name, *aliases)}
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg.startswith("--"):
+            if arg == "--" or arg in ("--help", "--h", "--he", "--hel"):
+                return None
+            skip = "=" not in arg and any(o.startswith(arg) for o in _VALUE_OPTIONS)
+        elif arg.startswith("-") and len(arg) > 1:
+            if "h" in arg:
+                return None
+            skip = arg.endswith("r")         # -r NODE, -yr NODE; -rNODE holds its value
+        else:
+            return names.get(arg)
+    return None
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Parse redwrap-dnf's command line; exits 2 on a usage error, 0 after --help."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    parser = command_parser(parser, args.command)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    word = _command_word(argv)
+    args = None
+    if word is not None:
+        try:
+            args = build_parser(only=word).parse_args(argv)
+        except _Retry:
+            args = None                      # the whole parser says what is wrong
+        if args is not None and args.op != word:
+            args = None
+    parser = build_parser() if args is None else None
+    if args is None:
+        args = parser.parse_args(argv)
+
+    def error(message: str) -> None:     # with the usage line of the command
+        command_parser(parser or build_parser(), args.command).error(message)
+
     if not args.redpath:
-        parser.error(f"missing --redpath NODE (the node to work on)")
+        error("missing --redpath NODE (the node to work on)")
     if args.proof and args.op not in ("install", "remove", "upgrade"):
-        parser.error(f"--proof works with install, remove and upgrade only")
+        error("--proof works with install, remove and upgrade only")
     if args.lock_timeout is None:
         args.lock_timeout = _lock_timeout_default()
     return args

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
 
 from redpak.errors import PackageError
+from redpak.record import record
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class NodeRef:
     """A node as package management names it in messages."""
 
@@ -30,7 +30,7 @@ class NodeRef:
         return f"'{self.alias}' ({self.path})"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Session:
     """The administered node (the leaf), its family and the merged package settings."""
 
@@ -57,13 +57,12 @@ class Session:
 def open_session(redpath: str) -> Session:
     """Load the family of `redpath` and its merged admin settings. Raises NodeError,
     ConfigError, MergeError (e.g. a node not Enable) or ExpandError."""
-    from redpak.expand import expand_family
-    from redpak.family import merge_family
+    from redpak.expand import family_config
     from redpak.node import load_family
 
     nodes = load_family(redpath)
-    merged = merge_family(nodes, admin=True)
-    expanded = expand_family(merged, os.environ, os.getuid(), os.getgid(), os.getpid()).family
+    expanded = family_config(nodes, True, os.environ, os.getuid(), os.getgid(),
+                             os.getpid()).family
     family = tuple(NodeRef(n.path, n.alias) for n in nodes)
     gpg = expanded.gpgcheck
     gpgcheck = bool(gpg is not None and gpg.value)
