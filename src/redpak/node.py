@@ -30,7 +30,12 @@ def normalize_path(path: str) -> str:
     """Return `path` made absolute (relative to the cwd) and normalised lexically."""
     if not path:
         raise NodeError("empty node path (give a directory, e.g. `.`)")
-    norm = os.path.normpath(os.path.abspath(path))
+    try:
+        norm = os.path.normpath(os.path.abspath(path))
+    except OSError as err:      # getcwd(): the current directory was removed, or hidden
+        raise NodeError(f"{path}: a relative path is taken from the current directory, "
+                        f"which cannot be found ({err.strerror}): give an absolute "
+                        f"path") from None
     # POSIX lets normpath keep a leading "//"; a node path has exactly one.
     return "/" + norm.lstrip("/")
 

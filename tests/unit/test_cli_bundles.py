@@ -80,3 +80,26 @@ def test_version(tmp_path, module, prog):
     from redpak import __version__
     r = command(tmp_path, module, "--version")
     assert (r.returncode, r.stdout, r.stderr) == (0, f"{prog} {__version__}\n", "")
+
+
+@pytest.mark.parametrize("module,argv,status", [
+    ("redwrap", ["-r", "rel", "--", "true"], 125),
+    ("redconf", ["tree", "rel"], 1),
+    ("redwrap_dnf", ["-r", "rel", "list"], 1),
+])
+def test_relative_node_path_from_a_removed_directory(tmp_path, module, argv, status):
+    """A script whose working directory was removed gives a relative node path: the error
+    says why it cannot be used (never "internal error: FileNotFoundError", never an error
+    without a path)."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    script = (f"cd {gone} && rmdir {gone} && exec {sys.executable} -m redpak.cli.{module} "
+              + " ".join(argv))
+    env = dict(os.environ, REDPAK_CACHE_DIR=str(tmp_path / "cache"))
+    r = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60,
+                       env=env)
+    prog = module.replace("_", "-")
+    assert r.returncode == status, r.stderr
+    assert r.stderr == (f"{prog}: rel: a relative path is taken from the current directory, "
+                        f"which cannot be found (No such file or directory): give an "
+                        f"absolute path\n")
