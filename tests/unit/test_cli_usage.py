@@ -1,6 +1,8 @@
-"""Single-letter options bundle in redconf and redwrap-dnf as with getopt (`-vv`, `-yq`,
-`-vr NODE`), through the real command lines; a bad bundle is a usage error (exit 2)
-naming the letter at fault, never argparse's "ignored explicit argument"."""
+"""The command lines as users type them, through the real commands: single-letter options
+bundle in redconf and redwrap-dnf as with getopt (`-vv`, `-yq`, `-vr NODE`), and a bad bundle
+is a usage error (exit 2) naming the letter at fault, never argparse's "ignored explicit
+argument"; a command's usage error shows that command's usage line; --version; a relative
+node path from a removed working directory."""
 
 from __future__ import annotations
 
