@@ -105,3 +105,19 @@ def test_relative_node_path_from_a_removed_directory(tmp_path, module, argv, sta
     assert r.stderr == (f"{prog}: rel: a relative path is taken from the current directory, "
                         f"which cannot be found (No such file or directory): give an "
                         f"absolute path\n")
+
+
+@pytest.mark.parametrize("value,message", [
+    ("5m", "$REDPAK_DNF_LOCK_TIMEOUT: '5m' is not a number of seconds (give seconds"),
+    ("-3", "$REDPAK_DNF_LOCK_TIMEOUT: must not be negative"),
+    ("nan", "$REDPAK_DNF_LOCK_TIMEOUT: 'nan' is not a number of seconds"),
+])
+def test_bad_lock_timeout_variable_is_named_not_ignored(tmp_path, monkeypatch, value, message):
+    """REDPAK_DNF_LOCK_TIMEOUT=5m used to become the default 300 s without a word."""
+    monkeypatch.setenv("REDPAK_DNF_LOCK_TIMEOUT", value)
+    r = command(tmp_path, "redwrap_dnf", "-r", tmp_path, "list")
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+    assert r.stderr.startswith("usage: redwrap-dnf list "), r.stderr
+    # the option wins over the variable
+    r = command(tmp_path, "redwrap_dnf", "-r", tmp_path / "none", "--lock-timeout", "3", "list")
+    assert r.returncode == 1 and "no such node directory" in r.stderr, r.stderr

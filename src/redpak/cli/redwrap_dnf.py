@@ -201,18 +201,25 @@ def cmd_download(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- arguments
 
 def _lock_timeout_default() -> float:
+    """$REDPAK_DNF_LOCK_TIMEOUT, else the default; raises ArgumentTypeError for a value
+    that is not a number of seconds (a `5m` must not silently become 300)."""
     from redpak.pkg.lock import DEFAULT_TIMEOUT
 
     text = os.environ.get(LOCK_TIMEOUT_ENV, "")
-    try:
-        return float(text) if text else DEFAULT_TIMEOUT
-    except ValueError:
+    if not text:
         return DEFAULT_TIMEOUT
+    try:
+        return _seconds(text)
+    except argparse.ArgumentTypeError as err:
+        raise argparse.ArgumentTypeError(f"${LOCK_TIMEOUT_ENV}: {err} (give seconds, "
+                                         f"e.g. 300, or unset it)") from None
 
 
 def _seconds(text: str) -> float:
     try:
         value = float(text)
+        if value != value:              # nan
+            raise ValueError(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
     if value < 0:
@@ -244,7 +251,7 @@ def _add_common(parser: argparse.ArgumentParser, top: bool, proof: bool = True) 
                                  "transaction is possible (ancestors untouched, descendants "
                                  "unbroken); nothing is changed, exit 1 when it is not")
     parser.add_argument("--lock-timeout", type=_seconds, metavar="SECONDS",
-                        default=default(_lock_timeout_default() if top else None),
+                        default=default(None),
                         help="how long to wait for another transaction of the family "
                              f"(default ${LOCK_TIMEOUT_ENV}, else 300)")
 
@@ -438,7 +445,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.proof and args.op not in ("install", "remove", "upgrade"):
         error("--proof works with install, remove and upgrade only")
     if args.lock_timeout is None:
-        args.lock_timeout = _lock_timeout_default()
+        try:
+            args.lock_timeout = _lock_timeout_default()
+        except argparse.ArgumentTypeError as err:
+            error(str(err))
     return args
 
 
