@@ -90,10 +90,17 @@ def _number(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
 
+def _id_number(text: str, what: str, kind: str) -> int:
+    value = int(text)
+    if value >= 0xFFFFFFFF:     # (uid_t)-1 means "unchanged" to the kernel: never an id
+        raise PlanError(f"{what}: {text} is not a {kind} (0 to 4294967294)")
+    return value
+
+
 def resolve_user(text: str, what: str = "set-user") -> int:
     """A user name or number (resolved on the host) -> uid; raises PlanError."""
     if _number(text):
-        return int(text)
+        return _id_number(text, what, "uid")
     import pwd
     try:
         return pwd.getpwnam(text).pw_uid
@@ -105,7 +112,7 @@ def resolve_user(text: str, what: str = "set-user") -> int:
 def resolve_group(text: str, what: str = "set-group") -> int:
     """A group name or number (resolved on the host) -> gid; raises PlanError."""
     if _number(text):
-        return int(text)
+        return _id_number(text, what, "gid")
     import grp
     try:
         return grp.getgrnam(text).gr_gid

@@ -1115,3 +1115,18 @@ def test_created_source_is_owned_like_the_node(tmp_path, monkeypatch):
     for p in (node / "data", node / "data" / "sub", node / "files", node / "files" / "f.txt"):
         st = p.stat()
         assert (st.st_uid, st.st_gid) == (4321, 4322), p
+
+
+@pytest.mark.parametrize("text,ok", [("0", True), ("4294967294", True),
+                                     ("4294967295", False), ("99999999999", False)])
+def test_numeric_ids_stop_below_the_kernels_minus_one(text, ok):
+    """4294967295 is (uid_t)-1, "leave unchanged" to setresuid/setresgid: as a -G it ran
+    into 'gid is 0/0/0 after setresgid'; refused when resolved, naming the option."""
+    from redpak.plan import resolve_group, resolve_user
+    for resolve, kind in ((resolve_user, "uid"), (resolve_group, "gid")):
+        if ok:
+            assert resolve(text, "-X") == int(text)
+            continue
+        with pytest.raises(PlanError) as err:
+            resolve(text, "-X")
+        assert str(err.value) == f"-X: {text} is not a {kind} (0 to 4294967294)"

@@ -252,3 +252,12 @@ def test_dump_only_ignores_the_program(tmp_path, capsys):
     assert run(["-r", str(tmp_path / "app"), "-D", "--", "/no/such/program"]) == 0
     assert "redpak launch plan v1" in capsys.readouterr().out
 
+
+
+@pytest.mark.parametrize("option,name", [("-U", "-U/--user"), ("--gid", "-G/--group")])
+def test_empty_user_or_group_is_refused_by_name(option, name, capsys):
+    """`redwrap -U "$SVC_USER"` with the variable unset: not silently the config's (or the
+    caller's) identity, and not a message about the config key set-user."""
+    assert run(["-r", "/n", option, "", "--", "id"]) == 125
+    assert capsys.readouterr().err == (f"redwrap: {name}: the value is empty (give a name or "
+                                       f"a number)\n")

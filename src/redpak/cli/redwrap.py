@@ -223,6 +223,11 @@ def run(argv: list[str]) -> int:
     except UsageError as err:
         sys.stderr.write(f"{PROG}: {err}\n")
         return EXIT_REDPAK
+    for option, value in (("-U/--user", args.user), ("-G/--group", args.group)):
+        if value == "":         # an unset variable in a script: not "no option"
+            sys.stderr.write(f"{PROG}: {option}: the value is empty (give a name or a "
+                             f"number)\n")
+            return EXIT_REDPAK
     notice = no_effect_notice(args)
     if notice:
         sys.stderr.write(notice + "\n")
