@@ -356,9 +356,11 @@ def _tab_error(err: Exception, y: type[_Yaml], source: bytes | str, file: str,
         return None
     line = lines[mark.line]
     body = line.lstrip(" \t")
-    if "\t" not in line[:len(line) - len(body)]:
+    rest = body[1:] if body[:1] == "-" else ""
+    after_dash = rest[:len(rest) - len(rest.lstrip(" \t"))]     # `-<TAB>mode:` indents too
+    if "\t" not in line[:len(line) - len(body)] and "\t" not in after_dash:
         return None
-    item = body.startswith("- ") or body == "-"
+    item = body[:1] == "-" and (len(body) == 1 or body[1] in " \t")
     body = body[1:].lstrip(" \t") if item else body
     name = body.partition(":")[0].strip() if ":" in body else ""
     key = _stack_path(stack)

@@ -637,6 +637,8 @@ YAML_ERRORS = [
      ["tabs are not allowed for indentation"]),
     ("tab before an item", b"headers: {alias: a}\nexports:\n\t- mode: Tmpfs\n", 3,
      "exports[0].mode", ["tabs are not allowed for indentation"]),
+    ("tab after an item's dash", b"headers: {alias: a}\nexports:\n  -\tmode: Tmpfs\n"
+     b"    mount: /t\n", 3, "exports[0].mode", ["tabs are not allowed for indentation"]),
     ("tab in a block scalar", b"headers:\n  alias: a\n  info: |\n    x\n\ty\n", 5,
      "headers.info", ["tabs are not allowed for indentation"]),
 ]
