@@ -2,7 +2,7 @@
 """Controls benchmark: the launch cost each control adds to the stock family, vs bwrap.
 
 Run as root from the checkout (after ./tools/setup.sh):
-    .venv/bin/python bench/bench_controls.py [--runs 300] [--quick] [--json FILE]
+    .venv/bin/python bench/bench_controls.py [--runs 300] [--quick] [--json FILE] [--cgroup-entry]
 
 Every variant is the stock two-level family (root + leaf templates) with one control
 added in the root node's config; its plan is compiled once, then launched by a small C
@@ -11,7 +11,9 @@ cleanup: what the native redwrap does with a cached plan), timed (interleaved
 rounds, redpak.benchsuite) against bwrap's plain launch of the same mounts, in 5 rounds
 that each time every variant in turn (noise hits them alike). Reports the
 median and p95 of each, the cost each control adds, the cost per node of cgroups (2- and
-4-node families), and the plan compile time. Never a pass/fail: it prints figures.
+4-node families), the plan compile time and, where the controllers are on cgroup v2, the
+cost of entering the node's cgroup by clone3(CLONE_INTO_CGROUP) against the cgroup.procs
+write (--cgroup-entry: that alone, e.g. in the v2 lane's guest). Never a pass/fail.
 """
 
 from __future__ import annotations
@@ -58,16 +60,20 @@ int main(int argc, char **argv)
     char what[256];
     void *buf;
     long len;
-    int status, loops = 1;
+    int status = 0, loops = 1;
+    struct rp_launch_opts opts = {0};
     FILE *f;
 
-    if (argc > 2 && !strcmp(argv[1], "-n")) { /* -n N: N launches, phases printed in µs */
-        loops = atoi(argv[2]);
+    while (argc > 2 && (!strcmp(argv[1], "-n") || !strcmp(argv[1], "-d"))) {
+        if (argv[1][1] == 'n') /* -n N: N launches, phases printed in µs */
+            loops = atoi(argv[2]);
+        else                   /* -d MASK: RP_FEAT_* forced off */
+            opts.disable = (unsigned)strtoul(argv[2], NULL, 0);
         argv += 2;
         argc -= 2;
     }
     if (argc < 4 || strcmp(argv[2], "--"))
-        return fprintf(stderr, "usage: %s [-n N] PLAN -- PROGRAM [ARGS]\n", argv[0]), 125;
+        return fprintf(stderr, "usage: %s [-n N] [-d MASK] PLAN -- PROGRAM [ARGS]\n", argv[0]), 125;
     f = fopen(argv[1], "rb");
     if (!f || fseek(f, 0, SEEK_END) < 0 || (len = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) < 0 ||
         posix_memalign(&buf, 8, (size_t)len) || fread(buf, 1, (size_t)len, f) != (size_t)len)
@@ -77,7 +83,7 @@ int main(int argc, char **argv)
         return fprintf(stderr, "%s\n", err.msg), 125;
     for (int i = 0; i < loops; i++) {
         double t0 = now_us(), t1, t2;
-        if (rp_launch(buf, (size_t)len, argv + 3, NULL, &child, &err) < 0)
+        if (rp_launch(buf, (size_t)len, argv + 3, &opts, &child, &err) < 0)
             return fprintf(stderr, "%s: %s\n", rp_step_name(err.step), err.msg), 125;
         t1 = now_us();
         status = rp_wait(&child, &err);
@@ -141,6 +147,42 @@ def in_process(driver: str, cmds: dict[str, list[str]], runs: int) -> dict[str, 
             for n, rows in got.items()}
 
 
+def cgroup_entry(driver: str, plan, path: str, runs: int) -> dict | None:
+    """A cgroup launch started in its v2 cgroup by clone3(CLONE_INTO_CGROUP) against the
+    same launch with the feature forced off (the launcher writes cgroup.procs), interleaved
+    in one run: whole launches (ms) and rp_launch alone (µs, 10 in a loop per process).
+    None where the plan has no v2 cgroup or the kernel lacks the flag (hybrid hosts)."""
+    from redpak import _core
+    from redpak.planfile import CgroupAction
+    if not any(op.action is CgroupAction.ATTACH and op.file != "tasks" for op in plan.cgroup):
+        return None
+    if not _core.features() & _core.FEAT_INTO_CGROUP:
+        return None
+    off = ["-d", hex(_core.FEAT_INTO_CGROUP)]
+    cmds = {"into-cgroup": [driver, path, "--", TRUE],
+            "cgroup.procs": [driver, *off, path, "--", TRUE]}
+    samples: dict[str, list[float]] = {name: [] for name in cmds}
+    for _ in range(5):
+        for name, got in timed(cmds, max(10, runs // 5)).items():
+            samples[name] += got
+    launch: dict[str, list[float]] = {name: [] for name in cmds}
+    for _ in range(max(1, runs // 10)):
+        for name, argv in cmds.items():
+            out = subprocess.run([driver, "-n", "10", *argv[1:]], capture_output=True,
+                                 text=True, check=True).stdout
+            launch[name] += [float(line.split()[0]) for line in out.splitlines()]
+    med = {name: stats(s)[0] for name, s in samples.items()}
+    rp = {name: statistics.median(v) for name, v in launch.items()}
+    print("\n## entering the node's cgroup (v2): clone3(CLONE_INTO_CGROUP) vs cgroup.procs")
+    print(f"  {'path':<14} {'launch ms':>10} {'p95':>8} {'rp_launch µs':>13}")
+    for name, s in samples.items():
+        print(f"  {name:<14} {med[name]:10.3f} {stats(s)[1]:8.3f} {rp[name]:13.0f}")
+    ratio = med["into-cgroup"] / med["cgroup.procs"]
+    print(f"  into-cgroup / cgroup.procs: launch {ratio:.2f}, "
+          f"rp_launch {rp['into-cgroup'] / rp['cgroup.procs']:.2f}")
+    return {"launch_ms": med, "rp_launch_us": rp, "ratio": ratio}
+
+
 def compile_time(app: str, runs: int = 20) -> float:
     from redpak.plan import build_plan
     times = []
@@ -156,6 +198,9 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=300)
     ap.add_argument("--quick", action="store_true", help="100 runs")
     ap.add_argument("--json", help="also write the figures to this file")
+    ap.add_argument("--cgroup-entry", action="store_true",
+                    help="only the cost of entering a v2 cgroup: CLONE_INTO_CGROUP vs "
+                    "cgroup.procs (for the cgroup v2 VM guest, where the rest is too slow)")
     args = ap.parse_args()
     runs = 100 if args.quick else args.runs
     if os.geteuid() != 0:
@@ -175,6 +220,20 @@ def main() -> int:
     os.chmod(tmp, 0o755)
     try:
         driver = build_driver(tmp)
+        if args.cgroup_entry:
+            extra, nested = VARIANTS["cgroups"]
+            plan = build_plan(make_family(os.path.join(tmp, "cgroups"), extra, nested)).plan
+            path = os.path.join(tmp, "cgroups.plan")
+            with open(path, "wb") as f:
+                f.write(plan.encode())
+            report["cgroup_entry"] = cgroup_entry(driver, plan, path, runs)
+            if report["cgroup_entry"] is None:
+                print("\nno cgroup v2 controllers here, or no CLONE_INTO_CGROUP: nothing to "
+                      "compare (run it in the v2 lane's guest)")
+            if args.json:
+                with open(args.json, "w") as f:
+                    json.dump(report, f, indent=2)
+            return 0
         cmds: dict[str, list[str]] = {}
         compile_ms: dict[str, float] = {}
         for name, (extra, nested) in VARIANTS.items():
@@ -220,6 +279,10 @@ def main() -> int:
             added = "" if name == "base" else f"{launch + wait + clean - base_total:+7.0f}"
             print(f"  {name:<16} {launch:9.0f} {wait:8.0f} {clean:8.0f} {added:>7}")
         report["phases_us"] = phases
+        with open(cmds["cgroups"][1], "rb") as f:
+            from redpak.planfile import LaunchPlan
+            report["cgroup_entry"] = cgroup_entry(driver, LaunchPlan.decode(f.read()),
+                                                  cmds["cgroups"][1], runs)
         print("\n## plan compile time (ms, median of 20; the seccomp filter is built here)")
         for name, ms in compile_ms.items():
             print(f"  {name:<16} {ms:8.2f}")

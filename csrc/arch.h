@@ -25,6 +25,7 @@
 #define RP_NR_close_range    436
 #define RP_NR_openat2        437
 #define RP_NR_mount_setattr  442
+#define RP_NR_open_tree_attr 467  /* Linux 6.15 */
 
 #define RP_RESOLVE_NO_XDEV       0x01
 #define RP_RESOLVE_NO_MAGICLINKS 0x02
@@ -47,8 +48,9 @@ struct rp_mount_attr {
     uint64_t userns_fd;
 };
 
-#define RP_CLONE_PIDFD     0x00001000ULL
-#define RP_CLONE_NEWTIME   0x00000080ULL
+#define RP_CLONE_PIDFD       0x00001000ULL
+#define RP_CLONE_NEWTIME     0x00000080ULL
+#define RP_CLONE_INTO_CGROUP 0x200000000ULL /* 5.7, cgroup v2 only */
 struct rp_clone_args {
     uint64_t flags;
     uint64_t pidfd;
@@ -58,7 +60,12 @@ struct rp_clone_args {
     uint64_t stack;
     uint64_t stack_size;
     uint64_t tls;
+    uint64_t set_tid;      /* VER1 (5.5) */
+    uint64_t set_tid_size;
+    uint64_t cgroup;       /* VER2 (5.7): a cgroup v2 directory's descriptor */
 };
+#define RP_CLONE_ARGS_SIZE_VER0 64
+#define RP_CLONE_ARGS_SIZE_VER2 88
 
 #define RP_CLOSE_RANGE_CLOEXEC (1U << 2)
 

@@ -1,7 +1,8 @@
 /* cgroups of a node: before clone the launcher checks the plan still matches
  * its own cgroup, creates the family's nested cgroups, writes their limits and
  * makes the node's own cgroup below the leaf's; the child joins it first thing
- * (v1), or the launcher moves it there before releasing it (v2). After the
+ * (v1), or clone3(CLONE_INTO_CGROUP) starts it there (v2, Linux 5.7), or else
+ * the launcher moves it there before releasing it (v2). After the
  * node exits, the launcher removes them.
  * Works the same on cgroup v2 and on v1 hierarchies: the plan (controls.py)
  * names the files; this file only runs the ops. */
@@ -169,11 +170,19 @@ static uint32_t new_id(uint32_t previous)
     return id;
 }
 
+void rp_cgroup_close_into(struct rp_cgroups *cg)
+{
+    if (cg->into_fd >= 0)
+        close(cg->into_fd);
+    cg->into_fd = -1;
+}
+
 void rp_cgroup_close(struct rp_cgroups *cg)
 {
     for (int i = 0; i < cg->nfds; i++)
         close(cg->fds[i]);
     cg->nfds = 0;
+    rp_cgroup_close_into(cg);
 }
 
 /* Undo this pass's run directories (those of ATTACH ops before `end`): empty,
@@ -292,11 +301,38 @@ int rp_cgroup_by_launcher(const struct rp_plan *plan)
     return 0;
 }
 
-/* Launcher, before GO: ATTACH ops through cgroup.procs (v2) get the child's pid. */
+/* Launcher, before clone, on a kernel with CLONE_INTO_CGROUP: 1 with
+ * cg->into_fd open on the run directory of the one v2 ATTACH, for the node to
+ * start there (v1 hierarchies, if any, are still joined through tasks);
+ * 0 when the plan has none or it cannot be opened (the attach then does). */
+int rp_cgroup_open_into(const struct rp_plan *plan, struct rp_cgroups *cg)
+{
+    char path[PATH_MAX];
+    int found = -1;
+
+    for (uint32_t i = 0; i < plan->ncgroup; i++) {
+        const struct rp_cgroup_op *op = &plan->cgroup[i];
+        if (op->op != RP_CGROUP_ATTACH || !strcmp(rp_plan_str(plan, op->file), "tasks"))
+            continue;
+        if (found >= 0)
+            return 0; /* one v2 hierarchy at most: not a plan of ours */
+        found = (int)i;
+    }
+    if (found < 0)
+        return 0;
+    run_dir(path, rp_plan_str(plan, plan->cgroup[found].path), cg->owner, cg->id);
+    cg->into_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    return cg->into_fd >= 0;
+}
+
+/* Launcher, before GO: ATTACH ops through cgroup.procs (v2) get the child's
+ * pid, unless clone already placed it (CLONE_INTO_CGROUP). */
 int rp_cgroup_attach(const struct rp_plan *plan, const struct rp_cgroups *cg, pid_t pid, struct rp_error *err)
 {
     char path[PATH_MAX], num[16];
 
+    if (cg->placed)
+        return 0;
     rp_format(num, sizeof(num), "%d", (int)pid);
     for (uint32_t i = 0; i < plan->ncgroup; i++) {
         const struct rp_cgroup_op *op = &plan->cgroup[i];
@@ -324,6 +360,7 @@ int rp_cgroup_join(struct rp_ctx *ctx, struct rp_error *err)
         close(ctx->cg.fds[i]);
     }
     ctx->cg.nfds = 0;
+    rp_cgroup_close_into(&ctx->cg); /* the launcher's, for clone */
     return 0;
 }
 

@@ -35,6 +35,8 @@ struct rp_cgroups {
     uint32_t id;
     int nfds;
     int fds[RP_MAX_JOIN_FDS];    /* tasks files the child joins through      */
+    int into_fd;                 /* the v2 run directory, for CLONE_INTO_CGROUP */
+    int placed;                  /* clone put the node there: no v2 attach   */
 };
 
 struct rp_ctx {
@@ -78,6 +80,10 @@ struct rp_ctx {
     unsigned long long bind_dev, bind_ino; /* its root                          */
     int bind_dir;                /* its root is a directory                      */
     char parent_path[4096];      /* its path in the new root; "" = none       */
+    const char *beneath_dir;     /* node directory of the last BENEATH source (in
+                                  * the plan), resolved as on the host; NULL = none */
+    size_t beneath_len;
+    int beneath_fd;              /* O_PATH: it; valid with beneath_dir          */
     struct rp_cgroups cg;        /* the launch's own cgroups                  */
 };
 
@@ -119,6 +125,8 @@ void rp_init_run(struct rp_ctx *ctx, pid_t program) __attribute__((noreturn));
 int rp_cgroup_check(const struct rp_plan *plan, struct rp_error *err);
 int rp_cgroup_prepare(const struct rp_plan *plan, struct rp_cgroups *cg, struct rp_error *err);
 void rp_cgroup_close(struct rp_cgroups *cg);
+int rp_cgroup_open_into(const struct rp_plan *plan, struct rp_cgroups *cg);
+void rp_cgroup_close_into(struct rp_cgroups *cg);
 int rp_cgroup_attach(const struct rp_plan *plan, const struct rp_cgroups *cg, pid_t pid, struct rp_error *err);
 int rp_cgroup_by_launcher(const struct rp_plan *plan);
 int rp_cgroup_join(struct rp_ctx *ctx, struct rp_error *err);

@@ -5,11 +5,14 @@
  *
  * Processes: the launcher clones C0 with the new namespaces (one clone3, no
  * unshare; the launcher writes the user namespace maps as soon as it
- * returns). When namespaces must be joined first (or a time namespace is
- * asked for and only the legacy clone exists), C0 joins, unshares, and forks
- * C1 with CLONE_PARENT, so C1 is still the launcher's child. With a new pid
- * namespace, C1 (C0 on the fast path) is pid 1: it forks the program with
- * CLONE_VM|CLONE_VFORK and then stays as the node's init.
+ * returns). With a v2 cgroup, clone3 starts C0 in it (CLONE_INTO_CGROUP)
+ * where the kernel takes it; else the launcher writes C0's pid to cgroup.procs
+ * before GO (v1: C0 joins by itself, first thing). When namespaces must be
+ * joined first (or a time namespace is asked for and only the legacy clone
+ * exists), C0 joins, unshares, and forks C1 with CLONE_PARENT, so C1 is
+ * still the launcher's child. With a new pid namespace, C1 (C0 on the fast
+ * path) is pid 1: it forks the program with CLONE_VM|CLONE_VFORK and then
+ * stays as the node's init.
  * Child and launcher talk over a SOCK_SEQPACKET pair (struct rp_msg); the
  * child's end is close-on-exec, so EOF after RP_MSG_EXEC means exec'd.
  * rp_launch_early() adds a pipe on which pid 1 sends the program's status
@@ -65,14 +68,24 @@ unsigned rp_features(void)
         f |= RP_FEAT_CLOSE_RANGE;
     if (syscall(RP_NR_fsopen, NULL, 0) < 0 && errno != ENOSYS)
         f |= RP_FEAT_MOUNT_API;
+    if (syscall(RP_NR_open_tree_attr, -1, "", 0, NULL, 0) < 0 && errno != ENOSYS)
+        f |= RP_FEAT_OPEN_TREE_ATTR;
     fd = syscall(RP_NR_pidfd_open, getpid(), 0);
     if (fd >= 0) {
         f |= RP_FEAT_PIDFD;
         close((int)fd);
     }
     /* a size below the first version: EINVAL where clone3 exists (5.3) */
-    if (syscall(RP_NR_clone3, NULL, 0) < 0 && errno == EINVAL)
+    if (syscall(RP_NR_clone3, NULL, 0) < 0 && errno == EINVAL) {
+        /* the cgroup field set: E2BIG where the kernel's clone_args end before
+         * it (no CLONE_INTO_CGROUP), else EINVAL for the bad exit signal,
+         * checked once the struct is copied (5.7); no process is made */
+        struct rp_clone_args ca = {.exit_signal = ~0ULL, .cgroup = 1};
+
         f |= RP_FEAT_CLONE3;
+        if (syscall(RP_NR_clone3, &ca, RP_CLONE_ARGS_SIZE_VER2) < 0 && errno == EINVAL)
+            f |= RP_FEAT_INTO_CGROUP;
+    }
     features = f;
     __atomic_store_n(&probed, 1, __ATOMIC_RELEASE);
     return f;
@@ -439,8 +452,9 @@ static int child_entry(void *arg)
 /* ---- parent side --------------------------------------------------------- */
 
 /* Clones the node's first process with the namespaces in flags (none on the
- * slow path: it unshares them itself). clone3 needs no stack: the child runs
- * on a copy of ours, like after fork. Returns its pid, or -1 with errno. */
+ * slow path: it unshares them itself), straight into its v2 cgroup when
+ * ctx->cg.into_fd is open. clone3 needs no stack: the child runs on a copy
+ * of ours, like after fork. Returns its pid, or -1 with errno. */
 static pid_t clone_node(struct rp_ctx *ctx, unsigned long flags, int *pidfd)
 {
     char *stack;
@@ -449,8 +463,14 @@ static pid_t clone_node(struct rp_ctx *ctx, unsigned long flags, int *pidfd)
 
     if (ctx->features & RP_FEAT_CLONE3) {
         struct rp_clone_args ca = {.flags = flags, .pidfd = (uint64_t)(uintptr_t)pidfd, .exit_signal = SIGCHLD};
+        size_t size = RP_CLONE_ARGS_SIZE_VER0;
 
-        pid = (pid_t)syscall(RP_NR_clone3, &ca, sizeof(ca));
+        if (ctx->cg.into_fd >= 0) {
+            ca.flags |= RP_CLONE_INTO_CGROUP;
+            ca.cgroup = (uint64_t)ctx->cg.into_fd;
+            size = RP_CLONE_ARGS_SIZE_VER2;
+        }
+        pid = (pid_t)syscall(RP_NR_clone3, &ca, size);
         if (pid == 0) {
             child_entry(ctx);
             _exit(RP_EXIT_SETUP); /* not reached */
@@ -763,7 +783,7 @@ static int launch(const void *buf, size_t len, char *const argv[], const struct 
     ctx.features = rp_features() & ~opts->disable;
     ctx.cap_last = rp_cap_last();
     ctx.host_fd = ctx.root_fd = ctx.parent_fd = ctx.stage_fd = ctx.proc_fd = -1;
-    ctx.status_fd = ctx.parent_status_fd = ctx.smack_fd = -1;
+    ctx.status_fd = ctx.parent_status_fd = ctx.smack_fd = ctx.cg.into_fd = -1;
     /* the legacy clone cannot make a time namespace (its flag is in CSIGNAL) */
     ctx.slow_path = plan.njoins > 0 || ((plan.proc->new_ns & RP_NS_TIME) && !(ctx.features & RP_FEAT_CLONE3));
     ctx.need_parent = (plan.proc->new_ns & RP_NS_USER) || rp_cgroup_by_launcher(&plan);
@@ -771,6 +791,9 @@ static int launch(const void *buf, size_t len, char *const argv[], const struct 
         goto out;
     if (rp_cgroup_prepare(&plan, &ctx.cg, err) < 0) /* dirs, limits, the node's own cgroup */
         goto out;
+    if ((ctx.features & RP_FEAT_CLONE3) && (ctx.features & RP_FEAT_INTO_CGROUP) &&
+        rp_cgroup_open_into(&plan, &ctx.cg))
+        ctx.need_parent = (plan.proc->new_ns & RP_NS_USER) != 0; /* clone places the node */
     child->cgroup_owner = ctx.cg.owner;
     child->cgroup_id = ctx.cg.id;
 
@@ -792,6 +815,12 @@ static int launch(const void *buf, size_t len, char *const argv[], const struct 
         goto out;
     err->step = RP_STEP_SPAWN;
     c0 = clone_node(&ctx, flags, &pidfd);
+    if (c0 < 0 && ctx.cg.into_fd >= 0) { /* refused (no permission there, a filter): attach as before */
+        rp_cgroup_close_into(&ctx.cg);
+        ctx.need_parent = 1;
+        c0 = clone_node(&ctx, flags, &pidfd);
+    }
+    ctx.cg.placed = c0 > 0 && ctx.cg.into_fd >= 0;
     e = errno;
     if (rp_smack_launcher_restore(&ctx, err) < 0) {
         reap(c0);

@@ -13,7 +13,8 @@
  *
  * Each op then, with mount_setattr() too (Linux 5.12, new_api()): the mount
  * is built detached (open_tree of the resolved source, or fsmount of a fresh
- * file system), gets its flags (read-only...) while nobody can see it, and is
+ * file system), gets its flags (read-only...) while nobody can see it (in the
+ * same call with open_tree_attr(), Linux 6.15), and is
  * attached with move_mount() on a name created in a directory we hold; the
  * name is never followed, and is checked afterwards to show the mount's root.
  * The fallback: mount(2) naming descriptors through /proc/self/fd/N, the
@@ -232,6 +233,27 @@ static int walk_beneath(int dfd, const char *src, size_t skip, struct rp_error *
     }
 }
 
+/* The node directory of a BENEATH source, resolved as on the host (path:
+ * its text, NUL-terminated; blob: the same n bytes in the plan). The ops of
+ * one family share it: resolved once per launch, the fd kept (borrowed by
+ * the caller) until an op names another. Returns the fd or -errno. */
+static int beneath_dir(struct rp_ctx *ctx, const char *path, const char *blob, size_t n)
+{
+    int fd;
+
+    if (ctx->beneath_dir && ctx->beneath_len == n && !memcmp(ctx->beneath_dir, blob, n))
+        return ctx->beneath_fd;
+    fd = resolve(ctx, ctx->host_fd, path, 0);
+    if (fd < 0)
+        return fd;
+    if (ctx->beneath_dir)
+        close(ctx->beneath_fd);
+    ctx->beneath_dir = blob;
+    ctx->beneath_len = n;
+    ctx->beneath_fd = fd;
+    return fd;
+}
+
 /* The O_PATH fd of a bind's source: resolved as on the host, or with
  * RP_MOUNT_BENEATH, its node directory resolved as on the host and the rest
  * opened beneath it with no symlink followed (openat2 when the kernel has
@@ -252,7 +274,7 @@ static int open_bind_source(struct rp_ctx *ctx, const struct rp_mount *m, struct
     }
     memcpy(dir, rp_plan_blob(ctx->plan, m->data), n); /* validated: n < strlen(src) */
     dir[n] = '\0';
-    dfd = resolve(ctx, ctx->host_fd, dir, 0);
+    dfd = beneath_dir(ctx, dir, rp_plan_blob(ctx->plan, m->data), n);
     if (dfd < 0)
         return rp_fail_path(err, -dfd, dir, "node directory %s of bind source %s", dir, src);
     if (ctx->features & RP_FEAT_OPENAT2) {
@@ -265,16 +287,14 @@ static int open_bind_source(struct rp_ctx *ctx, const struct rp_mount *m, struct
 
         while ((r = syscall(RP_NR_openat2, dfd, rest, &how, sizeof(how))) < 0 && errno == EAGAIN)
             ;
-        if (r >= 0) {
-            close(dfd);
+        if (r >= 0)
             return (int)r;
-        }
-        if (errno != ELOOP && errno != EXDEV && errno != ENOTDIR && errno != EINVAL) {
-            int e = errno;
-            close(dfd);
-            return rp_fail_path(err, e, src, "bind source %s", src);
-        }
+        if (errno != ELOOP && errno != EXDEV && errno != ENOTDIR && errno != EINVAL)
+            return rp_fail_path(err, errno, src, "bind source %s", src);
     }
+    dfd = fcntl(dfd, F_DUPFD_CLOEXEC, 0); /* walk_beneath consumes it */
+    if (dfd < 0)
+        return rp_fail_path(err, errno, dir, "node directory %s of bind source %s", dir, src);
     return walk_beneath(dfd, src, n, err); /* names the link (or fails as openat2 did) */
 }
 
@@ -647,17 +667,23 @@ fail:;
 }
 
 /* A detached copy of the mount tree at sfd (recursive: with its submounts),
- * with attrs (MOUNT_ATTR_*) set on every mount of it. */
-static int clone_tree(int sfd, int recursive, unsigned attrs, const char *path, struct rp_error *err)
+ * with attrs (MOUNT_ATTR_*) set on every mount of it: in one call with
+ * open_tree_attr() (Linux 6.15), else open_tree() then mount_setattr(). */
+static int clone_tree(const struct rp_ctx *ctx, int sfd, int recursive, unsigned attrs, const char *path,
+                      struct rp_error *err)
 {
     struct rp_mount_attr a = {.attr_set = attrs};
-    int tree = (int)syscall(RP_NR_open_tree_, sfd, "",
-                            OPEN_TREE_CLONE_ | O_CLOEXEC | AT_EMPTY_PATH | (recursive ? RP_AT_RECURSIVE : 0));
+    unsigned flags = OPEN_TREE_CLONE_ | O_CLOEXEC | AT_EMPTY_PATH | (recursive ? RP_AT_RECURSIVE : 0);
+    int fused = attrs && (ctx->features & RP_FEAT_OPEN_TREE_ATTR), tree;
 
+    tree = fused ? (int)syscall(RP_NR_open_tree_attr, sfd, "", flags, &a, sizeof(a))
+                 : (int)syscall(RP_NR_open_tree_, sfd, "", flags);
+    if (tree < 0 && fused)
+        return rp_fail_path(err, errno, path, "copy the mount tree for %s read-only%s", path, mount_hint(errno));
     if (tree < 0)
         return rp_fail_path(err, errno, path, "copy the mount tree for %s%s", path, mount_hint(errno));
-    if (attrs && syscall(RP_NR_mount_setattr, tree, "", AT_EMPTY_PATH | (recursive ? RP_AT_RECURSIVE : 0), &a,
-                         sizeof(a)) < 0) {
+    if (attrs && !fused &&
+        syscall(RP_NR_mount_setattr, tree, "", AT_EMPTY_PATH | (recursive ? RP_AT_RECURSIVE : 0), &a, sizeof(a)) < 0) {
         int e = errno;
         close(tree);
         return rp_fail_path(err, e, path, "make %s read-only", path);
@@ -818,7 +844,7 @@ static int bind_detached(struct rp_ctx *ctx, const struct rp_mount *m, struct rp
         st.st_dev = (dev_t)ctx->bind_dev;
         st.st_ino = (ino_t)ctx->bind_ino;
         dir = ctx->bind_dir;
-        tree = clone_tree(sfd, dir, 0, dst, err);
+        tree = clone_tree(ctx, sfd, dir, 0, dst, err);
     } else {
         if (prev)
             close(ctx->bind_tree);
@@ -837,7 +863,7 @@ static int bind_detached(struct rp_ctx *ctx, const struct rp_mount *m, struct rp
             close(sfd);
             return -1;
         }
-        tree = clone_tree(sfd, dir,
+        tree = clone_tree(ctx, sfd, dir,
                           (ro ? RP_MOUNT_ATTR_RDONLY : 0) | (m->flags & RP_MOUNT_NOEXEC ? MOUNT_ATTR_NOEXEC_ : 0), dst,
                           err);
     }
@@ -958,7 +984,7 @@ static int proc_knobs(struct rp_ctx *ctx, int proc_fd, const char *dst, struct r
                 close(kfd);
             return -1;
         }
-        tree = clone_tree(kfd, 1, RP_MOUNT_ATTR_RDONLY, path, err);
+        tree = clone_tree(ctx, kfd, 1, RP_MOUNT_ATTR_RDONLY, path, err);
         close(kfd);
         if (tree < 0)
             return -1;
@@ -1085,7 +1111,7 @@ static int dev_fill(struct rp_ctx *ctx, int dev_fd, const char *dst, struct rp_e
             close(sfd);
             return -1;
         }
-        tree = clone_tree(sfd, 0, 0, path, err);
+        tree = clone_tree(ctx, sfd, 0, 0, path, err);
         close(sfd);
         if (tree < 0)
             return -1;
@@ -1218,7 +1244,7 @@ static int content_file(struct rp_ctx *ctx, const struct rp_mount *m, uint32_t i
     }
     r = -1;
     if (new_api(ctx)) {
-        tfd = clone_tree(fd, 0, m->flags & RP_MOUNT_RDONLY ? RP_MOUNT_ATTR_RDONLY : 0, dst, err);
+        tfd = clone_tree(ctx, fd, 0, m->flags & RP_MOUNT_RDONLY ? RP_MOUNT_ATTR_RDONLY : 0, dst, err);
         if (tfd < 0)
             goto out;
         r = attach(ctx, tfd, dst, T_FILE, 0644, &st, "bind", "content", err);
@@ -1449,6 +1475,9 @@ int rp_mount_apply(struct rp_ctx *ctx, struct rp_error *err)
     if (ctx->bind_op)
         close(ctx->bind_tree);
     ctx->bind_op = NULL;
+    if (ctx->beneath_dir)
+        close(ctx->beneath_fd);
+    ctx->beneath_dir = NULL;
     return 0;
 }
 

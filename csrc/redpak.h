@@ -380,6 +380,8 @@ int rp_plan_check_deps(const struct rp_plan *plan, char *const envp[], struct rp
 #define RP_FEAT_PIDFD         0x08u
 #define RP_FEAT_MOUNT_API     0x10u  /* fsopen/fsmount/move_mount (5.2) */
 #define RP_FEAT_CLONE3        0x20u  /* clone3: one clone makes every namespace, time too (5.3) */
+#define RP_FEAT_INTO_CGROUP   0x40u  /* clone3 CLONE_INTO_CGROUP: the node starts in its v2 cgroup (5.7) */
+#define RP_FEAT_OPEN_TREE_ATTR 0x80u /* open_tree_attr: a copy of a mount tree with its flags, one call (6.15) */
 
 struct rp_launch_opts {
     char *const *envp;        /* caller's environment for INHERIT; NULL = environ */

@@ -12,6 +12,9 @@ cdef extern from "redpak.h":
         RP_FEAT_CLOSE_RANGE
         RP_FEAT_PIDFD
         RP_FEAT_MOUNT_API
+        RP_FEAT_CLONE3
+        RP_FEAT_INTO_CGROUP
+        RP_FEAT_OPEN_TREE_ATTR
         RP_LAUNCH_OWN_LIFE
 
     struct rp_error:

@@ -107,6 +107,33 @@ def test_export_fit_is_the_least_squares_line_of_the_points(run):
     assert row["counts"] == doc["exports"]["counts"] and max(row["counts"]) == 1000
     fit = stats.linear_fit(row["counts"], row["median_ms"])
     assert close(doc["exports"]["fit"]["redwrap"]["us_per_export"], fit["slope"] * 1000)
+    # linearity: the marginal cost per segment, the last one a figure with the fit's r²
+    segs = doc["exports"]["fit"]["redwrap"]["segments"]
+    pairs = list(zip(row["counts"], row["median_ms"]))
+    assert [(s["from"], s["to"]) for s in segs] == [(a, b) for (a, _), (b, _) in
+                                                    zip(pairs, pairs[1:])]
+    (a, ma), (b, mb) = pairs[-2:]
+    assert close(segs[-1]["us_per_export"], (mb - ma) / (b - a) * 1000)
+    assert close(doc["figures"]["exports.redwrap.marginal_us_per_export"]["value"],
+                 segs[-1]["us_per_export"])
+    assert close(doc["figures"]["exports.redwrap.r2"]["value"], fit["r2"])
+
+
+def test_summary_prints_the_goals_beside_the_figures(run):
+    _, doc, err = run
+    for name, goal in (("exports.redwrap.us_per_export", "≤ 10"),
+                       ("exports.redwrap.marginal_us_per_export", "≤ 10"),
+                       ("latency.redwrap 2-level cold.median", "≤ 80")):
+        fig = doc["figures"][name]
+        assert fig["goal"] == schema.GOALS[name]
+        line = next(line for line in err.splitlines() if line.strip().startswith(name + " "))
+        met = "met" if fig["value"] <= fig["goal"] else "MISSED"
+        assert line.endswith(f"goal {goal} {met}"), line
+    if "ratio.redwrap/unshare" in doc["figures"]:
+        assert doc["figures"]["ratio.redwrap/unshare"]["goal"] == 1.3
+        assert any(line.strip().startswith("ratio.redwrap/unshare ") and "goal ≤ 1.3" in line
+                   for line in err.splitlines())
+    assert "exports.redwrap linearity: 0→250" in err
 
 
 def test_memory_sharing_claim_holds(run):

@@ -10,6 +10,7 @@ import errno
 import fcntl
 import os
 import pwd
+import re
 import shutil
 import signal
 import subprocess
@@ -45,7 +46,7 @@ from redpak import _core
 
 REPO = Path(__file__).resolve().parents[2]
 ALL_FEATURES = (_core.FEAT_OPENAT2 | _core.FEAT_MOUNT_SETATTR | _core.FEAT_CLOSE_RANGE
-                | _core.FEAT_PIDFD | _core.FEAT_MOUNT_API)
+                | _core.FEAT_PIDFD | _core.FEAT_MOUNT_API | _core.FEAT_OPEN_TREE_ATTR)
 
 
 def _capbnd() -> int:
@@ -242,7 +243,16 @@ def test_bind_ro_is_really_read_only_and_rw_writes_through(probe, hostdir, disab
     assert (hostdir / "f").read_text() == "file\nx\n"
 
 
-@pytest.mark.parametrize("disable", [0, _core.FEAT_MOUNT_SETATTR], ids=["setattr", "remount"])
+def test_open_tree_attr_is_used_where_the_kernel_has_it():
+    """open_tree_attr() (Linux 6.15) copies a mount tree and sets its flags in one call: the
+    probe finds it exactly on the kernels that have it (the fallback, open_tree() then
+    mount_setattr(), is exercised by disabling the feature)."""
+    release = tuple(int(x) for x in re.match(r"(\d+)\.(\d+)", os.uname().release).groups())
+    assert bool(_core.features() & _core.FEAT_OPEN_TREE_ATTR) == (release >= (6, 15))
+
+
+@pytest.mark.parametrize("disable", [0, _core.FEAT_OPEN_TREE_ATTR, _core.FEAT_MOUNT_SETATTR],
+                         ids=["open_tree_attr", "setattr", "remount"])
 def test_read_only_bind_leaves_no_writable_submount(probe, hostdir, disable):
     (hostdir / "src/sub").mkdir(parents=True)
     subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(hostdir / "src/sub")], check=True)
@@ -777,12 +787,23 @@ def test_reserved_sections_fail_closed(probe, hostdir):
 # ---- fail closed under injected errors ------------------------------------------------------
 
 DRIVER = """
-import sys
+import ctypes, os, struct, sys
 from redpak import _core
 from redpak.errors import LaunchError
+deny = int(os.environ.get("RP_TEST_DENY_NR", "0"))
+if deny:  # a system call strace cannot inject into fails with EPERM, every time
+    ret, ld, jeq = 0x06, 0x20, 0x15
+    insns = [(ld, 0, 0, 0), (jeq, 0, 1, deny), (ret, 0, 0, 0x00050000 | 1), (ret, 0, 0, 0x7fff0000)]
+    code = b"".join(struct.pack("HBBI", *i) for i in insns)
+    buf = ctypes.create_string_buffer(code)
+    fprog = struct.pack("HxxxxxxQ", len(insns), ctypes.addressof(buf))
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.prctl(38, 1, 0, 0, 0) == 0  # PR_SET_NO_NEW_PRIVS
+    assert libc.prctl(22, 2, ctypes.c_char_p(fprog), 0, 0) == 0  # PR_SET_SECCOMP, FILTER
 plan = open(sys.argv[1], "rb").read()
 try:
-    status = _core.run(plan, sys.argv[2:])
+    status = _core.wait(_core.spawn(plan, sys.argv[2:],
+                                    disable=int(os.environ.get("RP_TEST_DISABLE", "0"))))
     print("STATUS", status)
 except LaunchError as err:
     print("LAUNCHERROR", err.step, err.errnum, err)
@@ -797,8 +818,12 @@ except LaunchError as err:
     ("pivot_root", [1]),
     ("fsmount", [1, 2, 6]),
     ("fsconfig", [1, 5, 12]),
+    # with open_tree_attr() (6.15) a read-only copy is one call: the two below are the
+    # fallback, reached with the feature disabled; open_tree_attr itself is denied by a
+    # seccomp filter (strace 6.1 does not know it)
     ("open_tree", [1, 2, 3, 8]),
     ("mount_setattr", [1, 2]),
+    ("open_tree_attr", [1]),
     ("move_mount", [1, 2, 5, 10, 18]),
     ("mkdirat", [1]),
     ("symlinkat", [1]),
@@ -806,7 +831,7 @@ except LaunchError as err:
     ("capset", [1]),
     ("umount2", [1]),
     ("openat2", [2, 4]),  # the first one is the feature probe: a fallback, not a failure
-    ("clone3", [2]),  # the first one is the feature probe
+    ("clone3", [3]),  # the first two are the feature probes (clone3, CLONE_INTO_CGROUP)
     ("sethostname", [1]),
     ("prctl", [1, 3]),
 ])
@@ -826,18 +851,51 @@ def test_fail_closed_under_injected_errors(probe, hostdir, tmp_path, syscall, wh
         plan_file.write_bytes(plan.encode())
         driver = tmp_path / "driver.py"
         driver.write_text(DRIVER)
+        env = dict(os.environ)
+        if syscall in ("open_tree", "mount_setattr"):
+            env["RP_TEST_DISABLE"] = str(_core.FEAT_OPEN_TREE_ATTR)
         for when in whens:
+            if syscall == "open_tree_attr":
+                if not _core.features() & _core.FEAT_OPEN_TREE_ATTR:
+                    pytest.skip("this kernel has no open_tree_attr (Linux 6.15)")
+                argv = [sys.executable]
+                env["RP_TEST_DENY_NR"] = "467"
+            else:
+                argv = ["strace", "-f", "-qq", "-o", "/dev/null", "-e", "trace=" + syscall,
+                        "-e", f"inject={syscall}:error=EPERM:when={when}", sys.executable]
             r = subprocess.run(
-                ["strace", "-f", "-qq", "-o", "/dev/null", "-e", "trace=" + syscall,
-                 "-e", f"inject={syscall}:error=EPERM:when={when}",
-                 sys.executable, str(driver), str(plan_file), "/probe", "write", "/out/marker"],
-                capture_output=True, text=True, timeout=60, check=False)
+                argv + [str(driver), str(plan_file), "/probe", "write", "/out/marker"],
+                capture_output=True, text=True, timeout=60, check=False, env=env)
             assert "LAUNCHERROR" in r.stdout or "STATUS 125" in r.stdout, (when, r.stdout,
                                                                            r.stderr)
             assert not (hostdir / "marker").exists(), f"{syscall} when={when}: probe ran"
     finally:
         if joins:
             subprocess.run(["ip", "netns", "delete", name], check=False)
+
+
+FEATURES = "from redpak import _core; print(_core.features(), _core.FEAT_CLONE3, " \
+           "_core.FEAT_INTO_CGROUP)"
+
+
+def test_clone_into_cgroup_is_probed_once_without_making_a_process():
+    """Linux 5.7 added CLONE_INTO_CGROUP with the cgroup field of clone_args: the probe
+    finds it on such a kernel, reports it absent when the kernel refuses the longer
+    struct (E2BIG, as every kernel before 5.7 does), and no probe makes a process."""
+    if not shutil.which("strace"):
+        pytest.skip("strace is not installed")
+    release = tuple(int(x) for x in os.uname().release.split("-")[0].split(".")[:2])
+    for inject, expect in ((None, release >= (5, 7)), ("E2BIG", False)):
+        opts = ["-e", f"inject=clone3:error={inject}:when=2"] if inject else []
+        r = subprocess.run(["strace", "-f", "-qq", "-e", "trace=clone3", *opts,
+                            sys.executable, "-c", FEATURES],
+                           capture_output=True, text=True, timeout=60, check=True)
+        feats, clone3, into = (int(x) for x in r.stdout.split())
+        assert feats & clone3, r.stderr
+        assert bool(feats & into) == expect, (inject, r.stderr)
+        calls = [ln for ln in r.stderr.splitlines() if "clone3(" in ln]
+        assert len(calls) == 2 and all(" = -1 E" in ln for ln in calls), r.stderr
+        assert "cgroup=1}, 88)" in calls[1], calls
 
 
 # ---- unprivileged caller ------------------------------------------------------------------

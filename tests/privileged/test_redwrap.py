@@ -1056,12 +1056,15 @@ def test_cached_path_execs_only_the_program(root_family, tmp_path):
     assert execs == [f'"{fam.caller.redwrap}"', '"/nodes/app/usr/bin/probe"'], log.read_text()
 
 
-def _calls_per_process(log: Path) -> int:
-    """The most calls any one traced process made (strace -f -o LOG lines: 'PID name(')."""
+def _calls_per_process(log: Path, name: str) -> int:
+    """The most calls of `name` any one traced process made (strace -f -o LOG lines: 'PID
+    name('). Only that name: an strace older than the kernel also shows the system calls
+    it does not know (open_tree_attr as 'syscall_0x1d3(' in strace 6.1) whatever the
+    filter, and cannot inject into them."""
     counts: dict[str, int] = {}
     for line in log.read_text().splitlines():
         pid, _, rest = line.partition(" ")
-        if "(" in rest and not rest.lstrip().startswith(("---", "+++", "<...")):
+        if rest.lstrip().startswith(name + "("):
             counts[pid] = counts.get(pid, 0) + 1
     return max(counts.values(), default=0)
 
@@ -1093,10 +1096,15 @@ def test_injected_setup_failures_fail_closed(root_family, tmp_path, syscall):
                             *fam.argv("probe", "exit", "0", opts=("-v",))])
         ok(r)
         assert "using the cached plan" in r.stderr
-        calls = _calls_per_process(log)
+        calls = _calls_per_process(log, syscall)
         if not calls:
             pytest.skip(f"this build of the C core makes no {syscall} call")
-        first = 2 if syscall == "openat2" else 1  # the first is a feature probe: fallback
+        # the first openat2 and mount_setattr are feature probes: a failure is a fallback
+        first = 2 if syscall in ("openat2", "mount_setattr") else 1
+        if calls < first:
+            pytest.skip(f"this build of the C core makes no {syscall} call but its probe (with "
+                        "open_tree_attr, Linux 6.15, read-only copies take one call: "
+                        "test_core.py injects into both paths)")
         whens = sorted({w for w in (first, first + 1, first + 2, calls // 2, calls - 1, calls)
                         if first <= w <= calls})
         for when in whens:

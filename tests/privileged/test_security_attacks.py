@@ -135,6 +135,46 @@ def test_core_opens_beneath_sources_without_following_links(probe, hostdir, disa
         assert str(node / "data" / path.split("/")[1]) in text, text
 
 
+def test_exports_of_one_directorys_children_never_show_their_siblings(family):
+    """Several exports of the same host directory's children (the same mode, targets side
+    by side, one source exported twice, as a launch might be tempted to group into one bind
+    of their common parent): the node sees exactly those children. A sibling file and a
+    sibling directory not exported stay invisible, by path, in a listing of the parent
+    target and in the node's mount table, on the cached path and the cold path."""
+    parent = family.hostdir("shared")
+    for name in ("a", "b", "hidden"):
+        (parent / name).mkdir()
+        (parent / name / "f").write_text(f"{name}\n")
+    (parent / "secret").write_text("sibling\n")
+    family.own()
+
+    def change(d):
+        export(d, "Restricted", "/shared/a", str(parent / "a"))
+        export(d, "Restricted", "/shared/b", str(parent / "b"))
+        export(d, "Restricted", "/shared/b2", str(parent / "b"))    # the same source again
+    family.edit(family.app, change)
+    for opts in ((), ("-f",)):                  # cached plan (after the first), cold path
+        for _ in range(2):
+            r = family.run("probe", "read", "/shared/a/f", "read", "/shared/b/f",
+                             "read", "/shared/b2/f", "stat", "/shared/secret",
+                             "stat", "/shared/hidden", "read", "/shared/hidden/f",
+                             "write", "/shared/a/x", "mounts", opts=opts)
+            ok(r)
+            lines = r.stdout.splitlines()
+            assert value(lines, "read /shared/a/f") == "a\\n"
+            assert value(lines, "read /shared/b/f") == value(lines, "read /shared/b2/f") == "b\\n"
+            assert value(lines, "stat /shared/secret") == "ENOENT"
+            assert value(lines, "stat /shared/hidden") == "ENOENT"
+            assert value(lines, "read /shared/hidden/f") == "ENOENT"
+            assert value(lines, "write /shared/a/x") == "EROFS"
+            roots = [ln.split()[4] for ln in lines if ln.startswith("mount ")]
+            assert not any(root.rstrip("/").endswith("/shared") for root in roots), roots
+            listing = family.run("/bin/ls", "-a", "/shared", opts=opts)
+            ok(listing)
+            assert sorted(listing.stdout.split()) == [".", "..", "a", "b", "b2"]
+    assert not (parent / "a" / "x").exists()
+
+
 # ---- item 3: chdir through a leaked descriptor, descriptors reaching the node -----------------
 
 def _leak_root_on(fd: int):

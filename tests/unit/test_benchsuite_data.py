@@ -12,7 +12,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from redpak.benchsuite import check, cli, families, machine, report, schema, stats, svg
+from redpak.benchsuite import (check, cli, families, machine, report, schema, sections, stats,
+                               svg)
 
 SVG_NS = "{http://www.w3.org/2000/svg}"
 
@@ -303,6 +304,69 @@ def test_check_notes_other_modes_and_machines():
     assert any("quick run compared with a full baseline" in n for n in notes)
     assert any("cpu differs: Cortex-A72 (result) vs Cortex-A53 (baseline)" in n for n in notes)
     assert check.context_notes(result(), result()) == []
+
+
+# ---- goals ----------------------------------------------------------------------------------
+
+def test_goals_are_recorded_beside_the_figures_they_bound():
+    figs = schema.with_goals({"ratio.redwrap/unshare": schema.figure(1.22, "ratio"),
+                              "exports.redwrap.us_per_export": schema.figure(13.9, "µs/export"),
+                              "exports.redwrap.r2": schema.figure(0.99, "r²", "higher"),
+                              "latency.redwrap 2-level cold.median": schema.figure(79, "ms")})
+    assert figs["ratio.redwrap/unshare"]["goal"] == 1.3
+    assert figs["exports.redwrap.us_per_export"]["goal"] == 10
+    assert figs["latency.redwrap 2-level cold.median"]["goal"] == 80
+    assert "goal" not in figs["exports.redwrap.r2"]
+    assert schema.goal_text(figs["ratio.redwrap/unshare"]) == "goal ≤ 1.3 met"
+    assert schema.goal_text(figs["exports.redwrap.us_per_export"]) == "goal ≤ 10 MISSED"
+    assert schema.goal_text(figs["exports.redwrap.r2"]) == ""
+    assert schema.goal_met(dict(schema.figure(3, "x", "higher"), goal=2)) is True
+    assert schema.goal_met(dict(schema.figure(1, "x", "higher"), goal=2)) is False
+    doc = result()
+    doc["figures"] = schema.with_goals(doc["figures"])
+    assert schema.validate(doc) == []           # the added field keeps the schema valid
+    doc["figures"]["ratio.redwrap/unshare"] = dict(schema.figure(1.2, "ratio"), goal="low")
+    assert any("figures.ratio.redwrap/unshare.goal" in p for p in schema.validate(doc))
+
+
+def test_segments_give_the_marginal_cost_of_an_export():
+    segs = sections.segments([1000, 0, 500, 250], [9.0, 1.0, 4.5, 2.0])
+    assert [(s["from"], s["to"]) for s in segs] == [(0, 250), (250, 500), (500, 1000)]
+    assert [round(s["us_per_export"], 6) for s in segs] == [4.0, 10.0, 9.0]
+
+
+def goal_result() -> dict:
+    doc = result()
+    doc["figures"].update({"ratio.redwrap/unshare": schema.figure(1.4, "ratio"),
+                           "exports.redwrap.us_per_export": schema.figure(6.0, "µs/export")})
+    doc["figures"] = schema.with_goals(doc["figures"])
+    doc["exports"]["fit"]["redwrap"].update(
+        segments=sections.segments([0, 500, 1000], [3.0, 6.0, 9.5]), marginal_us_per_export=7.0)
+    return doc
+
+
+def test_summary_prints_each_goal_beside_its_figure(capsys):
+    cli._summary(goal_result())
+    err = capsys.readouterr().err
+    lines = {line.split()[0]: line for line in err.splitlines()[1:]}
+    assert lines["ratio.redwrap/unshare"].endswith("goal ≤ 1.3 MISSED")
+    assert lines["exports.redwrap.us_per_export"].endswith("goal ≤ 10 met")
+    assert "goal" not in lines["throughput.redwrap.launches_per_s"]
+    assert "exports.redwrap linearity: 0→500 6.0, 500→1000 7.0 µs/export; r² 1.0000" in err
+    cli._summary(result())                      # a result made before goals existed
+    assert "goal" not in capsys.readouterr().err
+
+
+def test_report_and_check_show_the_goals(tmp_path):
+    page = report.render([("a.json", goal_result())])
+    assert "<th>goal</th>" in page and "≤ 1.3" in page
+    assert "<td class='n worse'>1.4</td>" in page      # the missed goal is marked
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(goal_result()))
+    r = bench("check", str(path), "--baseline", str(path))
+    assert r.returncode == 0, r.stderr                 # a missed goal is no regression
+    assert "goal missed: ratio.redwrap/unshare 1.4 ratio (goal ≤ 1.3 MISSED)" in r.stdout
+    assert "exports.redwrap.us_per_export" not in r.stdout.split("figures within")[-1]
 
 
 # ---- command line -------------------------------------------------------------------------

@@ -6,6 +6,7 @@ fails when v2 is turned off (tools/vm/lane v2 --broken)."""
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import time
@@ -22,6 +23,8 @@ if os.geteuid() != 0:
 
 from test_controls import (  # noqa: E402,F401  (fam and ctltool are fixtures)
     HOST,
+    INTO_CGROUP,
+    CgroupTrace,
     ctltool,
     fam,
     finish,
@@ -29,7 +32,7 @@ from test_controls import (  # noqa: E402,F401  (fam and ctltool are fixtures)
     spawn,
 )
 
-from redpak import api  # noqa: E402
+from redpak import _core, api  # noqa: E402
 
 WANTED = {"cpu", "cpuset", "io", "memory", "pids"}
 V2 = next((h for h in HOST.hierarchies if h.version == 2), None)
@@ -102,3 +105,59 @@ def test_concurrent_launches_get_sibling_v2_cgroups_in_the_shared_family(fam):
                 proc.kill()
                 finish(proc, out)
     assert redpak_dirs(fam.tag) == []
+
+
+# ---- CLONE_INTO_CGROUP: the node's first process starts in its cgroup ----------------------
+
+@pytest.mark.parametrize("userns", [True, False], ids=["user-namespace", "caller-user"])
+def test_node_starts_in_its_v2_cgroup_through_clone_into_cgroup(fam, tmp_path, userns):
+    """The launcher clones the node's first process with CLONE_INTO_CGROUP on its own run
+    cgroup: it never runs an instruction in the caller's cgroup, nobody writes a
+    cgroup.procs file, and the cgroup namespace is still rooted at the node's cgroup."""
+    assert _core.features() & _core.FEAT_INTO_CGROUP, "the guest's 6.1 kernel has it"
+    leaf = fam.make(root={"cgroups": {"pids": {"max": "50"}},
+                          **({} if userns else {"share_user": "enabled"})},
+                    leaf={"cgroups": {"mem": {"max": "256M"}}})
+    t = CgroupTrace(leaf, tmp_path)
+    assert "STATUS 0" in t.status, t.out
+    assert len(t.clones) == 1 and INTO_CGROUP.search(t.clones[0]), t.clones
+    assert ("CLONE_NEWUSER" in t.clones[0]) == userns, t.clones
+    assert int(t.result(t.clones[0])) > 0, t.clones
+    assert t.procs_writes == [] and t.tasks_writes == [], (t.procs_writes, t.tasks_writes)
+    assert t.inside == ["0::/"], t.inside
+
+
+@pytest.mark.parametrize("refuse", [errno.EINVAL, errno.E2BIG], ids=["refused", "pre-5.7"])
+def test_clone_into_cgroup_refused_falls_back_to_cgroup_procs(fam, tmp_path, refuse):
+    """A kernel that refuses CLONE_INTO_CGROUP (EINVAL: at clone, the launch clones again
+    without it) or has no cgroup field in clone_args (E2BIG: the probe says so, the launch
+    never asks): the launcher writes the node's pid to its run cgroup's cgroup.procs
+    before releasing it, as before 5.7, and the launch works the same."""
+    leaf = fam.make(root={"cgroups": {"pids": {"max": "50"}}},
+                    leaf={"cgroups": {"mem": {"max": "256M"}}})
+    t = CgroupTrace(leaf, tmp_path, refuse=refuse)
+    assert "STATUS 0" in t.status, t.out
+    tried = [ln for ln in t.clones if INTO_CGROUP.search(ln)]
+    plain = [ln for ln in t.clones if not INTO_CGROUP.search(ln)]
+    assert [t.result(ln).split()[:2] for ln in tried] == (
+        [["-1", "EINVAL"]] if refuse == errno.EINVAL else []), t.clones
+    assert len(plain) == 1 and int(t.result(plain[0])) > 0, t.clones
+    assert len(t.procs_writes) == 1, t.procs_writes
+    path, pid = t.procs_writes[0]
+    assert "/run-" in path and pid == t.result(plain[0]), (t.procs_writes, plain)
+    assert t.inside == ["0::/"], t.inside
+
+
+def test_legacy_clone_attaches_through_cgroup_procs(fam, tmp_path):
+    """Without clone3 (forced off, as on kernels before 5.3), the node's first process is
+    made by clone(2), which cannot place it (nor make the time namespace: the slow path,
+    where it unshares and forks): the launcher writes its pid to its run cgroup's
+    cgroup.procs before releasing it, and the launch works the same."""
+    leaf = fam.make(root={"cgroups": {"pids": {"max": "50"}}})
+    t = CgroupTrace(leaf, tmp_path, legacy=True)
+    assert "STATUS 0" in t.status, t.out
+    assert t.clones == [] and len(t.legacy) == 1, (t.clones, t.legacy)
+    pid = t.result(t.legacy[0])
+    assert int(pid) > 0 and len(t.procs_writes) == 1, (t.legacy, t.procs_writes)
+    assert "/run-" in t.procs_writes[0][0] and t.procs_writes[0][1] == pid, t.procs_writes
+    assert t.inside == ["0::/"], t.inside

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from redpak.record import record
 
+from .schema import goal_met, goal_text
+
 DEFAULT_TOLERANCE = 25.0   # percent: a shared VM moves by ±20% between runs
 
 
@@ -42,6 +44,13 @@ def report_lines(findings: list[Finding], missing: list[str], tolerance: float) 
     lines.append(f"{len(findings) - len(bad)} of {len(findings)} figures within "
                  f"{tolerance:g}% of the baseline" + (f", {len(bad)} regressed" if bad else ""))
     return lines
+
+
+def goal_lines(result: dict) -> list[str]:
+    """The result's figures that miss their goal (informational: the exit status only
+    follows regressions against the baseline)."""
+    return [f"goal missed: {name} {fig['value']:.6g} {fig['unit']} ({goal_text(fig)})"
+            for name, fig in result["figures"].items() if goal_met(fig) is False]
 
 
 def context_notes(result: dict, baseline: dict) -> list[str]:

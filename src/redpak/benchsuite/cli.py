@@ -15,7 +15,7 @@ import json
 import os
 import sys
 
-from .schema import ResultError
+from .schema import ResultError, goal_text
 
 SECTION_NAMES = ("latency", "exports", "memory", "controls", "packages", "throughput")
 
@@ -116,7 +116,13 @@ def _summary(doc: dict) -> None:
     """The key figures and the skips, on stderr."""
     out = [f"redpak-bench: {doc['label']}, {doc['duration_s']:.0f} s"]
     for name, fig in doc["figures"].items():
-        out.append(f"  {name:<52} {fig['value']:12.4g} {fig['unit']}")
+        out.append(f"  {name:<52} {fig['value']:12.4g} {fig['unit']:<10} {goal_text(fig)}"
+                   .rstrip())
+    fit = ((doc.get("exports") or {}).get("fit") or {}).get("redwrap")
+    if fit and fit.get("segments"):
+        out.append("  exports.redwrap linearity: " + ", ".join(
+            f"{s['from']}→{s['to']} {s['us_per_export']:.1f}" for s in fit["segments"])
+            + f" µs/export; r² {fit['r2']:.4f}")
     for s in doc["skipped"]:
         out.append(f"  skipped {s['what']}: {s['reason']}")
     print("\n".join(out), file=sys.stderr)
@@ -132,7 +138,7 @@ def _report(args) -> int:
 
 
 def _check(args) -> int:
-    from .check import DEFAULT_TOLERANCE, compare, context_notes, report_lines
+    from .check import DEFAULT_TOLERANCE, compare, context_notes, goal_lines, report_lines
     from .schema import load
     tolerance = DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
     if not tolerance >= 0:
@@ -142,7 +148,8 @@ def _check(args) -> int:
     result, baseline = load(args.result), load(args.baseline)
     findings, missing = compare(result, baseline, tolerance)
     print("\n".join(context_notes(result, baseline)
-                    + report_lines(findings, missing, tolerance)))
+                    + report_lines(findings, missing, tolerance)
+                    + goal_lines(result)))
     return 1 if any(f.regressed for f in findings) else 0
 
 

@@ -11,7 +11,7 @@ import os
 import time
 
 from . import svg
-from .schema import MACHINE_KEYS
+from .schema import MACHINE_KEYS, goal_met
 
 CSS = """
 body{font-family:sans-serif;margin:24px;max-width:1100px;color:#222}
@@ -79,12 +79,17 @@ def _figures_table(results, labels) -> str:
     names = []
     for _, doc in results:
         names += [n for n in doc["figures"] if n not in names]
-    head = ["figure", "unit"] + labels + [f"{lab} vs {labels[0]}" for lab in labels[1:]]
+    head = (["figure", "unit", "goal"] + labels
+            + [f"{lab} vs {labels[0]}" for lab in labels[1:]])
     rows = []
     for name in names:
         figs = [doc["figures"].get(name) for _, doc in results]
         unit = next(f["unit"] for f in figs if f)
-        row = [name, unit] + [f["value"] if f else "-" for f in figs]
+        goal = next((f for f in figs if f and "goal" in f), None)
+        row = [name, unit, (_goal_bound(goal) if goal else "-", "")]
+        for f in figs:      # a value missing its goal is marked (class "worse")
+            row.append("-" if not f else (f["value"], "n worse") if goal_met(f) is False
+                       else f["value"])
         base = figs[0]
         for f in figs[1:]:
             if not (f and base) or base["value"] == 0:
@@ -95,7 +100,11 @@ def _figures_table(results, labels) -> str:
             row.append((f"{change:+.1f}%", "worse" if worse and abs(change) >= 5
                         else "better" if abs(change) >= 5 else "n"))
         rows.append(row)
-    return _table(head, rows, numeric_from=2)
+    return _table(head, rows, numeric_from=3)
+
+
+def _goal_bound(fig: dict) -> str:
+    return f"{'≤' if fig['better'] == 'lower' else '≥'} {fig['goal']:g}"
 
 
 def _series_color(i_result: int, i_item: int, many: bool) -> str:

@@ -10,7 +10,7 @@ import time
 
 from . import machine, packages, sections
 from .harness import Skip
-from .schema import SCHEMA
+from .schema import SCHEMA, with_goals
 
 SECTIONS = {
     "latency": sections.latency,
@@ -82,7 +82,7 @@ def run(quick: bool, only: list[str], label: str | None, concurrency: int,
             except Exception as err:        # a board's surprise: said, and the run goes on
                 ctx.skip(name, f"failed: {type(err).__name__}: {err}")
             doc["durations_s"][name] = round(time.monotonic() - t0, 2)
-        doc["skipped"], doc["figures"] = ctx.skipped, ctx.figures
+        doc["skipped"], doc["figures"] = ctx.skipped, with_goals(ctx.figures)
     finally:
         progress.end()
         _cleanup(tmp)

@@ -8,7 +8,9 @@ A result is one JSON object:
     machine         arch, cpu, cores, kernel, cgroups, lsms, python, redpak_version
     skipped         [{"what": ..., "reason": ...}]: every measurement that could not run
     figures         {name: {"value": number, "unit": str, "better": "lower"|"higher"}}:
-                    the numbers `check` compares (redpak's own figures and its ratios)
+                    the numbers `check` compares (redpak's own figures and its ratios);
+                    a figure the project sets a goal for also has "goal": number (the
+                    bound its value must not pass in its worse direction; see GOALS)
     latency, exports, memory, controls, packages, throughput
                     one object per section that ran (see docs/benchmarks.md)
 """
@@ -21,6 +23,19 @@ import math
 SCHEMA = "redpak-bench/1"
 SECTIONS = ("latency", "exports", "memory", "controls", "packages", "throughput")
 MACHINE_KEYS = ("arch", "cpu", "cores", "kernel", "cgroups", "lsms", "redpak_version")
+
+
+# The project's goals (issue 15), by figure name: a "lower" figure meets its goal when its
+# value is at most the goal, a "higher" one when at least. The run records them beside the
+# figures and the summary prints them; `report` shows them in the figures table.
+GOALS = {
+    "ratio.redwrap/unshare": 1.3,
+    "ratio.redwrap/bwrap": 0.5,
+    "latency.redwrap 2-level cold.median": 80.0,
+    "exports.redwrap.us_per_export": 10.0,
+    "exports.redwrap.marginal_us_per_export": 10.0,
+    "memory.launcher_pss_kib.redwrap": 512.0,
+}
 
 
 class ResultError(Exception):
@@ -60,6 +75,8 @@ def validate(doc) -> list[str]:
                 errors.append(f"'figures.{name}.better' must be \"lower\" or \"higher\"")
             elif not isinstance(fig.get("unit"), str):
                 errors.append(f"'figures.{name}.unit' is not a string")
+            elif "goal" in fig and not _number(fig["goal"]):
+                errors.append(f"'figures.{name}.goal' is not a finite number")
     for section in SECTIONS:
         if section in doc and not isinstance(doc[section], dict):
             errors.append(f"'{section}' is not an object")
@@ -105,3 +122,26 @@ def load(path: str) -> dict:
 
 def figure(value: float, unit: str, better: str = "lower") -> dict:
     return {"value": value, "unit": unit, "better": better}
+
+
+def with_goals(figures: dict) -> dict:
+    """The figures, each one named in GOALS given its "goal" (a copy)."""
+    return {name: dict(fig, goal=GOALS[name]) if name in GOALS else fig
+            for name, fig in figures.items()}
+
+
+def goal_met(fig: dict) -> bool | None:
+    """Whether a figure meets its goal; None when it has none."""
+    goal = fig.get("goal")
+    if goal is None:
+        return None
+    return fig["value"] <= goal if fig["better"] == "lower" else fig["value"] >= goal
+
+
+def goal_text(fig: dict) -> str:
+    """'goal ≤ 1.3 met' / 'goal ≤ 10 MISSED' / '' for a figure without a goal."""
+    met = goal_met(fig)
+    if met is None:
+        return ""
+    sign = "≤" if fig["better"] == "lower" else "≥"
+    return f"goal {sign} {fig['goal']:g} {'met' if met else 'MISSED'}"

@@ -205,11 +205,22 @@ def exports(ctx: Context) -> dict:
     # each tool and count in a block of its own: a launch with many mounts leaves the kernel
     # deferred teardown work that would land on the next launch, so interleaving would
     # charge the 1000-export launch's teardown to the 0-export one. In a block every launch
-    # pays for a predecessor like itself: the steady-state cost.
+    # pays for a predecessor like itself: the steady-state cost. The blocks run in two
+    # passes of half the runs each, counts ascending then descending: a load that drifts
+    # during the section weighs on every count alike instead of tilting the line.
     samples: dict[str, list[float]] = {}
-    for name, cmd in cmds.items():
-        samples.update(_measure(ctx, f"exports: {name}", {name: cmd}, 20 if ctx.quick else 40,
-                                budget_s=1.5 if ctx.quick else 10.0))
+    runs, budget = (20, 1.5) if ctx.quick else (40, 10.0)
+    failed: set[str] = set()
+    for order in (list(cmds.items()), list(cmds.items())[::-1]):
+        for name, cmd in order:
+            if name in failed:
+                continue
+            got = _measure(ctx, f"exports: {name}", {name: cmd}, runs // 2, budget_s=budget / 2)
+            if name not in got:                 # skipped, with its reason, once
+                failed.add(name)
+                samples.pop(name, None)
+                continue
+            samples.setdefault(name, []).extend(got[name])
     tools: dict[str, dict] = {}
     for name, s in samples.items():
         tool, _, n = name.rpartition(" @ ")
@@ -229,12 +240,27 @@ def exports(ctx: Context) -> dict:
     for name, row in tools.items():
         if len(set(row["counts"])) >= 2:
             fit = linear_fit(row["counts"], row["median_ms"])
+            segs = segments(row["counts"], row["median_ms"])
             fits[name] = {"us_per_export": fit["slope"] * 1000, "intercept_ms": fit["intercept"],
-                          "r2": fit["r2"], "up_to": max(row["counts"])}
+                          "r2": fit["r2"], "up_to": max(row["counts"]),
+                          "segments": segs, "marginal_us_per_export": segs[-1]["us_per_export"]}
     if "redwrap" in fits:
-        ctx.figures["exports.redwrap.us_per_export"] = figure(
-            fits["redwrap"]["us_per_export"], "µs/export")
+        fit = fits["redwrap"]
+        ctx.figures["exports.redwrap.us_per_export"] = figure(fit["us_per_export"], "µs/export")
+        # linearity: the cost of one more export at the top of the range, and the fit's r²
+        ctx.figures["exports.redwrap.marginal_us_per_export"] = figure(
+            fit["marginal_us_per_export"], "µs/export")
+        ctx.figures["exports.redwrap.r2"] = figure(fit["r2"], "r²", "higher")
     return {"counts": counts, "tools": tools, "fit": fits}
+
+
+def segments(counts: list[int], medians: list[float]) -> list[dict]:
+    """The marginal cost of an export between consecutive counts: [{"from", "to",
+    "us_per_export"}] in increasing order (a constant cost gives equal segments; a cost
+    growing with the count, increasing ones)."""
+    points = sorted(zip(counts, medians))
+    return [{"from": a, "to": b, "us_per_export": (mb - ma) / (b - a) * 1000}
+            for (a, ma), (b, mb) in zip(points, points[1:]) if b > a]
 
 
 def _wait_for(pids_of, count: int, timeout: float = 5.0) -> list[int]:
