@@ -51,6 +51,14 @@ static const struct option *find(const char *name, size_t len, int kind)
     return NULL;
 }
 
+/* The option -C (a single letter). */
+static const struct option *letter(char c, int kind)
+{
+    const char name[3] = {'-', c, 0};
+
+    return find(name, 2, kind);
+}
+
 static void set_value(struct rp_args *args, const struct option *o, const char *value)
 {
     *(const char **)((char *)args + o->field) = value;
@@ -85,13 +93,70 @@ static int usage_error(char *msg, size_t size, const char *fmt, const char *arg)
     return RP_ARGS_ERROR;
 }
 
+#define SEE_HELP "redwrap --help lists them; put the program after '--' if it starts with '-'"
+
+/* The bytes of the UTF-8 character at s (at least 1), so that an unknown letter is named
+ * whole, as Python names the character. */
+static size_t char_len(const char *s)
+{
+    size_t n = 1;
+
+    if (((unsigned char)s[0] & 0xc0) == 0xc0)
+        while (((unsigned char)s[n] & 0xc0) == 0x80)
+            n++;
+    return n;
+}
+
+/* One argument of single-letter options, bundled as getopt does (-av, -vvU bob, -aUbob):
+ * flags one after the other; a letter taking a value takes the rest of the argument, or
+ * the next one. *i: the index of the last argument used. As _parse_bundle() in redwrap.py. */
+static int parse_bundle(int argc, char **argv, int *i, struct rp_args *args, char *msg, size_t size)
+{
+    const char *arg = argv[*i];
+    const struct option *o;
+
+    for (const char *p = arg + 1; *p; p++) {
+        size_t n;
+
+        if (*p == 'h')
+            return RP_ARGS_HELP;
+        if (*p == 'v') {
+            args->verbose = args->verbose < INT_MAX ? args->verbose + 1 : INT_MAX;
+        } else if ((o = letter(*p, FLAG))) {
+            *(int *)((char *)args + o->field) = 1;
+        } else if ((o = letter(*p, VALUE))) {
+            if (p[1]) {
+                set_value(args, o, p + 1);
+            } else {
+                if (*i + 1 >= argc) {
+                    snprintf(msg, size, "-%c needs a value", *p);
+                    return RP_ARGS_ERROR;
+                }
+                set_value(args, o, argv[++*i]);
+            }
+            return RP_ARGS_OK;
+        } else if (*p == '=' && p > arg + 1) {
+            snprintf(msg, size, "%.*s takes no value (in '%s'; a verbosity level is written --verbose=N)",
+                     (int)(p - arg), arg, arg);
+            return RP_ARGS_ERROR;
+        } else {
+            n = char_len(p);
+            if (p == arg + 1 && !p[n])
+                return usage_error(msg, size, "unknown option '%s' (" SEE_HELP ")", arg);
+            snprintf(msg, size, "unknown option letter '%.*s' in '%s' (" SEE_HELP ")", (int)n, p, arg);
+            return RP_ARGS_ERROR;
+        }
+    }
+    return RP_ARGS_OK;
+}
+
 int rp_args_parse(int argc, char **argv, struct rp_args *args, char *msg, size_t size)
 {
-    int i;
+    int i, r;
 
     memset(args, 0, sizeof(*args));
     for (i = 0; i < argc; i++) {
-        const char *arg = argv[i], *eq = NULL;
+        const char *arg = argv[i], *eq;
         size_t len;
         const struct option *o;
 
@@ -101,12 +166,18 @@ int rp_args_parse(int argc, char **argv, struct rp_args *args, char *msg, size_t
         }
         if (arg[0] != '-' || !strcmp(arg, "-"))
             break;
-        if (!strcmp(arg, "-h") || !strcmp(arg, "--help"))
+        if (arg[1] != '-') {
+            if ((r = parse_bundle(argc, argv, &i, args, msg, size)) != RP_ARGS_OK)
+                return r;
+            continue;
+        }
+        if (!strcmp(arg, "--help"))
             return RP_ARGS_HELP;
-        if (!strncmp(arg, "--", 2))
-            eq = strchr(arg, '=');
+        if (!strcmp(arg, "--version"))
+            return RP_ARGS_VERSION;
+        eq = strchr(arg, '=');
         len = eq ? (size_t)(eq - arg) : strlen(arg);
-        if ((len == 2 && !strncmp(arg, "-v", 2)) || (len == 9 && !strncmp(arg, "--verbose", 9))) {
+        if (len == 9 && !strncmp(arg, "--verbose", 9)) {
             if (eq && !is_number(eq + 1))
                 return usage_error(msg, size, "--verbose: '%s' is not a number", eq + 1);
             args->verbose = eq ? saturated(eq + 1) : (args->verbose < INT_MAX ? args->verbose + 1 : INT_MAX);
@@ -120,13 +191,8 @@ int rp_args_parse(int argc, char **argv, struct rp_args *args, char *msg, size_t
                     return usage_error(msg, size, "%s needs a value", arg);
                 set_value(args, o, argv[i]);
             }
-        } else if (strlen(arg) > 2 && arg[1] != '-' && (o = find(arg, 2, VALUE))) {
-            set_value(args, o, arg + 2); /* -Ubob */
         } else {
-            return usage_error(msg, size,
-                               "unknown option '%s' (redwrap --help lists them; put the program after '--' if it "
-                               "starts with '-')",
-                               arg);
+            return usage_error(msg, size, "unknown option '%s' (" SEE_HELP ")", arg);
         }
     }
     args->program = argv + (i < argc ? i : argc);
@@ -135,6 +201,8 @@ int rp_args_parse(int argc, char **argv, struct rp_args *args, char *msg, size_t
         return usage_error(msg, size, "%s", "--redpath NODE is required");
     if (!args->nprogram && !args->dump_only)
         return usage_error(msg, size, "%s", "no program given (redwrap --redpath NODE -- PROGRAM [ARGS])");
+    if (args->nprogram && !args->program[0][0])
+        return usage_error(msg, size, "%s", "the program name is empty (redwrap --redpath NODE -- PROGRAM [ARGS])");
     return RP_ARGS_OK;
 }
 

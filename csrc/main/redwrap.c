@@ -405,6 +405,9 @@ int main(int argc, char **argv)
     case RP_ARGS_HELP:
         fputs(RP_REDWRAP_USAGE, stdout);
         return fflush(stdout) == 0 ? 0 : EXIT_REDPAK;
+    case RP_ARGS_VERSION:
+        fputs(RP_REDWRAP_VERSION, stdout);
+        return fflush(stdout) == 0 ? 0 : EXIT_REDPAK;
     case RP_ARGS_ERROR:
         fprintf(stderr, "redwrap: %s\n", msg);
         return EXIT_REDPAK;

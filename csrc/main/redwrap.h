@@ -19,6 +19,7 @@ struct rp_args {
 
 #define RP_ARGS_OK 0
 #define RP_ARGS_HELP 1    /* -h/--help: print the usage on stdout, exit 0 */
+#define RP_ARGS_VERSION 2 /* --version: print the version on stdout, exit 0 */
 #define RP_ARGS_ERROR (-1) /* msg holds the usage error (without "redwrap: ") */
 
 /* argv: the arguments after the command name (argv[argc] must be NULL). */

@@ -277,6 +277,9 @@ def _create_source(path: str, want: str, where: str) -> None:
         os.close(fd)
 
 
+COMPILER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "plan.py")
+
+
 def _stat_dep(path: str) -> FileDep:
     try:
         st = os.stat(path)
@@ -288,9 +291,11 @@ def _stat_dep(path: str) -> FileDep:
 def _file_deps(nodes, redpath: str, admin: bool, uses_userdb: bool, uses_names: bool
                ) -> tuple[FileDep, ...]:
     """Everything whose change must invalidate a cached plan: the family's status and
-    config files, and every directory on the walk up that is not (yet) a node."""
+    config files, every directory on the walk up that is not (yet) a node, and the plan
+    compiler itself (an upgrade of redpak, which replaces plan.py, recompiles the plans
+    cached by the previous release instead of running them)."""
     from .node import normalize_path
-    deps: list[FileDep] = []
+    deps: list[FileDep] = [_stat_dep(COMPILER)]
     node_paths = {n.path for n in nodes}
     leaf = normalize_path(redpath)
     d = leaf

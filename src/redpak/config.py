@@ -334,10 +334,50 @@ def _compose(data: bytes, file: str, check: bool = True) -> _Node:
             parser = y.parser(source if isinstance(source, str) else data.decode("ascii"))
         return _compose_events(parser, y, file, stack, check)
     except y.YAMLError as err:
-        raise _yaml_error(err, y, data, source, file, _stack_path(stack)) from None
+        raise (_tab_error(err, y, source, file, stack)
+               or _yaml_error(err, y, data, source, file, _stack_path(stack))) from None
     finally:
         if parser is not None:
             parser.dispose()
+
+
+def _tab_error(err: Exception, y: type[_Yaml], source: bytes | str, file: str,
+               stack: list[list[Any]]) -> ConfigError | None:
+    """The error for a line indented with a tab, naming that line and its key. PyYAML
+    reports it while still composing the entry before it (the key path at hand is the
+    previous key's), so the key is read from the line itself: a sibling of the pending
+    key when that key has its value on the same line (`hostname: x`), else its child."""
+    mark = getattr(err, "problem_mark", None) if isinstance(err, y.MarkedYAMLError) else None
+    if mark is None:
+        return None
+    text = source.decode("utf-8") if isinstance(source, bytes) else source
+    lines = text.split("\n")
+    if mark.line >= len(lines):
+        return None
+    line = lines[mark.line]
+    body = line.lstrip(" \t")
+    rest = body[1:] if body[:1] == "-" else ""
+    after_dash = rest[:len(rest) - len(rest.lstrip(" \t"))]     # `-<TAB>mode:` indents too
+    if "\t" not in line[:len(line) - len(body)] and "\t" not in after_dash:
+        return None
+    item = body[:1] == "-" and (len(body) == 1 or body[1] in " \t")
+    body = body[1:].lstrip(" \t") if item else body
+    name = body.partition(":")[0].strip() if ":" in body else ""
+    key = _stack_path(stack)
+    if stack and stack[-1][1] is not None:       # a key waits for its value
+        raw, _lower, key_line = stack[-1][1]
+        after = lines[key_line - 1].partition(":")[2] if key_line <= len(lines) else ""
+        after = after.split("#", 1)[0].strip()
+        if after[:1] in ("|", ">"):              # a block scalar: the line is its text
+            name = ""
+        elif after:                              # `key: value`: the tab line is a sibling
+            key = key[:len(key) - len(str(raw))].rstrip(".")
+        elif item:                               # `key:` then a tab-indented `- item`
+            key += "[0]"
+    if name and name.isprintable() and " " not in name:
+        key = f"{key}.{name}" if key else name
+    return ConfigError(file, key, "tabs are not allowed for indentation, use spaces",
+                       line=mark.line + 1)
 
 
 def _yaml_error(err: Exception, y: type[_Yaml], data: bytes, source: bytes | str,

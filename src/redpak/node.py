@@ -30,7 +30,12 @@ def normalize_path(path: str) -> str:
     """Return `path` made absolute (relative to the cwd) and normalised lexically."""
     if not path:
         raise NodeError("empty node path (give a directory, e.g. `.`)")
-    norm = os.path.normpath(os.path.abspath(path))
+    try:
+        norm = os.path.normpath(os.path.abspath(path))
+    except OSError as err:      # getcwd(): the current directory was removed, or hidden
+        raise NodeError(f"{path}: a relative path is taken from the current directory, "
+                        f"which cannot be found ({err.strerror}): give an absolute "
+                        f"path") from None
     # POSIX lets normpath keep a leading "//"; a node path has exactly one.
     return "/" + norm.lstrip("/")
 
@@ -40,14 +45,60 @@ def is_node(path: str) -> bool:
     return os.path.isfile(os.path.join(path, STATUS_FILE))
 
 
+def need_directory(path: str, kind: str = "node directory") -> None:
+    """Raise NodeError unless `path` is a directory, saying what it is instead: missing,
+    a file, or not reachable (a parent without search permission for this user)."""
+    import stat
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise NodeError(f"{path}: no such {kind}") from None
+    except NotADirectoryError:
+        raise NodeError(f"{path}: no such {kind} (a parent is not a directory)") from None
+    except OSError as err:
+        raise NodeError(f"{path}: cannot reach the {kind}: {err.strerror}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise NodeError(f"{path}: not a directory (give the {kind}, not a file in it)")
+
+
+def _need_status_access(node_path: str) -> None:
+    """Raise NodeError when the status file cannot even be looked for (a directory this
+    user may not search): "not a node" would send the user to create one."""
+    try:
+        os.lstat(os.path.join(node_path, STATUS_FILE))
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise NodeError(f"{node_path}: cannot read the node directory: {err.strerror} "
+                        f"(it may belong to another user; check its permissions)") from None
+
+
 def find_family(redpath: str) -> list[str]:
     """Return the paths of the leaf's family, root-most first; raises NodeError."""
     leaf = normalize_path(redpath)
-    if not os.path.isdir(leaf):
-        raise NodeError(f"{leaf}: no such node directory")
+    need_directory(leaf)
     if not is_node(leaf):
+        _need_status_access(leaf)
         raise NodeError(f"{leaf}: not a node (no {STATUS_FILE}; "
                         f"create one with `redconf create {leaf}`)")
+    family = _ancestors(leaf)
+    real = os.path.realpath(leaf)
+    if real != leaf:
+        # Through a symlink (/srv/app -> /var/redpak/sys/app) the directories above are not
+        # the node's own: the family found would lack its system node, and the launch would
+        # fail far from the cause (program not found). Refuse when it differs.
+        there = _ancestors(real)
+        if [os.path.realpath(p) for p in family] != there:
+            raise NodeError(
+                f"{leaf}: this path reaches the node through a symbolic link, to {real}, "
+                f"whose family is {' > '.join(there)}; by this path it would be "
+                f"{' > '.join(family)} (a node's family is the nodes above its real "
+                f"directory): give the node's real path, {real}")
+    return family
+
+
+def _ancestors(leaf: str) -> list[str]:
+    """The node `leaf` and the nodes in the directories above it, root-most first."""
     family = [leaf]
     current = leaf
     while True:
@@ -68,8 +119,7 @@ def find_tree(root: str, onerror: Callable[[str, OSError], None] | None = None) 
     Unreadable subdirectories are passed to `onerror(path, err)` if given, else skipped.
     """
     top = normalize_path(root)
-    if not os.path.isdir(top):
-        raise NodeError(f"{top}: no such directory")
+    need_directory(top, "directory")
     found: list[str] = []
     seen: set[tuple[int, int]] = set()
     stack = [top]
@@ -115,15 +165,24 @@ def _entry_is_dir(entry: os.DirEntry) -> bool:
 
 # --------------------------------------------------------------------------- status file
 
+_STATUS_HINT = "a node status file needs at least `state: Enable` (or Disable, Unknown, Error)"
+
+
 def read_status(node_path: str) -> NodeStatus:
     """Read NODE/.rednode.yaml; raises NodeError if absent, ConfigError if invalid."""
     from redpak.config import load_yaml_mapping
 
     path = os.path.join(node_path, STATUS_FILE)
     if not os.path.lexists(path):
+        _need_status_access(node_path)
         raise NodeError(f"{node_path}: not a node (no {STATUS_FILE}; "
                         f"create one with `redconf create {node_path}`)")
-    data, lines = load_yaml_mapping(path, _STATUS_MAX_BYTES)
+    try:
+        data, lines = load_yaml_mapping(path, _STATUS_MAX_BYTES)
+    except ConfigError as err:
+        if err.problem != "file is empty":
+            raise
+        raise ConfigError(path, "", "file is empty", _STATUS_HINT) from None
 
     def text(key: str) -> str:
         value = data.get(key)
@@ -134,8 +193,7 @@ def read_status(node_path: str) -> NodeStatus:
         return value
 
     if "state" not in data:
-        raise ConfigError(path, "state", "missing",
-                          "add `state: Enable` (or Disable, Unknown, Error)")
+        raise ConfigError(path, "state", "missing", _STATUS_HINT)
     state = _parse_state(data["state"])
     if state is None:
         raise ConfigError(path, "state", f"{data['state']!r} is not a node state",
@@ -198,8 +256,7 @@ def load_node(path: str) -> Node:
     from redpak.config import load_config
 
     node_path = normalize_path(path)
-    if not os.path.isdir(node_path):
-        raise NodeError(f"{node_path}: no such node directory")
+    need_directory(node_path)
     status = read_status(node_path)
     normal = config_file(node_path)
     if normal is None:
@@ -247,7 +304,9 @@ def resolve_template(spec: str, kind: str, templates_dir: str) -> str:
     if "/" in spec or spec.endswith((".yaml", ".yml")):
         path = os.path.abspath(spec)
         if not os.path.isfile(path):
-            raise NodeError(f"{spec}: no such template file")
+            what = "a directory, not a template file" if os.path.isdir(path) else \
+                "no such template file"
+            raise NodeError(f"{spec}: {what}")
         return path
     if not spec or not re.fullmatch(r"[A-Za-z0-9_.+@:-]+", spec) or spec.startswith("."):
         raise NodeError(f"{spec!r}: not a valid template name (a file name without "
@@ -256,8 +315,12 @@ def resolve_template(spec: str, kind: str, templates_dir: str) -> str:
         candidate = os.path.join(templates_dir, name)
         if os.path.isfile(candidate):
             return candidate
+    # `-c my.conf` where the user meant the file in the current directory: say how.
+    local = (f"; for the file {os.path.abspath(spec)}, write ./{spec}"
+             if os.path.isfile(spec) else "")
     raise NodeError(f"no template {spec!r} in {templates_dir} "
-                    f"(available: {', '.join(list_templates(templates_dir)) or 'none'})")
+                    f"(available: {', '.join(list_templates(templates_dir)) or 'none'}"
+                    f"{local})")
 
 
 def list_templates(templates_dir: str) -> list[str]:
@@ -286,8 +349,8 @@ def create_node(redpath: str, alias: str | None = None, model: str = "leaf",
         raise NodeError(f"{node_path}: a node path cannot contain '%' "
                         f"(rpm would read it as a macro); choose another directory")
     templates_dir = templates or default_templates_dir()
-    if config is None and config_admin is None and not os.path.isdir(templates_dir):
-        raise NodeError(f"{templates_dir}: no such templates directory")
+    if config is None and config_admin is None:
+        need_directory(templates_dir, "templates directory")
     normal_tpl = resolve_template(config or model, "normal", templates_dir)
     if config_admin is not None:
         admin_tpl: str | None = resolve_template(config_admin, "admin", templates_dir)

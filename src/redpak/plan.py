@@ -90,10 +90,17 @@ def _number(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
 
+def _id_number(text: str, what: str, kind: str) -> int:
+    value = int(text)
+    if value >= 0xFFFFFFFF:     # (uid_t)-1 means "unchanged" to the kernel: never an id
+        raise PlanError(f"{what}: {text} is not a {kind} (0 to 4294967294)")
+    return value
+
+
 def resolve_user(text: str, what: str = "set-user") -> int:
     """A user name or number (resolved on the host) -> uid; raises PlanError."""
     if _number(text):
-        return int(text)
+        return _id_number(text, what, "uid")
     import pwd
     try:
         return pwd.getpwnam(text).pw_uid
@@ -105,7 +112,7 @@ def resolve_user(text: str, what: str = "set-user") -> int:
 def resolve_group(text: str, what: str = "set-group") -> int:
     """A group name or number (resolved on the host) -> gid; raises PlanError."""
     if _number(text):
-        return int(text)
+        return _id_number(text, what, "gid")
     import grp
     try:
         return grp.getgrnam(text).gr_gid
@@ -153,6 +160,7 @@ def compile_plan(fam: FamilyConfig, ident: Identity, options: LaunchOptions = La
     _check_commands(fam, ident)
     controls = compile_controls(fam, mounts, host or Host(), options.smack)
     out.warnings += controls.warnings
+    check_home(fam)
     chdir = _chdir(fam)
     plan = LaunchPlan(
         namespaces=namespaces, joins=joins, uid_map=uid_map, gid_map=gid_map,
@@ -287,6 +295,41 @@ def _chdir(fam: FamilyConfig) -> str:
         raise PlanError(f"chdir: '{chdir}' must be an absolute path inside the node "
                         f"({fam.chdir.origin.describe() if fam.chdir else ''})")
     return chdir
+
+
+def check_home(fam: FamilyConfig) -> None:
+    """Refuse a chdir that leads, through the family's Symlink exports, to a directory no
+    export provides: the stock root template's `chdir: /home/$LEAF_ALIAS` links to the
+    leaf's private storage (/nodes/_private), exported by the leaf template only, so the
+    root node launched by itself would fail at chdir with a bare ENOENT. Raises PlanError
+    naming the node, the keys and what to do."""
+    chdir = _chdir(fam)
+    links = {_normalise_mount(s.value.mount, ""): s for s in fam.exports
+             if s.value.mode is ExportMode.SYMLINK and s.value.path}
+    mounts = [_normalise_mount(s.value.mount, "") for s in fam.exports
+              if s.value.mount.startswith("/")]
+    path, chain = chdir, []
+    while len(chain) < 8:
+        link = next((m for m in links if _under(path, (m,))), None)
+        if link is None or not links[link].value.path.startswith("/"):
+            break
+        chain.append(links[link])
+        path = os.path.normpath(links[link].value.path + path[len(link):])
+    if not chain or path == "/" or any(_under(path, (m,)) or _under(m, (path,))
+                                       for m in mounts if m not in links):
+        return
+    leaf = fam.nodes[-1]
+    origin = fam.chdir.origin.describe() if fam.chdir else "default"
+    if path == "/nodes/_private":       # the stock templates' home
+        todo = (f"The home directory of the root template is a leaf's private storage: "
+                f"run programs in a leaf node below it (`redconf create --leaf "
+                f"{leaf.path.rstrip('/')}/APP`), or set `chdir` in its config")
+    else:
+        todo = f"Export {path} from a node of the family, or set `chdir` in its config"
+    raise PlanError(
+        f"node '{leaf.alias}' ({leaf.path}) cannot be launched: its chdir {chdir} "
+        f"({origin}) is a Symlink export to {path} ({chain[-1].origin.describe()}), and "
+        f"no node of its family exports {path}. {todo}")
 
 
 def check_paths(fam: FamilyConfig) -> None:

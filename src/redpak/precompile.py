@@ -71,5 +71,8 @@ def compile_tree(root: str, admin: bool = False, environ: Mapping[str, str] | No
             except RedpakError as err:
                 result.error = str(err)
             except OSError as err:
-                result.error = f"cannot write the plan: {err.filename or ''}: {err.strerror}"
+                result.error = (f"cannot write the plan: {err.filename or ''}: "
+                                f"{err.strerror} (redwrap reads plans from the same "
+                                f"place: set REDPAK_CACHE_DIR to a directory this user "
+                                f"may write, for both)")
     return results

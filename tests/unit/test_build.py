@@ -60,13 +60,18 @@ def test_mergeconfig_expand_equals_what_the_launch_compiles(tmp_path, monkeypatc
             shown = _mergeconfig(node, admin)
             assert "Traceback" not in shown.stderr, shown.stderr
             try:
-                compiled = build_plan(node, LaunchOptions(admin=admin))
+                family = build_plan(node, LaunchOptions(admin=admin)).family
             except RedpakError as err:
-                assert shown.returncode != 0, f"{node}: launch fails, mergeconfig does not"
-                assert str(err).splitlines()[0] in shown.stderr, (node, shown.stderr)
-                continue
+                if "cannot be launched: its chdir" in str(err):
+                    # A stock system node by itself (plan.check_home): its family expands,
+                    # only the plan is refused; mergeconfig still shows that family.
+                    family = launch_family(node, LaunchOptions(admin=admin)).expanded
+                else:
+                    assert shown.returncode != 0, f"{node}: launch fails, mergeconfig does not"
+                    assert str(err).splitlines()[0] in shown.stderr, (node, shown.stderr)
+                    continue
             assert shown.returncode == 0, (node, shown.stderr)
-            launched = json.loads(json.dumps(compiled.family.to_dict(origins=True)))
+            launched = json.loads(json.dumps(family.to_dict(origins=True)))
             assert json.loads(shown.stdout) == launched, node
             compared += 1
     assert compared >= 10

@@ -127,9 +127,9 @@ def test_create_redroot_with_an_absolute_node_path(redconf, tmp_path):  # noqa: 
 
 
 @pytest.mark.parametrize("args,words", [
-    (["create", "-n", "a", "b"], "create: give the node either as an argument or with "
-                                 "-n/--node, not both"),
-    (["create", "-R", "/tmp"], "create: missing node directory"),
+    (["create", "-n", "a", "b"], "redconf create: error: give the node either as an "
+                                 "argument or with -n/--node, not both"),
+    (["create", "-R", "/tmp"], "redconf create: error: missing node directory"),
     (["tree", "-r", "a", "b"], "-r/--redroot"),
     (["-l", "x", "tree", "a"], "'x' is not a level"),
     (["-l", "-1", "tree", "a"], "is not a level"),
@@ -138,6 +138,8 @@ def test_create_redroot_with_an_absolute_node_path(redconf, tmp_path):  # noqa: 
 def test_2x_usage_errors_exit_two(redconf, args, words):  # noqa: F811
     proc = redconf(*args, code=2)
     assert words in proc.stderr
+    if args[0] == "create":     # the usage shown is the command's, not redconf's
+        assert proc.stderr.startswith("usage: redconf create "), proc.stderr
 
 
 def test_tree_redroot_and_mergeconfig_redpath_expand(redconf, tmp_path):  # noqa: F811

@@ -627,6 +627,20 @@ YAML_ERRORS = [
      ["invalid UTF-8 at byte offset 31", "0xe9"]),
     ("utf-16", "headers:\n  alias: a\n".encode("utf-16"), 1, "",
      ["invalid UTF-8 at byte offset 0"]),
+    # A tab in indentation names its own line and key, not the key before it.
+    ("tab after a value", b"headers:\n  alias: a\nconfig:\n  hostname: x\n\tchdir: /t\n",
+     5, "config.chdir", ["tabs are not allowed for indentation, use spaces"]),
+    ("tab below a section", b"headers:\n  alias: a\nconfig:\n\thostname: x\n", 4,
+     "config.hostname", ["tabs are not allowed for indentation, use spaces"]),
+    ("tab in an export", b"headers: {alias: a}\nexports:\n  - mode: Tmpfs\n    mount: /t\n"
+     b"  - mode: Tmpfs\n  \tmount: /u\n", 6, "exports[1].mount",
+     ["tabs are not allowed for indentation"]),
+    ("tab before an item", b"headers: {alias: a}\nexports:\n\t- mode: Tmpfs\n", 3,
+     "exports[0].mode", ["tabs are not allowed for indentation"]),
+    ("tab after an item's dash", b"headers: {alias: a}\nexports:\n  -\tmode: Tmpfs\n"
+     b"    mount: /t\n", 3, "exports[0].mode", ["tabs are not allowed for indentation"]),
+    ("tab in a block scalar", b"headers:\n  alias: a\n  info: |\n    x\n\ty\n", 5,
+     "headers.info", ["tabs are not allowed for indentation"]),
 ]
 
 

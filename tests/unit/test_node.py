@@ -66,6 +66,25 @@ def test_normalize_path_makes_absolute_and_lexically_normal(tmp_path, monkeypatc
         normalize_path("")
 
 
+def test_node_reached_through_a_symlink_keeps_its_real_family(tmp_path):
+    """/srv/app -> sys/app: by the link's path the system node above would be lost (the
+    launch then fails with "program not found"); refused, naming the real path. A link to
+    a directory above a family changes nothing and is accepted."""
+    make_node(tmp_path / "sys")
+    make_node(tmp_path / "sys" / "app")
+    (tmp_path / "applink").symlink_to(tmp_path / "sys" / "app")
+    (tmp_path / "syslink").symlink_to(tmp_path / "sys")
+    with pytest.raises(NodeError) as info:
+        find_family(str(tmp_path / "applink"))
+    text = str(info.value)
+    assert text.startswith(f"{tmp_path}/applink: this path reaches the node through a "
+                           f"symbolic link, to {tmp_path}/sys/app, whose family is "
+                           f"{tmp_path}/sys > {tmp_path}/sys/app"), text
+    assert text.endswith(f"give the node's real path, {tmp_path}/sys/app")
+    assert find_family(str(tmp_path / "syslink" / "app")) == [
+        str(tmp_path / "syslink"), str(tmp_path / "syslink" / "app")]
+
+
 def test_find_family_root_first_skipping_non_node_dirs(tmp_path):
     make_node(tmp_path / "sys")
     make_node(tmp_path / "sys" / "plain" / "deeper" / "app")
@@ -180,6 +199,16 @@ def test_status_invalid_names_file_key_and_line(tmp_path, text, key, line):
     if key:
         assert err.key == key
     assert err.line == line
+
+
+@pytest.mark.parametrize("text", ["", "# nothing\n", "realpath: /x\n"])
+def test_empty_status_says_what_a_status_file_needs(tmp_path, text):
+    """Not the hint of a node config ("headers: alias"): the status file needs a state."""
+    (tmp_path / ".rednode.yaml").write_text(text)
+    with pytest.raises(ConfigError) as info:
+        read_status(str(tmp_path))
+    assert "headers" not in str(info.value)
+    assert "needs at least `state: Enable`" in str(info.value)
 
 
 def test_status_missing_is_node_error(tmp_path):

@@ -674,6 +674,33 @@ def test_relative_chdir_is_refused():
     assert "node 'app'" in str(err.value)
 
 
+@pytest.mark.parametrize("target,provider,refused", [
+    ("/nodes/_private", None, True),                        # the stock root, launched alone
+    ("/srv/data", None, True),
+    ("/nodes/_private", exp("Private", "/nodes/_private", "/tmp/p"), False),
+    ("/srv/data", exp("Public", "/srv", "/tmp/srv"), False),       # under an export
+    ("/srv", exp("Tmpfs", "/srv/data/x"), False),                  # above a mount point
+])
+def test_chdir_through_a_symlink_to_nothing_is_refused(target, provider, refused):
+    """chdir /home/app, a Symlink export to a directory no export provides: the launch
+    would fail at chdir with ENOENT; refused at compile time, naming the node, both keys
+    and what to do. When an export provides the target, at it or above, it compiles."""
+    link = exp("Symlink", "/home/$LEAF_ALIAS", target)
+    exports = [provider] if provider else []
+    if not refused:
+        assert compile_one(root={"chdir": "/home/$LEAF_ALIAS"}, exports=[link, *exports]
+                           ).chdir == "/home/app"
+        return
+    with pytest.raises(PlanError) as err:
+        compile_one(root={"chdir": "/home/$LEAF_ALIAS"}, exports=[link])
+    text = str(err.value)
+    assert text.startswith("node 'app' (") and "cannot be launched: its chdir /home/app" in text
+    assert f"is a Symlink export to {target}" in text
+    assert f"no node of its family exports {target}" in text
+    assert ("redconf create --leaf" in text) == (target == "/nodes/_private")
+    assert "set `chdir`" in text
+
+
 @pytest.mark.parametrize("root,leaf,expected", [
     (None, None, None), (0o027, None, 0o027), (0o022, 0o007, 0o027), (None, 0o077, 0o077),
 ])
@@ -974,6 +1001,13 @@ def test_file_deps_cover_every_config_and_status_file(tmp_path, unprivileged, ad
     for rel in absent:
         d = deps.pop(f"{tmp_path}/{rel}")
         assert (d.dev, d.ino, d.size, d.mtime_ns) == (0, 0, 0, ABSENT_MTIME), rel
+    # The plan compiler: a new release of redpak recompiles the plans cached by the old one.
+    import redpak.plan
+    compiler = deps.pop(plan_mod.COMPILER)
+    st = os.stat(redpak.plan.__file__)
+    assert plan_mod.COMPILER == redpak.plan.__file__
+    assert (compiler.dev, compiler.ino, compiler.size, compiler.mtime_ns) == (
+        st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
     # What is left: the status files of the directories above tmp_path, all absent.
     parent = tmp_path.parent
     for path, d in deps.items():
@@ -1121,3 +1155,18 @@ def test_ldpath_is_kept_as_written_without_a_look_at_the_host():
     """compile_plan alone does no I/O: without source_kind, every entry stays."""
     plan = compile_nodes([mknode(SYS, "sys", ldpath=("/nodes/x/none",))]).plan
     assert plan.env[-1] == EnvOp(EnvAction.SET, "LD_LIBRARY_PATH", "/nodes/x/none")
+
+
+@pytest.mark.parametrize("text,ok", [("0", True), ("4294967294", True),
+                                     ("4294967295", False), ("99999999999", False)])
+def test_numeric_ids_stop_below_the_kernels_minus_one(text, ok):
+    """4294967295 is (uid_t)-1, "leave unchanged" to setresuid/setresgid: as a -G it ran
+    into 'gid is 0/0/0 after setresgid'; refused when resolved, naming the option."""
+    from redpak.plan import resolve_group, resolve_user
+    for resolve, kind in ((resolve_user, "uid"), (resolve_group, "gid")):
+        if ok:
+            assert resolve(text, "-X") == int(text)
+            continue
+        with pytest.raises(PlanError) as err:
+            resolve(text, "-X")
+        assert str(err.value) == f"-X: {text} is not a {kind} (0 to 4294967294)"

@@ -146,8 +146,17 @@ def test_create_template_file_and_environment_dir(redconf, tmp_path):
     (["create", "-c", "nosuch", "x"], "no template 'nosuch'"),
     (["create", "-u", "x"], "nothing to update"),
     (["create", "-t", "/nonexistent-dir", "x"], "no such templates directory"),
+    # A careless integrator's template paths: a file given for the templates directory, a
+    # directory given for a template, a file in the current directory given by its name.
+    (["create", "-t", "own.yaml", "x"],
+     "own.yaml: not a directory (give the templates directory, not a file in it)"),
+    (["create", "-c", "tpl/", "x"], "tpl/: a directory, not a template file"),
+    (["create", "-c", "own.conf", "x"], "write ./own.conf)"),
 ])
 def test_create_errors_exit_one(redconf, tmp_path, args, message):
+    (tmp_path / "tpl").mkdir()
+    (tmp_path / "own.yaml").write_text("headers:\n  alias: own\n")
+    (tmp_path / "own.conf").write_text("headers:\n  alias: own\n")
     proc = redconf(*args, code=1)
     assert proc.stderr.startswith("redconf: ") and message in proc.stderr
     assert not (tmp_path / "x" / ".rednode.yaml").exists()
@@ -343,3 +352,42 @@ def test_unreadable_config_is_an_error_not_a_crash(redconf, family):
     conf.mkdir()                                   # a directory where a file should be
     proc = redconf("mergeconfig", family / "system", code=1)
     assert "redpak.yaml" in proc.stderr
+
+
+@pytest.mark.parametrize("argv", [["-vv", "tree"], ["check", "-v"], ["config", "-v", "-r"]])
+def test_user_error_has_no_traceback_even_verbose(env, tmp_path, argv):
+    """-v shows tracebacks of internal errors only: a missing node is the user's error."""
+    missing = str(tmp_path / "none")
+    proc = subprocess.run([sys.executable, "-m", "redpak.cli.redconf", *argv, missing],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(f"redconf: {missing}: "), proc.stderr
+    assert len(proc.stderr.splitlines()) == 1, proc.stderr
+
+
+def test_interrupt_exits_130_as_the_man_page_says(env, tmp_path):
+    """man redconf: 130 when interrupted; one line, no traceback."""
+    code = ("import sys, redpak.node as n\n"
+            "def stop(*a, **k):\n    raise KeyboardInterrupt\n"
+            "n.find_tree = stop\n"
+            "from redpak.cli import redconf\n"
+            f"sys.exit(redconf.main(['-v', 'tree', {str(tmp_path)!r}]))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=60)
+    assert (proc.returncode, proc.stderr) == (130, "redconf: interrupted\n")
+    from redpak.cli.manpage import page, render_man
+    assert "130 when interrupted" in render_man(page("redconf"))
+
+
+def test_compile_to_an_unwritable_cache_says_how_to_fix_it(redconf, tmp_path):
+    """A service user whose cache cannot be written: the error names the path and the one
+    setting that redconf compile and redwrap both read (REDPAK_CACHE_DIR)."""
+    redconf("create", "--root", "sys", code=0)
+    redconf("create", "--leaf", "sys/app", code=0)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    proc = redconf("compile", "sys", extra_env={"REDPAK_CACHE_DIR": str(blocker / "c")},
+                   code=1)
+    assert f"sys/app (normal): cannot write the plan: {blocker}/c: " in proc.stderr
+    assert "set REDPAK_CACHE_DIR to a directory this user may write" in proc.stderr

@@ -85,7 +85,7 @@ def test_option_value_may_start_with_a_dash():
     (["-r", "/n", "prog", "--help"], ["prog", "--help"]),
     (["-r", "/n", "prog", "-r", "/other"], ["prog", "-r", "/other"]),
     (["-r", "/n", "-", "x"], ["-", "x"]),
-    (["-r", "/n", "--", ""], [""]),
+    (["-r", "/n", "--", "prog", ""], ["prog", ""]),
 ])
 def test_program_and_its_arguments_are_verbatim(argv, program):
     args = parse_args(argv)
@@ -100,7 +100,13 @@ def test_program_and_its_arguments_are_verbatim(argv, program):
     (["-r", "/n", "-x", "prog"], ["unknown option '-x'", "--help", "'--'"]),
     (["-r", "/n", "--bind", "/", "/", "prog"], ["unknown option '--bind'"]),
     (["-r", "/n", "--admin=1", "prog"], ["unknown option '--admin=1'"]),
-    (["-r", "/n", "-as", "prog"], ["unknown option '-as'"]),
+    (["-r", "/n", "-ax", "prog"], ["unknown option letter 'x' in '-ax'", "--help"]),
+    (["-r", "/n", "-v=2", "prog"], ["-v takes no value (in '-v=2'", "--verbose=N"]),
+    (["-r", "/n", "-av=2", "prog"], ["-av takes no value (in '-av=2'"]),
+    (["-r", "/n", "--", "", "arg"], ["the program name is empty"]),
+    (["-r", "/n", ""], ["the program name is empty"]),
+    (["-r", "/n", "-aé", "prog"], ["unknown option letter 'é' in '-aé'"]),
+    (["-r", "/n", "-aU"], ["-U needs a value"]),
     (["-r", "/n", "--dump-only=yes"], ["unknown option"]),
     (["-r", "/n", "--verbose=x", "prog"], ["--verbose", "'x'", "not a number"]),
     (["-r", "/n", "--verbose=-1", "prog"], ["--verbose", "not a number"]),
@@ -120,6 +126,26 @@ def test_usage_errors(argv, words):
     assert all(w in str(err.value) for w in words), str(err.value)
 
 
+# Single-letter options bundle as with getopt: flags in a row, and a letter taking a value
+# takes the rest of the argument or the next one.
+@pytest.mark.parametrize("argv,expected", [
+    (["-as", "-r", "/n", "p"], {"admin": True, "strict": True}),
+    (["-avv", "-r/n", "p"], {"admin": True, "verbose": 2}),
+    (["-fdD", "-r", "/n"], {"force": True, "dump": True, "dump_only": True}),
+    (["-ar", "/n", "p"], {"admin": True, "redpath": "/n"}),
+    (["-ar/n", "p"], {"admin": True, "redpath": "/n"}),
+    (["-r", "/n", "-vaUbob", "p"], {"admin": True, "verbose": 1, "user": "bob"}),
+    (["-r", "/n", "-aU", "-bob", "p"], {"admin": True, "user": "-bob"}),
+    (["-r", "/n", "-sGstaff", "-SL", "p"], {"strict": True, "group": "staff", "smack": "L"}),
+    (["-r", "/n", "-aUv", "p"], {"admin": True, "user": "v"}),
+])
+def test_short_options_bundle(argv, expected):
+    args = parse_args(argv)
+    for name, value in expected.items():
+        assert getattr(args, name) == value, name
+    assert args.program == ([] if argv[-1] != "p" else ["p"])
+
+
 @pytest.mark.parametrize("argv", [["-r", "/n", "-D"], ["-D", "--redpath", "/n", "--"]])
 def test_dump_only_needs_no_program(argv):
     args = parse_args(argv)
@@ -134,7 +160,7 @@ def test_non_ascii_verbose_level_is_a_usage_error():
 # --- help -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("argv", [["-h"], ["--help"], ["-r", "/n", "--help", "prog"],
-                                  ["-a", "-h"]])
+                                  ["-a", "-h"], ["-ah"], ["-vh", "-r", "/n"]])
 def test_help_exits_0_with_usage(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         run(argv)
@@ -226,3 +252,12 @@ def test_dump_only_ignores_the_program(tmp_path, capsys):
     assert run(["-r", str(tmp_path / "app"), "-D", "--", "/no/such/program"]) == 0
     assert "redpak launch plan v1" in capsys.readouterr().out
 
+
+
+@pytest.mark.parametrize("option,name", [("-U", "-U/--user"), ("--gid", "-G/--group")])
+def test_empty_user_or_group_is_refused_by_name(option, name, capsys):
+    """`redwrap -U "$SVC_USER"` with the variable unset: not silently the config's (or the
+    caller's) identity, and not a message about the config key set-user."""
+    assert run(["-r", "/n", option, "", "--", "id"]) == 125
+    assert capsys.readouterr().err == (f"redwrap: {name}: the value is empty (give a name or "
+                                       f"a number)\n")

@@ -60,6 +60,17 @@ def test_c_string_round_trips_through_a_compiler(tmp_path):
     assert out == text.encode()
 
 
+def test_native_version_is_the_python_one():
+    from redpak import __version__
+    r = subprocess.run([str(native_redwrap()), "-a", "--version", "-r", "/nowhere"],
+                       capture_output=True, text=True, timeout=30, check=False)
+    assert (r.returncode, r.stdout, r.stderr) == (0, f"redwrap {__version__}\n", "")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as exit_:
+        redwrap.run(["--version"])
+    assert exit_.value.code == 0 and out.getvalue() == r.stdout
+
+
 @pytest.mark.parametrize("flag", ["-h", "--help"])
 def test_native_help_is_the_python_usage(flag):
     r = subprocess.run([str(native_redwrap()), "-r", "/nowhere", flag, "--", "x"],
@@ -91,12 +102,20 @@ def python_run(argv: list[str]) -> tuple[int, str]:
     ["-r", "/n"],
     ["-r", "/n", "--"],
     ["-r", "/n", "-x", "prog"],
-    ["-r", "/n", "-as", "prog"],
+    ["-r", "/n", "-ax", "prog"],
+    ["-r", "/n", "-aé", "prog"],
+    ["-r", "/n", "-a\u00e9b", "prog"],
+    ["-r", "/n", "-v=2", "prog"],
+    ["-r", "/n", "-as=x", "prog"],
+    ["-r", "/n", "-=", "prog"],
+    ["-r", "/n", "-=x", "prog"],
+    ["-r", "/n", "--", ""],
+    ["-D", "-r", "/n", "", "x"],
+    ["-r", "/n", "-aU"],
     ["-r", "/n", "--admin=1", "prog"],
     ["-r", "/n", "--verbose=x", "prog"],
     ["-r", "/n", "--verbose=", "prog"],
     ["-r", "/n", "--verbose=\u00b2", "prog"],
-    ["-r", "/n", "-vv", "prog"],
     ["-r", "/n", "--unknown", "prog"],
     ["-r", "/n", "-U"],
     ["-r", "/n", "-x", "-h"],
@@ -148,6 +167,8 @@ int main(void)
         r = rp_args_parse(argc, argv, &a, msg, sizeof(msg));
         if (r == RP_ARGS_HELP) {
             printf("help\n");
+        } else if (r == RP_ARGS_VERSION) {
+            printf("version\n");
         } else if (r == RP_ARGS_ERROR) {
             hex("error", msg);
         } else {
@@ -201,8 +222,8 @@ def native_parse(parser: subprocess.Popen, argv: list[str]) -> tuple:
         return None if value == "-" else bytes.fromhex(value[1:]).decode()
 
     assert "unterminated" not in lines  # the program list is NULL-terminated
-    if lines[0] == "help":
-        return ("help",)
+    if lines[0] in ("help", "version"):
+        return (lines[0],)
     if lines[0].startswith("error "):
         return ("error", text(lines[0]))
     fields = {ln.split(" ", 1)[0]: text(ln) for ln in lines[1:6]}
@@ -213,13 +234,14 @@ def native_parse(parser: subprocess.Popen, argv: list[str]) -> tuple:
 
 
 def python_parse(argv: list[str]) -> tuple:
+    out = io.StringIO()
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(out):
             a = redwrap.parse_args(argv)
     except redwrap.UsageError as err:
         return ("error", str(err))
     except SystemExit:
-        return ("help",)
+        return ("help",) if out.getvalue() == redwrap.USAGE else ("version",)
     flags = (int(a.admin), int(a.strict), int(a.force), int(a.dump), int(a.dump_only),
              min(a.verbose, INT_MAX), int(a.unsafe))
     return ("ok", a.redpath, a.user, a.group, a.smack, a.bwrap, flags, a.program)
@@ -235,6 +257,13 @@ def python_parse(argv: list[str]) -> tuple:
     ["-r", "/n", "--verbose=99999999999999999999", "p"],
     ["-r", "--", "-D"],
     ["-r", "/n", "-r=x", "p"],
+    ["-as", "-r", "/n", "p"],
+    ["-avvr", "/n", "p"],
+    ["-ar/n", "-fdD"],
+    ["-r", "/n", "-vaUbob", "-sG", "staff", "-SL", "p"],
+    ["-r", "/n", "-aUv", "p"],
+    ["-ah"],
+    ["-ar"],
     ["-r", "/n", "", "p"],
     ["-h"],
 ])
@@ -245,8 +274,10 @@ def test_parser_matches_python(parser, argv):
 TOKENS = ["-r", "--redpath", "-r/n", "--redpath=/n", "--redpath=", "-a", "--admin", "-s",
           "--strict", "-f", "--force", "-d", "--dump", "-D", "--dump-only", "-U", "--user",
           "-Ubob", "--user=bob", "-G", "-Gstaff", "--group", "-S", "--smack=L", "-v",
-          "--verbose", "--verbose=2", "--verbose=x", "--verbose=", "-vv", "-as", "--", "-",
-          "-h", "--help", "--admin=1", "-x", "--x=y", "prog", "/n", "", "a b", "--bind", "-r=",
+          "--verbose", "--verbose=2", "--verbose=x", "--verbose=", "-vv", "-as", "-avD", "-aU", "-sGx", "-dr", "-Dh", "-ax",
+          "-av=1", "--", "-",
+          "-h", "--help", "--version", "--version=1", "-ah", "--admin=1", "-x", "--x=y",
+          "prog", "/n", "", "a b", "--bind", "-r=",
           "-é", "é", "--rpath", "--rp=/n", "--rp", "--uid", "--gid=0", "--unsafe",
           "--unsafe=1", "--bwrap", "--bwrap=/usr/bin/bwrap", "ls", "-l", "--rpat"]
 

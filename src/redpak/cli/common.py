@@ -71,7 +71,8 @@ def print_warning(message: str, level: str = "warning") -> None:
 def run_guarded(prog: str, func: Callable[[], int], verbose: bool = False) -> int:
     """Run a command body and return its exit status; never lets a traceback out.
 
-    RedpakError and OSError print their message and give 1; any other exception is an
+    RedpakError and OSError (user errors: a bad config, a missing node, a permission) print
+    their message and give 1, never a traceback, even with -v; any other exception is an
     internal error (1, traceback only when `verbose`); Ctrl-C gives 130.
     """
     try:
@@ -90,12 +91,10 @@ def run_guarded(prog: str, func: Callable[[], int], verbose: bool = False) -> in
         return EXIT_INTERRUPTED
     except RedpakError as err:
         print_error(prog, str(err))
-        _print_cause(err, verbose)
         return EXIT_ERROR
     except OSError as err:
         where = f"{err.filename}: " if err.filename else ""
         print_error(prog, f"{where}{err.strerror or err}")
-        _print_cause(err, verbose)
         return EXIT_ERROR
     except Exception as err:  # the CLI entry point is the one place allowed to catch all
         print_error(prog, f"internal error: {type(err).__name__}: {err}"
@@ -104,12 +103,6 @@ def run_guarded(prog: str, func: Callable[[], int], verbose: bool = False) -> in
             import traceback
             traceback.print_exc(file=sys.stderr)
         return EXIT_ERROR
-
-
-def _print_cause(err: BaseException, verbose: bool) -> None:
-    if verbose:
-        import traceback
-        traceback.print_exception(err, file=sys.stderr)
 
 
 def _silence_stdout() -> None:

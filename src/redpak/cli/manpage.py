@@ -140,14 +140,18 @@ _EXTRA: dict[str, list[tuple[str, str]]] = {
         ("SEE ALSO", "redconf(1), redwrap-dnf(1), systemd.unit(5)"),
     ],
     "redconf": [
-        ("EXIT STATUS", "0 on success, 1 on an error (one message on stderr), 2 on a usage "
-                        "error."),
+        ("EXIT STATUS", "0 on success; 1 on an error (one message on stderr, never a "
+                        "traceback), and when check finds a problem, tree an invalid node or "
+                        "compile a plan it could not cache; 2 on a usage error (the "
+                        "command's usage line first); 130 when interrupted (Ctrl-C)."),
         ("ENVIRONMENT", "REDNODE_TEMPLATE_DIR: the templates directory of create."),
         ("SEE ALSO", "redwrap(1), redwrap-dnf(1)"),
     ],
     "redwrap-dnf": [
-        ("EXIT STATUS", "0 on success, 1 on an error (one message on stderr), 2 on a usage "
-                        "error."),
+        ("EXIT STATUS", "0 on success; 1 on an error (one message on stderr, never a "
+                        "traceback), a transaction not confirmed, a query matching nothing, "
+                        "or --proof finding the transaction impossible; 2 on a usage error "
+                        "(the command's usage line first); 130 when interrupted (Ctrl-C)."),
         ("ENVIRONMENT", "REDPAK_DNF_LOCK_TIMEOUT: default of --lock-timeout, in seconds."),
         ("SEE ALSO", "redwrap(1), redconf(1), rpm(8), dnf(8)"),
     ],

@@ -11,6 +11,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # not imported at run time: `--help` starts faster
     from typing import Any
 
+from redpak import __version__
+from redpak.cli.argparser import ArgumentParser, command_parser
 from redpak.cli.common import (
     Annotated,
     annotate_origins,
@@ -174,7 +176,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from redpak.build import family_config
     from redpak.model import NodeState
     from redpak.node import find_family, find_tree, load_node
-    from redpak.plan import check_paths
+    from redpak.plan import check_home, check_paths
 
     problems: list[dict[str, str]] = []
     warnings: list[str] = []
@@ -224,6 +226,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     for path in paths:
         load(path)
     uid, gid, pid = os.getuid(), os.getgid(), os.getpid()
+    # A node with children (or with a directory below it that could not be read, which may
+    # hold them) is launched through its leaves: check_home applies to leaves only.
+    below = paths + [p["node"] for p in problems]
+    parents = {p for p in paths for q in below if q.startswith(p.rstrip("/") + "/")}
+    leaves = set(paths) - parents
     for path in paths:
         if loaded[path] is None:
             continue
@@ -242,6 +249,8 @@ def cmd_check(args: argparse.Namespace) -> int:
             try:
                 merged = family_config(family, admin, os.environ, uid, gid, pid).family
                 check_paths(merged)     # what a launch refuses, check refuses too
+                if path in leaves:      # a node with children is launched through them
+                    check_home(merged)
                 for w in merged.warnings:
                     warning(f"{path}: {mode} mode: {w}", str(w))
             except RedpakError as err:
@@ -422,10 +431,12 @@ def _assignment(text: str) -> tuple[str, str]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The redconf argument parser."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=PROG, description="Create redpak nodes and inspect their configurations.",
         epilog="Run `redconf COMMAND -h` for the options of a command.")
     _add_output_options(parser, top=True)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}",
+                        help="print redpak's version and exit")
     parser.add_argument("-l", "--log-yaml", type=_log_level, metavar="N", default=0,
                         help="redpak 2.x: detail level N about the configs read "
                              "(same as N times -v)")
@@ -528,13 +539,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Parse redconf's command line; exits 2 on a usage error, 0 after --help."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    parser = command_parser(parser, args.command)
     option = {"create": "-n/--node", "tree": "-r/--redroot"}.get(args.command, "-r/--redpath")
     if args.node_pos is not None and args.node_opt is not None:
-        parser.error(f"{args.command}: give the node either as an argument or with "
+        parser.error(f"give the node either as an argument or with "
                      f"{option}, not both")
     args.node = args.node_opt if args.node_opt is not None else args.node_pos
     if args.node is None:
-        parser.error(f"{args.command}: missing node directory (see `redconf {args.command} -h`)")
+        parser.error(f"missing node directory (see `redconf {args.command} -h`)")
     if getattr(args, "redroot", None) is not None:
         args.node = os.path.join(args.redroot, args.node)  # an absolute node path wins
     args.verbose = max(args.verbose, args.log_yaml)

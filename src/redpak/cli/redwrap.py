@@ -32,15 +32,18 @@ options:
   -d, --dump            print the launch plan, then run
   -D, --dump-only       print the launch plan; run nothing, change nothing
   -h, --help            show this help and exit
+      --version         print redpak's version and exit
 
 redpak 2.x options, accepted with a notice on stderr that they have no effect:
       --unsafe          (this redpak has no unsafe mode)
       --bwrap PATH      (this redpak launches nodes itself, without bwrap)
 
-The first argument that is not an option, or everything after '--', is the program and
-its arguments, passed verbatim (`redwrap --redpath NODE ls -l` runs `ls -l`). Exit
-status: the program's; 128+N if it died of signal N; 125 if redpak failed before the
-program started; 126 if the program is not executable; 127 if it is not found in the node.
+Single-letter options may be bundled as with getopt: `-av` is `-a -v`, and a letter
+taking a value ends the bundle (`-aU bob`, `-aUbob`). The first argument that is not an
+option, or everything after '--', is the program and its arguments, passed verbatim
+(`redwrap --redpath NODE ls -l` runs `ls -l`). Exit status: the program's; 128+N if it
+died of signal N; 125 if redpak failed before the program started (a usage error too);
+126 if the program is not executable; 127 if it is not found in the node.
 """
 
 
@@ -73,6 +76,40 @@ _VALUES = {"-r": "redpath", "--redpath": "redpath", "--rpath": "redpath", "--rp"
            "-S": "smack", "--smack": "smack", "--bwrap": "bwrap"}
 
 
+_SEE_HELP = "redwrap --help lists them; put the program after '--' if it starts with '-'"
+
+
+def _parse_bundle(argv: list[str], i: int, args: Args) -> int:
+    """One argument of single-letter options, bundled as getopt does (`-av`, `-vvU bob`,
+    `-aUbob`): flags one after the other; a letter taking a value takes the rest of the
+    argument, or the next one. Returns the index of the last argument used."""
+    arg = argv[i]
+    for k in range(1, len(arg)):
+        letter = "-" + arg[k]
+        if letter == "-h":
+            raise SystemExit(_help())
+        if letter == "-v":
+            args.verbose += 1
+        elif letter in _FLAGS:
+            setattr(args, _FLAGS[letter], True)
+        elif letter in _VALUES:
+            if k + 1 < len(arg):
+                setattr(args, _VALUES[letter], arg[k + 1:])
+                return i
+            if i + 1 >= len(argv):
+                raise UsageError(f"{letter} needs a value")
+            setattr(args, _VALUES[letter], argv[i + 1])
+            return i + 1
+        elif len(arg) == 2:
+            raise UsageError(f"unknown option '{arg}' ({_SEE_HELP})")
+        elif arg[k] == "=" and k > 1:
+            raise UsageError(f"{arg[:k]} takes no value (in '{arg}'; a verbosity level is "
+                             "written --verbose=N)")
+        else:
+            raise UsageError(f"unknown option letter '{arg[k]}' in '{arg}' ({_SEE_HELP})")
+    return i
+
+
 def no_effect_notice(args: Args) -> str | None:
     """The one-line notice for the redpak 2.x options that change nothing here (the native
     redwrap prints the same when it launches from the cache)."""
@@ -96,10 +133,16 @@ def parse_args(argv: list[str]) -> Args:
         if not arg.startswith("-") or arg == "-":
             args.program = argv[i:]
             break
-        if arg in ("-h", "--help"):
+        name, eq, inline = arg.partition("=")
+        if not arg.startswith("--"):
+            i = _parse_bundle(argv, i, args)
+        elif arg == "--help":
             raise SystemExit(_help())
-        name, eq, inline = arg.partition("=") if arg.startswith("--") else (arg, "", "")
-        if name in ("-v", "--verbose"):
+        elif arg == "--version":
+            from .. import __version__
+            sys.stdout.write(f"{PROG} {__version__}\n")
+            raise SystemExit(0)
+        elif name == "--verbose":
             number = inline.isascii() and inline.isdigit()
             args.verbose = int(inline) if eq and number else args.verbose + 1
             if eq and not number:
@@ -109,24 +152,22 @@ def parse_args(argv: list[str]) -> Args:
         elif name in _VALUES:
             if eq:
                 value = inline
-            elif len(arg) > 2 and not arg.startswith("--"):
-                value = arg[2:]
             else:
                 i += 1
                 if i >= len(argv):
                     raise UsageError(f"{arg} needs a value")
                 value = argv[i]
             setattr(args, _VALUES[name], value)
-        elif len(arg) > 2 and arg[1] != "-" and arg[:2] in _VALUES:
-            setattr(args, _VALUES[arg[:2]], arg[2:])
         else:
-            raise UsageError(f"unknown option '{arg}' (redwrap --help lists them; put the "
-                             "program after '--' if it starts with '-')")
+            raise UsageError(f"unknown option '{arg}' ({_SEE_HELP})")
         i += 1
     if not args.redpath:
         raise UsageError("--redpath NODE is required")
     if not args.program and not args.dump_only:
         raise UsageError("no program given (redwrap --redpath NODE -- PROGRAM [ARGS])")
+    if args.program and not args.program[0]:
+        raise UsageError("the program name is empty (redwrap --redpath NODE -- PROGRAM "
+                         "[ARGS])")
     return args
 
 
@@ -182,6 +223,11 @@ def run(argv: list[str]) -> int:
     except UsageError as err:
         sys.stderr.write(f"{PROG}: {err}\n")
         return EXIT_REDPAK
+    for option, value in (("-U/--user", args.user), ("-G/--group", args.group)):
+        if value == "":         # an unset variable in a script: not "no option"
+            sys.stderr.write(f"{PROG}: {option}: the value is empty (give a name or a "
+                             f"number)\n")
+            return EXIT_REDPAK
     notice = no_effect_notice(args)
     if notice:
         sys.stderr.write(notice + "\n")

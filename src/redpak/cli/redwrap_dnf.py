@@ -11,6 +11,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # not imported at run time: `--help` starts faster
     from typing import Any
 
+from redpak import __version__
+from redpak.cli.argparser import ArgumentParser, command_parser
 from redpak.cli.common import emit, run_guarded
 
 PROG = "redwrap-dnf"
@@ -199,18 +201,25 @@ def cmd_download(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- arguments
 
 def _lock_timeout_default() -> float:
+    """$REDPAK_DNF_LOCK_TIMEOUT, else the default; raises ArgumentTypeError for a value
+    that is not a number of seconds (a `5m` must not silently become 300)."""
     from redpak.pkg.lock import DEFAULT_TIMEOUT
 
     text = os.environ.get(LOCK_TIMEOUT_ENV, "")
-    try:
-        return float(text) if text else DEFAULT_TIMEOUT
-    except ValueError:
+    if not text:
         return DEFAULT_TIMEOUT
+    try:
+        return _seconds(text)
+    except argparse.ArgumentTypeError as err:
+        raise argparse.ArgumentTypeError(f"${LOCK_TIMEOUT_ENV}: {err} (give seconds, "
+                                         f"e.g. 300, or unset it)") from None
 
 
 def _seconds(text: str) -> float:
     try:
         value = float(text)
+        if value != value:              # nan
+            raise ValueError(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
     if value < 0:
@@ -218,7 +227,7 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _add_common(parser: argparse.ArgumentParser, top: bool) -> None:
+def _add_common(parser: argparse.ArgumentParser, top: bool, proof: bool = True) -> None:
     # Repeated on each sub-command with SUPPRESS defaults so options work before and
     # after the command name without the sub-parser resetting them.
     def default(value: Any) -> Any:
@@ -236,21 +245,24 @@ def _add_common(parser: argparse.ArgumentParser, top: bool) -> None:
                         default=default("human"), help="JSON output (queries)")
     parser.add_argument("--yaml", dest="fmt", action="store_const", const="yaml",
                         default=default("human"), help="YAML output (queries)")
-    parser.add_argument("--proof", action="store_true", default=default(False),
-                        help="install, remove, upgrade: only say whether the transaction "
-                             "is possible (ancestors untouched, descendants unbroken); "
-                             "nothing is changed, exit 1 when it is not")
+    if proof:
+        parser.add_argument("--proof", action="store_true", default=default(False),
+                            help="install, remove, upgrade: only say whether the "
+                                 "transaction is possible (ancestors untouched, descendants "
+                                 "unbroken); nothing is changed, exit 1 when it is not")
     parser.add_argument("--lock-timeout", type=_seconds, metavar="SECONDS",
-                        default=default(_lock_timeout_default() if top else None),
+                        default=default(None),
                         help="how long to wait for another transaction of the family "
                              f"(default ${LOCK_TIMEOUT_ENV}, else 300)")
 
 
-def _which(p: argparse.ArgumentParser, *choices: str) -> argparse._MutuallyExclusiveGroup:
-    group = p.add_mutually_exclusive_group()
-    for choice in choices:
-        group.add_argument(f"--{choice}", dest="which", action="store_const", const=choice)
-    return group
+def _which(parser: argparse.ArgumentParser, default: str, **choices: str) -> None:
+    """Mutually exclusive --CHOICE options (with their help) setting `which`."""
+    group = parser.add_mutually_exclusive_group()
+    for value, text in choices.items():
+        group.add_argument(f"--{value}", dest="which", action="store_const", const=value,
+                           help=text)
+    parser.set_defaults(which=default)
 
 
 def _opts_manager(p: argparse.ArgumentParser) -> None:
@@ -273,16 +285,17 @@ def _opts_upgrade(p: argparse.ArgumentParser) -> None:
 
 
 def _opts_list(p: argparse.ArgumentParser) -> None:
-    _which(p, "installed", "available", "all")
-    p.set_defaults(which="all")
+    _which(p, "all", installed="only the packages installed in the node and its ancestors",
+           available="only the packages of the family's repositories",
+           all="both (the default)")
     p.add_argument("patterns", nargs="*", metavar="PATTERN",
                    help="globs on name, name.arch, name-version...; a first word "
                         "installed/available/all selects like the options")
 
 
 def _opts_info(p: argparse.ArgumentParser) -> None:
-    _which(p, "installed", "available")
-    p.set_defaults(which="all")
+    _which(p, "all", installed="only installed packages (default: installed, then available)",
+           available="only packages of the family's repositories")
     p.add_argument("patterns", nargs="+", metavar="PATTERN")
 
 
@@ -291,19 +304,25 @@ def _opts_search(p: argparse.ArgumentParser) -> None:
 
 
 def _opts_repolist(p: argparse.ArgumentParser) -> None:
-    _which(p, "all", "enabled", "disabled")
-    p.set_defaults(which="enabled")
+    _which(p, "enabled", all="enabled and disabled repositories",
+           enabled="enabled repositories only (the default)",
+           disabled="disabled repositories only")
 
 
 def _opts_repoquery(p: argparse.ArgumentParser) -> None:
     p.add_argument("--installed", action="store_true",
                    help="query the family's installed packages instead")
-    p.add_argument("--whatprovides", metavar="CAPABILITY")
-    p.add_argument("--whatrequires", metavar="CAPABILITY")
+    p.add_argument("--whatprovides", metavar="CAPABILITY",
+                   help="packages providing CAPABILITY (a name, a provide or a file path)")
+    p.add_argument("--whatrequires", metavar="CAPABILITY",
+                   help="packages requiring CAPABILITY")
     show = p.add_mutually_exclusive_group()
-    show.add_argument("--requires", dest="show", action="store_const", const="requires")
-    show.add_argument("--provides", dest="show", action="store_const", const="provides")
-    show.add_argument("-l", "--list", dest="show", action="store_const", const="files")
+    show.add_argument("--requires", dest="show", action="store_const", const="requires",
+                      help="print what the packages require (default: their NEVRA)")
+    show.add_argument("--provides", dest="show", action="store_const", const="provides",
+                      help="print what the packages provide")
+    show.add_argument("-l", "--list", dest="show", action="store_const", const="files",
+                      help="print the files of the packages")
     p.set_defaults(show="nevra")
     p.add_argument("patterns", nargs="*", metavar="PATTERN")
 
@@ -348,7 +367,7 @@ class _Retry(Exception):
     """A usage error of a parser built for one command only: parse with the whole one."""
 
 
-class _OneCommandParser(argparse.ArgumentParser):
+class _OneCommandParser(ArgumentParser):
     def error(self, message: str) -> Any:
         raise _Retry(message)
 
@@ -356,20 +375,23 @@ class _OneCommandParser(argparse.ArgumentParser):
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The redwrap-dnf argument parser. With `only` (a command name), the other commands
     get no options: building every command's options is a quarter of the start-up."""
-    cls = argparse.ArgumentParser if only is None else _OneCommandParser
+    cls = ArgumentParser if only is None else _OneCommandParser
     parser = cls(
         prog=PROG, description="Manage the RPM packages of a redpak node (SPEC §8): "
         "packages are installed under the node, ancestors' packages count as installed "
         "and are never changed.",
         epilog="Run `redwrap-dnf COMMAND -h` for the options of a command.")
     _add_common(parser, top=True)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}",
+                        help="print redpak's version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
                                 parser_class=cls)
     for name, help_text, func, aliases, options in COMMANDS:
         p = sub.add_parser(name, help=help_text, description=help_text, aliases=aliases)
         p.set_defaults(func=func, op=name)
         if only is None or only == name:
-            _add_common(p, top=False)
+            # --proof only where it works (a sub-command's -h lists what it accepts)
+            _add_common(p, top=False, proof=name in ("install", "remove", "upgrade"))
             options(p)
     return parser
 
@@ -415,15 +437,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args is None:
         args = parser.parse_args(argv)
 
-    def error(message: str) -> None:
-        (parser or build_parser()).error(message)
+    def error(message: str) -> None:     # with the usage line of the command
+        command_parser(parser or build_parser(), args.command).error(message)
 
     if not args.redpath:
-        error(f"{args.op}: missing --redpath NODE (the node to work on)")
+        error("missing --redpath NODE (the node to work on)")
     if args.proof and args.op not in ("install", "remove", "upgrade"):
-        error(f"{args.op}: --proof works with install, remove and upgrade only")
+        error("--proof works with install, remove and upgrade only")
     if args.lock_timeout is None:
-        args.lock_timeout = _lock_timeout_default()
+        try:
+            args.lock_timeout = _lock_timeout_default()
+        except argparse.ArgumentTypeError as err:
+            error(str(err))
     return args
 
 
