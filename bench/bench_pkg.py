@@ -126,6 +126,8 @@ def _baseline(work: Path, rev: str) -> Path | None:
         print(f"bench_pkg: no baseline ({rev}): {err}", file=sys.stderr)
         return None
     subprocess.run(["tar", "-x", "-C", str(out)], input=archive, check=True)
+    # bytecode compiled, as an installed redpak is (else each run compiles every module)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(out / "src")], check=True)
     return out / "src"
 
 
@@ -142,6 +144,7 @@ def bench(app: Path, repo: Path, names: list[str], runs: int, work: Path,
 
     opts = ops.Options(assumeyes=True, out=lambda t: None, progress=Progress(quiet=True))
     env = dict(os.environ, REDPAK_REDWRAP="")
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # as installed: the bytecode is used
     base_env = dict(env, PYTHONPATH=str(baseline)) if baseline else None
     # the command as users run it: the installed script (python -m adds runpy's imports)
     script = Path(sys.executable).parent / "redwrap-dnf"
