@@ -165,6 +165,40 @@ def test_a_cache_directory_swapped_for_a_link_mid_command_leads_nowhere(
     assert "conflictb" in out
 
 
+def test_a_package_swapped_in_the_cache_after_its_check_is_never_installed(
+        family, tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The download cache lies in the family's var, which running descendants may write.
+    A node swaps the downloaded package, once checked against the repository's checksum,
+    for its own build of the same name, version and release (self-consistent digests;
+    gpgcheck is off): what is installed is still the package that was checked."""
+    from conftest import spec
+    from redpak.pkg import repos
+
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "evil.spec").write_text(spec("libfoo", files={
+        "/usr/lib/libfoo/libfoo.so.txt": "planted", "/usr/bin/foo-tool": "planted"}))
+    run(["rpmbuild", "-bb", "--quiet", "--define", f"_topdir {tmp_path / 'build'}",
+         str(specs / "evil.spec")])
+    evil = (tmp_path / "build/RPMS/noarch/libfoo-1.0-1.noarch.rpm").read_bytes()
+    real_fetch_package = repos.fetch_package
+    swapped = []
+
+    def fetch_then_the_node_swaps(*args, **kw):
+        result = real_fetch_package(*args, **kw)
+        path = result[0]
+        os.unlink(path)
+        Path(path).write_bytes(evil)
+        swapped.append(path)
+        return result
+    monkeypatch.setattr(repos, "fetch_package", fetch_then_the_node_swaps)
+    status, _, err = cli("--redpath", str(family.app), "install", "-y", "libfoo-1.0")
+    assert swapped, "the swap did not happen"
+    assert status == 0, err
+    assert (family.app / "usr/lib/libfoo/libfoo.so.txt").read_text() == "libfoo 1\n"
+    assert (family.app / "usr/bin/foo-tool").read_text() != "planted\n"
+
+
 # --------------------------------------------------------------------------- signatures
 
 @pytest.fixture

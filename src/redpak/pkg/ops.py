@@ -511,9 +511,10 @@ def download(redpath: str, specs: list[str], destdir: str, resolve: bool,
         items = list(chosen.values())
         for number, s in enumerate(items, 1):
             opts.progress.item("Downloading", s.str(), number, len(items))
-            path = fetch_package(universe.repo_of(s), s)
+            path, data = fetch_package(universe.repo_of(s), s)
             dest = os.path.join(destdir, os.path.basename(path))
-            shutil.copyfile(path, dest)
+            with open(dest, "wb") as f:     # the checked bytes, not the cache file again
+                f.write(data)
             written.append(dest)
         opts.progress.finish()
     return written

@@ -438,10 +438,12 @@ def _load_metadata(solv: Any, solv_repo: Any, loaded: LoadedRepo, repomd: bytes,
 
 # --------------------------------------------------------------------------- packages
 
-def fetch_package(loaded: LoadedRepo, solvable: Any) -> str:
+def fetch_package(loaded: LoadedRepo, solvable: Any) -> tuple[str, bytes]:
     """Download (or copy) a package of a loaded repository into its cache directory,
-    check it against the repository's checksum, and return its path. Raises
-    PackageError for a missing or corrupt package."""
+    check it against the repository's checksum, and return its path and the checked
+    bytes. Use the bytes (private_file()): the cache lies in a node that descendants may
+    write, so the file at the path may have changed since. Raises PackageError for a
+    missing or corrupt package."""
     import solv
 
     what = f"repository '{loaded.config.id}'"
@@ -458,7 +460,7 @@ def fetch_package(loaded: LoadedRepo, solvable: Any) -> str:
 
 
 def _fetch_into(loaded: LoadedRepo, href: str, chk: Any, pkgdir: int, what: str,
-                solvable: Any) -> str:
+                solvable: Any) -> tuple[str, bytes]:
     for name in os.listdir(pkgdir):
         if name.endswith(".tmp") and _stale_tmp(name):
             try:
@@ -471,7 +473,7 @@ def _fetch_into(loaded: LoadedRepo, href: str, chk: Any, pkgdir: int, what: str,
     if cached is not None:
         try:
             check_digest(cached, chk.typestr(), chk.hex(), "")
-            return dest
+            return dest, cached
         except PackageError:
             pass
     data = fetch(loaded.url(href), _METADATA_MAX, f"{what}: {solvable.str()}")
@@ -484,7 +486,26 @@ def _fetch_into(loaded: LoadedRepo, href: str, chk: Any, pkgdir: int, what: str,
                            + (" (the filesystem of the cache directory is full: free space "
                               "or point cachedir elsewhere; nothing was changed)" if full
                               else "")) from err
-    return dest
+    return dest, data
+
+
+def private_file(data: bytes, name: str) -> int:
+    """A sealed memory file holding DATA (a package checked against its repository's
+    checksum), for librpm to read through /proc/self/fd/FD: what is installed is what was
+    checked, whatever happens to the cache file. Returns the fd (close-on-exec)."""
+    import fcntl
+
+    fd = os.memfd_create(name[:200], os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_WRITE | fcntl.F_SEAL_GROW
+                    | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_SEAL)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def repo_keys(repo: RepoConfig) -> list[str]:

@@ -58,11 +58,18 @@ class Item:
     """A package to install: its change, file and (once read) header."""
 
     change: Change
-    path: str
+    path: str                       # what librpm reads: the file, or /proc/self/fd/N
     repo: Any = None                # repos.LoadedRepo, None for a local file
     hdr: Any = None
     fd: int = -1
     downloaded: bool = False
+    cache_path: str = ""            # a downloaded package's file in the cache
+    private_fd: int = -1            # the memory file holding its checked bytes
+
+    @property
+    def name(self) -> str:
+        """The package file's name, for messages."""
+        return os.path.basename(self.cache_path or self.path)
 
 
 @record
@@ -97,9 +104,11 @@ def execute(universe: Universe, plan: Plan, progress: Progress, command: str,
                     lock_timeout)
     finally:
         for it in items:
+            if it.private_fd >= 0:
+                os.close(it.private_fd)
             if it.downloaded:
                 try:
-                    os.unlink(it.path)
+                    os.unlink(it.cache_path)
                 except OSError:
                     pass
 
@@ -107,7 +116,7 @@ def execute(universe: Universe, plan: Plan, progress: Progress, command: str,
 # --------------------------------------------------------------------------- preparation
 
 def _fetch(universe: Universe, plan: Plan, progress: Progress, items: list[Item]) -> None:
-    from redpak.pkg.repos import fetch_package
+    from redpak.pkg.repos import fetch_package, private_file
 
     new = [c for c in plan.changes if c.new is not None]
     for number, change in enumerate(new, 1):
@@ -117,7 +126,13 @@ def _fetch(universe: Universe, plan: Plan, progress: Progress, items: list[Item]
             continue
         repo = universe.repo_of(s)
         progress.item("Downloading", s.str(), number, len(new))
-        items.append(Item(change, fetch_package(repo, s), repo, downloaded=True))
+        path, data = fetch_package(repo, s)
+        item = Item(change, path, repo, downloaded=True, cache_path=path)
+        items.append(item)
+        # librpm reads the checked bytes, never the cache file again (a running node may
+        # write the cache: it could swap the file between the check and the install)
+        item.private_fd = private_file(data, item.name)
+        item.path = f"/proc/self/fd/{item.private_fd}"
 
 
 def gpgcheck_for(universe: Universe, item: Item) -> bool:
@@ -176,7 +191,7 @@ def _read_headers(universe: Universe, items: list[Item], family_keys: list[str])
                             f"({_why_gpg(universe, it)})")
             continue
         if nevra_of(it.hdr) != name:
-            problems.append(f"{os.path.basename(it.path)} holds {nevra_of(it.hdr)}, "
+            problems.append(f"{it.name} holds {nevra_of(it.hdr)}, "
                             f"not {name} as its repository says")
     if problems:
         raise PackageError("refused, nothing was changed:\n  " + "\n  ".join(problems))
@@ -210,7 +225,7 @@ def _signature_problem(universe: Universe, it: Item, name: str, error: str) -> s
         if "Key ID" in sig:
             signer = sig[sig.index("Key ID") + 7:].split()[0].strip(",")
     except rpm.error:
-        return f"{name}: {os.path.basename(it.path)} is not a valid rpm package ({error})"
+        return f"{name}: {it.name} is not a valid rpm package ({error})"
     finally:
         take_log()
     leaf_db = os.path.join(universe.session.leaf.path, "var/lib/rpm")
