@@ -8,6 +8,7 @@ import os
 import random
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -106,6 +107,43 @@ def test_in_process_calls_from_threads_are_serialised(family, capsys) -> None:
     out = capsys.readouterr()
     assert results == {"conflictb": 0, "bar": 0}, out.err
     assert family.rpm_qa(family.app) == ["bar-1.0", "conflictb-1.0", "libfoo-2.0"]
+
+
+def test_configs_are_never_read_while_another_thread_is_chrooted(family, tmp_path) -> None:
+    """librpm chroots the whole process while it writes a node. A thread's command that
+    reads the family's configs meanwhile would find none ("etc/redpak.yaml is missing"),
+    nor the redpak modules it imports on first use: it waits for the lock the transaction
+    holds. Played in a child process: the main thread takes the lock and chroots into an
+    empty directory as librpm does; the other thread's command must only start once the
+    chroot is undone."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code = f"""
+import os, sys, threading, time
+from redpak.pkg import ops
+from redpak.pkg.rpmdb import RPM_LOCK
+result = {{}}
+def query():
+    result.clear()
+    try:
+        result["rows"] = ops.list_packages({str(family.app)!r}, "installed", [])
+    except Exception as err:
+        result["error"] = str(err)
+top = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
+with RPM_LOCK:
+    os.chroot({str(empty)!r})
+    worker = threading.Thread(target=query)
+    worker.start()
+    time.sleep(0.5)
+    os.fchdir(top)
+    os.chroot(".")
+worker.join()
+print(result)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], cwd="/", capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "'rows'" in proc.stdout, proc.stdout
 
 
 # --------------------------------------------------------------------------- crashes

@@ -1,6 +1,7 @@
 # The package commands of redwrap-dnf as functions (the CLI and benchmarks call these):
 # changes take the family lock and recover an interrupted transaction before planning;
-# queries only read. librpm is driven from one thread at a time (RPM_LOCK).
+# queries only read. One command at a time per process (RPM_LOCK, from its first import to
+# its end): librpm chroots the whole process while it writes a node.
 """Package operations on one node.
 
 Every function takes the node path (`redpath`) and an Options; changes return an exit
@@ -11,6 +12,7 @@ PackageError (or the NodeError/ConfigError/MergeError of loading the family).
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
 import sys
 from collections.abc import Callable
@@ -18,6 +20,7 @@ from collections.abc import Callable
 from redpak.errors import PackageError
 from redpak.pkg.lock import DEFAULT_TIMEOUT
 from redpak.pkg.progress import Progress
+from redpak.pkg.rpmdb import RPM_LOCK
 from redpak.record import field, record
 
 TYPE_CHECKING = False  # typing costs ~2 ms at start: for annotations only
@@ -52,21 +55,36 @@ class Options:
 
 # --------------------------------------------------------------------------- changes
 
+def _serialised(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a command under RPM_LOCK, its imports and config reads included: librpm
+    chroots the whole process while it writes, so another thread would find neither the
+    node's files nor redpak's modules meanwhile."""
+    @functools.wraps(func)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with RPM_LOCK:
+            return func(*args, **kwargs)
+    return run
+
+
+@_serialised
 def install(redpath: str, specs: list[str], opts: Options) -> int:
     """Install packages (with their dependencies) into the node."""
     return _change(redpath, "install", specs, opts)
 
 
+@_serialised
 def remove(redpath: str, specs: list[str], opts: Options) -> int:
     """Remove packages of the node (and the node's packages that need them)."""
     return _change(redpath, "remove", specs, opts)
 
 
+@_serialised
 def upgrade(redpath: str, specs: list[str], opts: Options) -> int:
     """Upgrade the node's packages (all of them without specs)."""
     return _change(redpath, "upgrade", specs, opts)
 
 
+@_serialised
 def reinstall(redpath: str, specs: list[str], opts: Options) -> int:
     """Reinstall the node's packages from the repositories."""
     return _change(redpath, "reinstall", specs, opts)
@@ -74,14 +92,13 @@ def reinstall(redpath: str, specs: list[str], opts: Options) -> int:
 
 def _change(redpath: str, verb: str, specs: list[str], opts: Options) -> int:
     from redpak.pkg.lock import FamilyLock
-    from redpak.pkg.rpmdb import RPM_LOCK
     from redpak.pkg.session import descendants, open_session
     from redpak.pkg.stage import deletions_awaited
     from redpak.pkg.transaction import execute, require_root
 
     require_root()
     session = open_session(redpath)
-    with RPM_LOCK, FamilyLock(session.root.path, opts.lock_timeout, on_wait=opts.warn), \
+    with FamilyLock(session.root.path, opts.lock_timeout, on_wait=opts.warn), \
             deletions_awaited():
         recover(session, opts)
         universe = _universe(session, repos=True, local=specs if verb == "install" else [])
@@ -123,18 +140,18 @@ def _universe(session: Any, repos: bool, local: list[str] = ()) -> Any:
     return universe
 
 
+@_serialised
 def recover_node(redpath: str, opts: Options) -> int:
     """`redwrap-dnf recover`: complete (or clean up after) an interrupted transaction of
     the node, under the family lock."""
     from redpak.pkg.lock import FamilyLock
-    from redpak.pkg.rpmdb import RPM_LOCK
     from redpak.pkg.session import open_session
     from redpak.pkg.stage import deletions_awaited
     from redpak.pkg.transaction import require_root
 
     require_root()
     session = open_session(redpath)
-    with RPM_LOCK, FamilyLock(session.root.path, opts.lock_timeout, on_wait=opts.warn), \
+    with FamilyLock(session.root.path, opts.lock_timeout, on_wait=opts.warn), \
             deletions_awaited():
         if not recover(session, opts):
             opts.out(f"Nothing to recover in {session.leaf.path}.")
@@ -339,29 +356,29 @@ def _matches(row: dict[str, Any], patterns: list[str]) -> bool:
     return any(fnmatch.fnmatchcase(n, p) for p in patterns for n in names)
 
 
+@_serialised
 def list_packages(redpath: str, which: str, patterns: list[str]) -> dict[str, list[dict]]:
     """Installed (with the owning node) and/or available packages matching `patterns`.
     `which` is installed, available or all."""
-    from redpak.pkg.rpmdb import RPM_LOCK
     from redpak.pkg.session import open_session
 
     session = open_session(redpath)
     out: dict[str, list[dict]] = {}
-    with RPM_LOCK:
-        if which in ("installed", "all"):
-            out["installed"] = sorted((r for r in _installed_rows(session)
-                                       if _matches(r, patterns)),
-                                      key=lambda r: (r["name"], r["arch"]))
-        if which in ("available", "all"):
-            universe = _universe(session, repos=True)
-            have = {(s.name, s.evr, s.arch) for s in universe.installed_repo.solvables}
-            rows = [_row_from_solvable(universe, s) for s in universe.available()
-                    if (s.name, s.evr, s.arch) not in have]
-            out["available"] = sorted((r for r in rows if _matches(r, patterns)),
-                                      key=lambda r: (r["name"], r["arch"], r["evr"]))
+    if which in ("installed", "all"):
+        out["installed"] = sorted((r for r in _installed_rows(session)
+                                   if _matches(r, patterns)),
+                                  key=lambda r: (r["name"], r["arch"]))
+    if which in ("available", "all"):
+        universe = _universe(session, repos=True)
+        have = {(s.name, s.evr, s.arch) for s in universe.installed_repo.solvables}
+        rows = [_row_from_solvable(universe, s) for s in universe.available()
+                if (s.name, s.evr, s.arch) not in have]
+        out["available"] = sorted((r for r in rows if _matches(r, patterns)),
+                                  key=lambda r: (r["name"], r["arch"], r["evr"]))
     return out
 
 
+@_serialised
 def info(redpath: str, which: str, patterns: list[str]) -> list[dict[str, Any]]:
     """Details of the packages `list_packages` would show; raises PackageError if none."""
     data = list_packages(redpath, which, patterns)
@@ -371,6 +388,7 @@ def info(redpath: str, which: str, patterns: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
+@_serialised
 def search(redpath: str, words: list[str]) -> list[dict[str, Any]]:
     """Packages (available or installed in the family) whose name or summary holds
     every word (case-insensitive)."""
@@ -386,6 +404,7 @@ def search(redpath: str, words: list[str]) -> list[dict[str, Any]]:
     return sorted(out, key=lambda r: (r["name"], r["arch"]))
 
 
+@_serialised
 def repolist(redpath: str, which: str = "enabled") -> list[dict[str, Any]]:
     """The family's repositories (enabled, disabled or all) and the node defining each."""
     from redpak.pkg.repos import read_repos
@@ -414,45 +433,44 @@ class Query:
     show: str = "nevra"                 # nevra, requires, provides, files
 
 
+@_serialised
 def repoquery(redpath: str, query: Query) -> list[dict[str, Any]]:
     """Packages matching a query, with what `query.show` asks for each."""
-    from redpak.pkg.rpmdb import RPM_LOCK
     from redpak.pkg.session import open_session
 
     session = open_session(redpath)
-    with RPM_LOCK:
-        universe = _universe(session, repos=not query.installed)
-        solv = universe.solv
-        if query.installed:
-            pool_set = [s for s in universe.installed_repo.solvables if s.id in universe.by_id]
-        else:
-            pool_set = universe.available()
-        if query.whatprovides:
-            wanted = {s.id for s in universe.select(query.whatprovides).solvables()}
-            pool_set = [s for s in pool_set if s.id in wanted]
-        if query.whatrequires:
-            targets = {s.id for s in universe.select(query.whatrequires).solvables()}
-            pool_set = [s for s in pool_set if any(
-                p.id in targets for dep in s.lookup_deparray(solv.SOLVABLE_REQUIRES)
-                for p in universe.pool.whatprovides(dep))]
-        rows = []
-        for s in pool_set:
-            row = _row_from_solvable(universe, s)
-            if not _matches(row, query.patterns):
-                continue
-            row["nevra"] = s.str()
-            if s.id in universe.by_id:
-                node = universe.node_of(s)
-                row["node"] = node.alias if node else "host"
-            if query.show == "requires":
-                row["requires"] = sorted({str(d) for d in
-                                          s.lookup_deparray(solv.SOLVABLE_REQUIRES)})
-            elif query.show == "provides":
-                row["provides"] = sorted({str(d) for d in
-                                          s.lookup_deparray(solv.SOLVABLE_PROVIDES)})
-            elif query.show == "files":
-                row["files"] = _files(universe, s)
-            rows.append(row)
+    universe = _universe(session, repos=not query.installed)
+    solv = universe.solv
+    if query.installed:
+        pool_set = [s for s in universe.installed_repo.solvables if s.id in universe.by_id]
+    else:
+        pool_set = universe.available()
+    if query.whatprovides:
+        wanted = {s.id for s in universe.select(query.whatprovides).solvables()}
+        pool_set = [s for s in pool_set if s.id in wanted]
+    if query.whatrequires:
+        targets = {s.id for s in universe.select(query.whatrequires).solvables()}
+        pool_set = [s for s in pool_set if any(
+            p.id in targets for dep in s.lookup_deparray(solv.SOLVABLE_REQUIRES)
+            for p in universe.pool.whatprovides(dep))]
+    rows = []
+    for s in pool_set:
+        row = _row_from_solvable(universe, s)
+        if not _matches(row, query.patterns):
+            continue
+        row["nevra"] = s.str()
+        if s.id in universe.by_id:
+            node = universe.node_of(s)
+            row["node"] = node.alias if node else "host"
+        if query.show == "requires":
+            row["requires"] = sorted({str(d) for d in
+                                      s.lookup_deparray(solv.SOLVABLE_REQUIRES)})
+        elif query.show == "provides":
+            row["provides"] = sorted({str(d) for d in
+                                      s.lookup_deparray(solv.SOLVABLE_PROVIDES)})
+        elif query.show == "files":
+            row["files"] = _files(universe, s)
+        rows.append(row)
     return sorted(rows, key=lambda r: r["nevra"])
 
 
@@ -469,59 +487,57 @@ def _files(universe: Any, s: Any) -> list[str]:
     return sorted(out)
 
 
+@_serialised
 def download(redpath: str, specs: list[str], destdir: str, resolve: bool,
              opts: Options) -> list[str]:
     """Download the newest available version of packages (and with `resolve`, the
     dependencies the node lacks) into `destdir`; returns the files written."""
-    import shutil
-
     from redpak.pkg.repos import fetch_package
-    from redpak.pkg.rpmdb import RPM_LOCK
     from redpak.pkg.session import open_session
 
     session = open_session(redpath)
     if not os.path.isdir(destdir):
-        raise PackageError(f"{destdir}: no such directory (create it, or choose another "
-                           "with --destdir)")
-    with RPM_LOCK:
-        universe = _universe(session, repos=True)
-        chosen: dict[int, Any] = {}
-        missing = []
-        for spec in specs:
-            best: dict[tuple[str, str], Any] = {}
-            for s in universe.select(spec).solvables():
-                if s.repo == universe.installed_repo:
-                    continue
-                key = (s.name, s.arch)
-                if key not in best or s.evrcmp(best[key]) > 0:
-                    best[key] = s
-            if not best:
-                missing.append(spec)
-            for s in best.values():
-                chosen[s.id] = s
-        if missing:
-            raise PackageError("no package matches " + ", ".join(f"'{m}'" for m in missing)
-                               + " in the enabled repositories")
-        if resolve:
-            plan = universe.plan_install([s.str() for s in chosen.values()])
-            for change in plan.changes:
-                if change.new is not None:
-                    chosen[change.new.id] = change.new
-        written = []
-        items = list(chosen.values())
-        for number, s in enumerate(items, 1):
-            opts.progress.item("Downloading", s.str(), number, len(items))
-            path, data = fetch_package(universe.repo_of(s), s)
-            dest = os.path.join(destdir, os.path.basename(path))
-            with open(dest, "wb") as f:     # the checked bytes, not the cache file again
-                f.write(data)
-            written.append(dest)
-        opts.progress.finish()
+        raise PackageError(f"{destdir}: no such directory (create it, or choose "
+                           "another with --destdir)")
+    universe = _universe(session, repos=True)
+    chosen: dict[int, Any] = {}
+    missing = []
+    for spec in specs:
+        best: dict[tuple[str, str], Any] = {}
+        for s in universe.select(spec).solvables():
+            if s.repo == universe.installed_repo:
+                continue
+            key = (s.name, s.arch)
+            if key not in best or s.evrcmp(best[key]) > 0:
+                best[key] = s
+        if not best:
+            missing.append(spec)
+        for s in best.values():
+            chosen[s.id] = s
+    if missing:
+        raise PackageError("no package matches " + ", ".join(f"'{m}'" for m in missing)
+                           + " in the enabled repositories")
+    if resolve:
+        plan = universe.plan_install([s.str() for s in chosen.values()])
+        for change in plan.changes:
+            if change.new is not None:
+                chosen[change.new.id] = change.new
+    written = []
+    items = list(chosen.values())
+    for number, s in enumerate(items, 1):
+        opts.progress.item("Downloading", s.str(), number, len(items))
+        path, data = fetch_package(universe.repo_of(s), s)
+        dest = os.path.join(destdir, os.path.basename(path))
+        with open(dest, "wb") as f:     # the checked bytes, not the cache file again
+            f.write(data)
+        written.append(dest)
+    opts.progress.finish()
     return written
 
 
 # --------------------------------------------------------------------------- nodes
 
+@_serialised
 def manager(redpath: str, alias: str | None, no_system_node: bool, template: str | None,
             template_admin: str | None, update: bool, opts: Options) -> int:
     """Create a node (and a system node in its parent directory unless told not to, or
