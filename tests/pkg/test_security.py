@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from pkghelp import add_repo, run, set_gpgcheck
+from pkghelp import add_repo, run, set_gpgcheck, spec
 
 from redpak.cli import redwrap_dnf
 
@@ -171,7 +171,6 @@ def test_a_package_swapped_in_the_cache_after_its_check_is_never_installed(
     A node swaps the downloaded package, once checked against the repository's checksum,
     for its own build of the same name, version and release (self-consistent digests;
     gpgcheck is off): what is installed is still the package that was checked."""
-    from conftest import spec
     from redpak.pkg import repos
 
     specs = tmp_path / "specs"
