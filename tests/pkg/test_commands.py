@@ -314,6 +314,10 @@ def test_repoquery_installed(family, cli) -> None:
     assert status == 0, err
     rows = json.loads(out)
     assert [(r["nevra"], r["node"]) for r in rows] == [("libfoo-1.0-1.noarch", "system")]
+    # An installed package's details come from its header, and it has a node, no repository
+    # (it was shown as "@commandline", with an empty summary and size 0).
+    assert rows[0]["summary"] == "redpak test package libfoo" and rows[0]["size"] > 0
+    assert rows[0]["node_path"] == str(family.system) and "repo" not in rows[0]
 
 
 @root_only
