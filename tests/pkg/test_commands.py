@@ -151,6 +151,29 @@ def test_install_local_rpm_file(family, built, cli) -> None:
 
 
 @root_only
+def test_install_local_rpm_by_relative_path(family, built, cli, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(built.rpms)
+    status, _, err = cli("--redpath", str(family.app), "install", "-y",
+                         "./conflictb-1.0-1.noarch.rpm")
+    assert status == 0, err
+    assert family.rpm_qa(family.app) == ["conflictb-1.0"]
+    # A path that is no package file is an error about that file, not "no package matches
+    # './x.rpm' in the enabled repositories".
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "dir.rpm").mkdir()
+    monkeypatch.chdir(tmp_path)
+    for spec, words in (("./missing-1.0-1.noarch.rpm", "no such file"),
+                        ("sub/missing.rpm", "no such file"),
+                        ("./notes.txt", "not a package file"),
+                        ("./dir.rpm", "not a package file")):
+        status, _, err = cli("--redpath", str(family.app), "install", "-y", spec)
+        assert status == 1
+        assert f"{spec}: {words}" in err and "no package matches" not in err
+    assert family.rpm_qa(family.app) == ["conflictb-1.0"]
+
+
+@root_only
 def test_install_already_installed_is_nothing_to_do(family, cli) -> None:
     assert cli("--redpath", str(family.app), "install", "-y", "conflictb")[0] == 0
     status, out, _ = cli("--redpath", str(family.app), "install", "-y", "conflictb")
