@@ -66,3 +66,28 @@ def dnf(*args: str, input: str | None = None, env: dict[str, str] | None = None,
     return subprocess.run([*DNF, *args], capture_output=True, text=True, input=input,
                           check=False, env=run_env, timeout=timeout,
                           stdin=None if input is not None else subprocess.DEVNULL)
+
+
+def spec(name: str, version: str = "1.0", *, requires: tuple[str, ...] = (),
+         conflicts: tuple[str, ...] = (), provides: tuple[str, ...] = (),
+         files: dict[str, str] | None = None, install: str = "", file_list: str = "",
+         scripts: str = "", summary: str = "", extra: str = "") -> str:
+    """A spec for a small noarch package writing `files` ({path: content})."""
+    files = files if files is not None else {f"/usr/share/{name}/{name}.txt": name}
+    lines = [f"Name: {name}", f"Version: {version}", "Release: 1",
+             f"Summary: {summary or 'redpak test package ' + name}", "License: MIT",
+             "BuildArch: noarch"]
+    lines += [f"Requires: {r}" for r in requires]
+    lines += [f"Conflicts: {c}" for c in conflicts]
+    lines += [f"Provides: {p}" for p in provides]
+    lines += [extra] if extra else []
+    body = ["%description", f"{name} for redpak tests", "%install"]
+    for path, content in files.items():
+        body.append(f"mkdir -p %{{buildroot}}{os.path.dirname(path)}")
+        body.append(f"printf '%s\\n' '{content}' > %{{buildroot}}{path}")
+    body.append(install)
+    body.append(scripts)
+    body.append("%files")
+    body.extend(files)
+    body.append(file_list)
+    return "\n".join(lines + body) + "\n"

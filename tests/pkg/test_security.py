@@ -171,7 +171,7 @@ def test_a_package_swapped_in_the_cache_after_its_check_is_never_installed(
     A node swaps the downloaded package, once checked against the repository's checksum,
     for its own build of the same name, version and release (self-consistent digests;
     gpgcheck is off): what is installed is still the package that was checked."""
-    from conftest import spec
+    from pkghelp import spec
     from redpak.pkg import repos
 
     specs = tmp_path / "specs"
