@@ -284,6 +284,9 @@ def test_list_available_info_search(family, cli) -> None:
     assert status == 0 and out.strip() == "foo.noarch : the foo program"
     status, _, err = cli("--redpath", str(family.app), "search", "zzzz-none")
     assert status == 1 and "zzzz-none" in err
+    # Quoted like every other "no package matches" message (a name with spaces is readable).
+    status, _, err = cli("--redpath", str(family.app), "info", "zzzz-none", "yyy")
+    assert status == 1 and "no package matches 'zzzz-none' 'yyy'" in err
 
 
 def test_repolist_leaf_wins_over_ancestor(family, built, cli) -> None:

@@ -384,7 +384,8 @@ def info(redpath: str, which: str, patterns: list[str]) -> list[dict[str, Any]]:
     data = list_packages(redpath, which, patterns)
     rows = data.get("installed", []) + data.get("available", [])
     if not rows:
-        raise PackageError(f"no package matches {' '.join(patterns) or 'anything'}")
+        raise PackageError("no package matches "
+                           + (" ".join(f"'{p}'" for p in patterns) or "anything"))
     return rows
 
 
