@@ -151,6 +151,29 @@ def test_install_local_rpm_file(family, built, cli) -> None:
 
 
 @root_only
+def test_install_local_rpm_by_relative_path(family, built, cli, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(built.rpms)
+    status, _, err = cli("--redpath", str(family.app), "install", "-y",
+                         "./conflictb-1.0-1.noarch.rpm")
+    assert status == 0, err
+    assert family.rpm_qa(family.app) == ["conflictb-1.0"]
+    # A path that is no package file is an error about that file, not "no package matches
+    # './x.rpm' in the enabled repositories".
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "dir.rpm").mkdir()
+    monkeypatch.chdir(tmp_path)
+    for spec, words in (("./missing-1.0-1.noarch.rpm", "no such file"),
+                        ("sub/missing.rpm", "no such file"),
+                        ("./notes.txt", "not a package file"),
+                        ("./dir.rpm", "not a package file")):
+        status, _, err = cli("--redpath", str(family.app), "install", "-y", spec)
+        assert status == 1
+        assert f"{spec}: {words}" in err and "no package matches" not in err
+    assert family.rpm_qa(family.app) == ["conflictb-1.0"]
+
+
+@root_only
 def test_install_already_installed_is_nothing_to_do(family, cli) -> None:
     assert cli("--redpath", str(family.app), "install", "-y", "conflictb")[0] == 0
     status, out, _ = cli("--redpath", str(family.app), "install", "-y", "conflictb")
@@ -261,6 +284,9 @@ def test_list_available_info_search(family, cli) -> None:
     assert status == 0 and out.strip() == "foo.noarch : the foo program"
     status, _, err = cli("--redpath", str(family.app), "search", "zzzz-none")
     assert status == 1 and "zzzz-none" in err
+    # Quoted like every other "no package matches" message (a name with spaces is readable).
+    status, _, err = cli("--redpath", str(family.app), "info", "zzzz-none", "yyy")
+    assert status == 1 and "no package matches 'zzzz-none' 'yyy'" in err
 
 
 def test_repolist_leaf_wins_over_ancestor(family, built, cli) -> None:
@@ -314,6 +340,10 @@ def test_repoquery_installed(family, cli) -> None:
     assert status == 0, err
     rows = json.loads(out)
     assert [(r["nevra"], r["node"]) for r in rows] == [("libfoo-1.0-1.noarch", "system")]
+    # An installed package's details come from its header, and it has a node, no repository
+    # (it was shown as "@commandline", with an empty summary and size 0).
+    assert rows[0]["summary"] == "redpak test package libfoo" and rows[0]["size"] > 0
+    assert rows[0]["node_path"] == str(family.system) and "repo" not in rows[0]
 
 
 @root_only

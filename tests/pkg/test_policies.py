@@ -132,7 +132,13 @@ def test_repo_file_parsing(tmp_path: Path) -> None:
     ("[a]\nbaseurl=file:///x/$releasever\n", ["$releasever", "unknown variable"]),
     ("[a b]\nbaseurl=file:///x\n", ["not a valid repository id"]),
     ("[a]\nbaseurl=file:///x\ngpgcheck=perhaps\n", ["gpgcheck", "not a boolean"]),
-    ("[a]\nbaseurl=file:///x\n[a]\nbaseurl=file:///y\n", ["not a valid repository file"]),
+    ("[a]\nbaseurl=file:///x\n[a]\nbaseurl=file:///y\n", ["x.repo:3:", "[a]", "twice"]),
+    # Syntax errors: the line number and the line, not configparser's wording.
+    ("[a]\nbaseurl=file:///x\nthis is junk\n", ["x.repo:3:", "'this is junk'",
+                                                 "not KEY=VALUE"]),
+    ("[a\nbaseurl=file:///x\n", ["x.repo:1:", "'[a'", "missing ']'"]),
+    ("# c\nbaseurl=file:///x\n[a]\n", ["x.repo:2:", "outside any section"]),
+    ("[a]\nbaseurl=file:///x\nname=1\nname=2\n", ["x.repo:4:", "name", "twice"]),
 ])
 def test_repo_file_errors_name_file_and_key(tmp_path: Path, text: str,
                                             words: list[str]) -> None:
@@ -143,6 +149,7 @@ def test_repo_file_errors_name_file_and_key(tmp_path: Path, text: str,
     for word in words:
         assert word in str(err.value)
     assert str(path) in str(err.value)
+    assert "\n" not in str(err.value) and "[line" not in str(err.value)
 
 
 def test_digest_check() -> None:

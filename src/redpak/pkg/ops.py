@@ -384,7 +384,8 @@ def info(redpath: str, which: str, patterns: list[str]) -> list[dict[str, Any]]:
     data = list_packages(redpath, which, patterns)
     rows = data.get("installed", []) + data.get("available", [])
     if not rows:
-        raise PackageError(f"no package matches {' '.join(patterns) or 'anything'}")
+        raise PackageError("no package matches "
+                           + (" ".join(f"'{p}'" for p in patterns) or "anything"))
     return rows
 
 
@@ -455,13 +456,17 @@ def repoquery(redpath: str, query: Query) -> list[dict[str, Any]]:
             for p in universe.pool.whatprovides(dep))]
     rows = []
     for s in pool_set:
-        row = _row_from_solvable(universe, s)
+        if s.id in universe.by_id:
+            # An installed package: its header's details and its node, not a repository.
+            node = universe.node_of(s)
+            row = _row_from_header(universe.by_id[s.id].hdr) | {
+                "node": node.alias if node else "host",
+                "node_path": node.path if node else None}
+        else:
+            row = _row_from_solvable(universe, s)
         if not _matches(row, query.patterns):
             continue
         row["nevra"] = s.str()
-        if s.id in universe.by_id:
-            node = universe.node_of(s)
-            row["node"] = node.alias if node else "host"
         if query.show == "requires":
             row["requires"] = sorted({str(d) for d in
                                       s.lookup_deparray(solv.SOLVABLE_REQUIRES)})

@@ -101,8 +101,7 @@ def parse_repo_file(path: str, node: NodeRef) -> list[RepoConfig]:
     try:
         parser.read_string(text, source=path)
     except configparser.Error as err:
-        msg = str(err).replace("\n", " ")
-        raise PackageError(f"{path}: not a valid repository file: {msg}") from err
+        raise PackageError(_syntax_error(path, text, err)) from err
     lines = _section_lines(text)
     out = []
     for section in parser.sections():
@@ -136,6 +135,35 @@ def parse_repo_file(path: str, node: NodeRef) -> list[RepoConfig]:
             gpgcheck=_flag(opts, "gpgcheck", False, where, section), gpgkeys=keys,
             file=path, line=line, node=node, priority=priority))
     return out
+
+
+def _syntax_error(path: str, text: str, err: Exception) -> str:
+    """One message naming the file, the line and what to write instead."""
+    import configparser
+
+    lines = text.splitlines()
+
+    def bad(lineno: int) -> str:
+        line = lines[lineno - 1].strip() if 0 < lineno <= len(lines) else ""
+        if line.startswith("["):
+            return f"{path}:{lineno}: {line!r} is not a [repository-id] line (missing ']'?)"
+        return (f"{path}:{lineno}: {line!r} is not KEY=VALUE (nor a [repository-id] line, "
+                "a comment or an indented continuation)")
+
+    if isinstance(err, configparser.MissingSectionHeaderError):
+        if err.line.lstrip().startswith("["):
+            return bad(err.lineno)
+        return (f"{path}:{err.lineno}: {err.line.strip()!r} is outside any section "
+                "(start the file with a [repository-id] line)")
+    if isinstance(err, configparser.DuplicateSectionError):
+        return (f"{path}:{err.lineno}: [{err.section}] is defined twice in this file "
+                "(keep one)")
+    if isinstance(err, configparser.DuplicateOptionError):
+        return (f"{path}:{err.lineno}: [{err.section}] {err.option}: given twice "
+                "(keep one)")
+    if isinstance(err, configparser.ParsingError) and err.errors:
+        return bad(err.errors[0][0])
+    return f"{path}: not a valid repository file: {str(err).replace(chr(10), ' ')}"
 
 
 def _flag(opts: Any, key: str, default: bool, where: str, section: str) -> bool:

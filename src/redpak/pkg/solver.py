@@ -183,6 +183,7 @@ class Universe:
         """Add the package files among `specs` (paths ending in .rpm) before finish()."""
         for spec in specs:
             if not is_local_rpm(spec):
+                _check_not_a_path(spec)
                 continue
             if self._cmdline is None:
                 self._cmdline = self.pool.add_repo("@commandline")
@@ -545,6 +546,17 @@ class Universe:
 def is_local_rpm(spec: str) -> bool:
     """True when a package spec names a package file rather than a package."""
     return spec.endswith(".rpm") and os.path.isfile(spec)
+
+
+def _check_not_a_path(spec: str) -> None:
+    """A spec written as a file path (`./x.rpm`, `dir/x.rpm`, `../x`) that is no package
+    file is an error about that file, not a package name no repository matches."""
+    if not (spec.startswith(("./", "../")) or (spec.endswith(".rpm") and "/" in spec)):
+        return
+    if not os.path.lexists(spec):
+        raise PackageError(f"{spec}: no such file (give the path of an .rpm package file)")
+    if not spec.endswith(".rpm") or not os.path.isfile(spec):
+        raise PackageError(f"{spec}: not a package file (give the path of an .rpm file)")
 
 
 def _no_match(specs: list[str], where: str, hint: str = "") -> str:
