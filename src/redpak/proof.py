@@ -32,6 +32,7 @@ import stat
 import sys
 
 from redpak.errors import PackageError, RedpakError
+from redpak.pkg.rpmdb import serialised
 from redpak.record import asdict, record
 
 TYPE_CHECKING = False  # typing costs ~2 ms at start: for annotations only
@@ -601,6 +602,7 @@ def finish_check(args: Any, paths: list[str], problems: list[dict[str, str]],
 
 # --------------------------------------------------------------------------- one transaction
 
+@serialised
 def prove_transaction(redpath: str, verb: str, specs: list[str],
                       out: Any = print) -> int:
     """`redwrap-dnf --proof VERB PKG...`: resolve the request against the node's repos
@@ -609,7 +611,6 @@ def prove_transaction(redpath: str, verb: str, specs: list[str],
     database. Returns 0 when possible; raises PackageError saying why when not."""
     from redpak.pkg.ops import summary
     from redpak.pkg.repos import read_repos
-    from redpak.pkg.rpmdb import RPM_LOCK
     from redpak.pkg.session import descendants, open_session
     from redpak.pkg.solver import Universe
 
@@ -622,20 +623,19 @@ def prove_transaction(redpath: str, verb: str, specs: list[str],
     if journal.read(session.leaf.path) is not None:
         out(f"note: an earlier transaction in node {session.leaf.describe()} was "
             "interrupted; the real command cleans it up first (this proof does not)")
-    with RPM_LOCK:
-        universe = Universe(session)
-        universe.add_family()
-        if verb != "remove":
-            universe.add_repos(read_repos(session))
-        universe.add_local_rpms(specs if verb == "install" else [])
-        universe.finish()
-        try:
-            plan = getattr(universe, f"plan_{verb}")(specs)
-            if not plan.empty:
-                universe.check_descendants(plan, descendants(session))
-        except PackageError as err:
-            raise PackageError(f"proof: {request} in node {session.leaf.describe()} is "
-                               f"NOT possible:\n{err}") from err
+    universe = Universe(session)
+    universe.add_family()
+    if verb != "remove":
+        universe.add_repos(read_repos(session))
+    universe.add_local_rpms(specs if verb == "install" else [])
+    universe.finish()
+    try:
+        plan = getattr(universe, f"plan_{verb}")(specs)
+        if not plan.empty:
+            universe.check_descendants(plan, descendants(session))
+    except PackageError as err:
+        raise PackageError(f"proof: {request} in node {session.leaf.describe()} is "
+                           f"NOT possible:\n{err}") from err
     for note in plan.notes:
         out(note)
     if plan.empty:

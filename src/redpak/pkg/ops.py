@@ -12,7 +12,6 @@ PackageError (or the NodeError/ConfigError/MergeError of loading the family).
 from __future__ import annotations
 
 import fnmatch
-import functools
 import os
 import sys
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from collections.abc import Callable
 from redpak.errors import PackageError
 from redpak.pkg.lock import DEFAULT_TIMEOUT
 from redpak.pkg.progress import Progress
-from redpak.pkg.rpmdb import RPM_LOCK
+from redpak.pkg.rpmdb import serialised
 from redpak.record import field, record
 
 TYPE_CHECKING = False  # typing costs ~2 ms at start: for annotations only
@@ -55,36 +54,25 @@ class Options:
 
 # --------------------------------------------------------------------------- changes
 
-def _serialised(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Run a command under RPM_LOCK, its imports and config reads included: librpm
-    chroots the whole process while it writes, so another thread would find neither the
-    node's files nor redpak's modules meanwhile."""
-    @functools.wraps(func)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        with RPM_LOCK:
-            return func(*args, **kwargs)
-    return run
-
-
-@_serialised
+@serialised
 def install(redpath: str, specs: list[str], opts: Options) -> int:
     """Install packages (with their dependencies) into the node."""
     return _change(redpath, "install", specs, opts)
 
 
-@_serialised
+@serialised
 def remove(redpath: str, specs: list[str], opts: Options) -> int:
     """Remove packages of the node (and the node's packages that need them)."""
     return _change(redpath, "remove", specs, opts)
 
 
-@_serialised
+@serialised
 def upgrade(redpath: str, specs: list[str], opts: Options) -> int:
     """Upgrade the node's packages (all of them without specs)."""
     return _change(redpath, "upgrade", specs, opts)
 
 
-@_serialised
+@serialised
 def reinstall(redpath: str, specs: list[str], opts: Options) -> int:
     """Reinstall the node's packages from the repositories."""
     return _change(redpath, "reinstall", specs, opts)
@@ -140,7 +128,7 @@ def _universe(session: Any, repos: bool, local: list[str] = ()) -> Any:
     return universe
 
 
-@_serialised
+@serialised
 def recover_node(redpath: str, opts: Options) -> int:
     """`redwrap-dnf recover`: complete (or clean up after) an interrupted transaction of
     the node, under the family lock."""
@@ -356,7 +344,7 @@ def _matches(row: dict[str, Any], patterns: list[str]) -> bool:
     return any(fnmatch.fnmatchcase(n, p) for p in patterns for n in names)
 
 
-@_serialised
+@serialised
 def list_packages(redpath: str, which: str, patterns: list[str]) -> dict[str, list[dict]]:
     """Installed (with the owning node) and/or available packages matching `patterns`.
     `which` is installed, available or all."""
@@ -378,7 +366,7 @@ def list_packages(redpath: str, which: str, patterns: list[str]) -> dict[str, li
     return out
 
 
-@_serialised
+@serialised
 def info(redpath: str, which: str, patterns: list[str]) -> list[dict[str, Any]]:
     """Details of the packages `list_packages` would show; raises PackageError if none."""
     data = list_packages(redpath, which, patterns)
@@ -389,7 +377,7 @@ def info(redpath: str, which: str, patterns: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
-@_serialised
+@serialised
 def search(redpath: str, words: list[str]) -> list[dict[str, Any]]:
     """Packages (available or installed in the family) whose name or summary holds
     every word (case-insensitive)."""
@@ -405,7 +393,7 @@ def search(redpath: str, words: list[str]) -> list[dict[str, Any]]:
     return sorted(out, key=lambda r: (r["name"], r["arch"]))
 
 
-@_serialised
+@serialised
 def repolist(redpath: str, which: str = "enabled") -> list[dict[str, Any]]:
     """The family's repositories (enabled, disabled or all) and the node defining each."""
     from redpak.pkg.repos import read_repos
@@ -434,7 +422,7 @@ class Query:
     show: str = "nevra"                 # nevra, requires, provides, files
 
 
-@_serialised
+@serialised
 def repoquery(redpath: str, query: Query) -> list[dict[str, Any]]:
     """Packages matching a query, with what `query.show` asks for each."""
     from redpak.pkg.session import open_session
@@ -492,7 +480,7 @@ def _files(universe: Any, s: Any) -> list[str]:
     return sorted(out)
 
 
-@_serialised
+@serialised
 def download(redpath: str, specs: list[str], destdir: str, resolve: bool,
              opts: Options) -> list[str]:
     """Download the newest available version of packages (and with `resolve`, the
@@ -542,7 +530,7 @@ def download(redpath: str, specs: list[str], destdir: str, resolve: bool,
 
 # --------------------------------------------------------------------------- nodes
 
-@_serialised
+@serialised
 def manager(redpath: str, alias: str | None, no_system_node: bool, template: str | None,
             template_admin: str | None, update: bool, opts: Options) -> int:
     """Create a node (and a system node in its parent directory unless told not to, or

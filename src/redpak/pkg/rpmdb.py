@@ -13,9 +13,11 @@ hold RPM_LOCK around anything that drives it (ops.py does, for a whole command).
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import threading
+from collections.abc import Callable
 
 from redpak.errors import PackageError
 
@@ -28,6 +30,17 @@ DB_FILE = "rpmdb.sqlite"
 
 RPM_LOCK = threading.RLock()
 """Serialises librpm use inside one process (librpm is not thread-safe)."""
+
+
+def serialised(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a package command under RPM_LOCK, its imports and config reads included:
+    librpm chroots the whole process while it writes, so another thread would find
+    neither the node's files nor redpak's modules meanwhile."""
+    @functools.wraps(func)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with RPM_LOCK:
+            return func(*args, **kwargs)
+    return run
 
 RPMSENSE_LESS = 1 << 1
 RPMSENSE_GREATER = 1 << 2

@@ -59,14 +59,10 @@ def open_session(redpath: str) -> Session:
     ConfigError, MergeError (e.g. a node not Enable) or ExpandError."""
     from redpak.expand import family_config
     from redpak.node import load_family
-    from redpak.pkg.rpmdb import RPM_LOCK
 
-    # librpm chroots the whole process while it writes a node: another thread's
-    # transaction must not run while the configs are read by path
-    with RPM_LOCK:
-        nodes = load_family(redpath)
-        expanded = family_config(nodes, True, os.environ, os.getuid(), os.getgid(),
-                                 os.getpid()).family
+    nodes = load_family(redpath)
+    expanded = family_config(nodes, True, os.environ, os.getuid(), os.getgid(),
+                             os.getpid()).family
     family = tuple(NodeRef(n.path, n.alias) for n in nodes)
     gpg = expanded.gpgcheck
     gpgcheck = bool(gpg is not None and gpg.value)
