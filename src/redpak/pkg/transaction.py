@@ -62,8 +62,7 @@ class Item:
     repo: Any = None                # repos.LoadedRepo, None for a local file
     hdr: Any = None
     fd: int = -1
-    downloaded: bool = False
-    cache_path: str = ""            # a downloaded package's file in the cache
+    cache_path: str = ""            # a downloaded package's file in the cache ("": local)
     private_fd: int = -1            # the memory file holding its checked bytes
 
     @property
@@ -106,7 +105,7 @@ def execute(universe: Universe, plan: Plan, progress: Progress, command: str,
         for it in items:
             if it.private_fd >= 0:
                 os.close(it.private_fd)
-            if it.downloaded:
+            if it.cache_path:
                 try:
                     os.unlink(it.cache_path)
                 except OSError:
@@ -127,7 +126,7 @@ def _fetch(universe: Universe, plan: Plan, progress: Progress, items: list[Item]
         repo = universe.repo_of(s)
         progress.item("Downloading", s.str(), number, len(new))
         path, data = fetch_package(repo, s)
-        item = Item(change, path, repo, downloaded=True, cache_path=path)
+        item = Item(change, path, repo, cache_path=path)
         items.append(item)
         # librpm reads the checked bytes, never the cache file again (a running node may
         # write the cache: it could swap the file between the check and the install)
