@@ -21,6 +21,13 @@ def redconf(tmp_path: Path, *args) -> subprocess.CompletedProcess:
     return proc
 
 
+def stock_family(tmp_path: Path) -> None:
+    """sys (root) -> plat -> app (leaves), made by `redconf create` with the templates."""
+    for args in (["-r", "sys"], ["-l", "-a", "plat", "sys/plat"],
+                 ["-l", "-a", "app", "sys/plat/app"]):
+        assert redconf(tmp_path, "create", *args).returncode == 0
+
+
 @pytest.mark.parametrize("value", ["NOVALUE", "=x"])
 def test_compile_malformed_env_is_a_usage_error(tmp_path, value):
     assert redconf(tmp_path, "create", "--root", "sys").returncode == 0
@@ -67,9 +74,7 @@ def test_create_root_inside_a_family_warns(tmp_path, model):
 def test_mergeconfig_of_a_stock_family_prints_overrides_as_info(tmp_path):
     # A child's own rpmdir (node-local, documented as an override, "info") is no fault:
     # a stock three-level family shows no warning, and the overrides still name origins.
-    for args in (["-r", "sys"], ["-l", "-a", "plat", "sys/plat"],
-                 ["-l", "-a", "app", "sys/plat/app"]):
-        assert redconf(tmp_path, "create", *args).returncode == 0
+    stock_family(tmp_path)
     r = redconf(tmp_path, "mergeconfig", "--expand", "sys/plat/app")
     assert r.returncode == 0, r.stderr
     lines = r.stderr.splitlines()
@@ -81,9 +86,7 @@ def test_mergeconfig_of_a_stock_family_prints_overrides_as_info(tmp_path):
 def test_mergeconfig_without_expand_keeps_each_nodes_own_mounts(tmp_path):
     # Without --expand the family is merged as written, but each node's $NODE_ALIAS is its
     # own: app's /nodes/$NODE_ALIAS/usr is not a redefinition of plat's (issue 8).
-    for args in (["-r", "sys"], ["-l", "-a", "plat", "sys/plat"],
-                 ["-l", "-a", "app", "sys/plat/app"]):
-        assert redconf(tmp_path, "create", *args).returncode == 0
+    stock_family(tmp_path)
     r = redconf(tmp_path, "--json", "mergeconfig", "sys/plat/app")
     assert r.returncode == 0, r.stderr
     assert "cannot redefine" not in r.stderr and "warning:" not in r.stderr, r.stderr

@@ -433,8 +433,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             args = None                      # the whole parser says what is wrong
         if args is not None and args.op != word:
             args = None
-    parser = build_parser() if args is None else None
+    parser = None           # the whole parser, built only when needed
     if args is None:
+        parser = build_parser()
         args = parser.parse_args(argv)
 
     def error(message: str) -> None:     # with the usage line of the command
