@@ -462,9 +462,8 @@ def _userdb(which: str, ident: Identity, uid: int, gid: int) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def _environ(fam: FamilyConfig, mounts: tuple[Mount, ...] = (),
-             kind_of: Callable[[str], str] = lambda _p: "dir", out: _Out | None = None
-             ) -> tuple[EnvOp, ...]:
+def _environ(fam: FamilyConfig, mounts: tuple[Mount, ...], kind_of: Callable[[str], str],
+             out: _Out) -> tuple[EnvOp, ...]:
     ops: list[EnvOp] = []
     for sourced in fam.environ:
         entry = sourced.value
@@ -502,7 +501,7 @@ def _host_path(mounts: tuple[Mount, ...], target: str) -> str | None:
 
 
 def _existing_dirs(parts: list[str], mounts: tuple[Mount, ...],
-                   kind_of: Callable[[str], str], out: _Out | None) -> list[str]:
+                   kind_of: Callable[[str], str], out: _Out) -> list[str]:
     """The ldpath entries whose directory exists: the dynamic loader looks in every entry
     for every library of every program started in the node, and a missing one costs ~30
     µs per exec (the stock leaf template names usr/lib and usr/lib64 of a node holding no
@@ -512,8 +511,7 @@ def _existing_dirs(parts: list[str], mounts: tuple[Mount, ...],
     for entry in parts:
         host = _host_path(mounts, os.path.normpath(entry)) if entry.startswith("/") else None
         if host is not None and kind_of(host) == "missing":
-            if out is not None:
-                out.absent.append(host)
+            out.absent.append(host)
         else:
             kept.append(entry)
     return kept
